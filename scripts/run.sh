@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs the bridge on bridge.yaml with a local Kafka broker, from a fresh machine:
+# builds the bridge, installs and starts Tansu (unless KAFKA_BOOTSTRAP names a cluster), creates
+# the example topics, prints how to try it, and runs until Ctrl-C.
+# Usage: scripts/run.sh [config]   (default: bridge.yaml)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/broker.sh
+config="${1:-bridge.yaml}"
+
+echo "==> building kafka-ws-bridge (release)"
+cargo build --release --quiet
+bridge=target/release/kafka-ws-bridge
+
+if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
+  ensure_tansu
+  port=9092
+  if port_open "$port"; then
+    port="$(free_port)"
+    echo "==> port 9092 is taken; starting the local broker on $port instead"
+  fi
+  start_broker "$PWD/.local/tansu" "$port"
+  trap stop_broker EXIT
+  echo "==> Tansu broker at $KAFKA_BOOTSTRAP (data in .local/tansu, kept between runs)"
+else
+  echo "==> using the Kafka cluster at $KAFKA_BOOTSTRAP"
+fi
+
+"$bridge" check --config "$config"
+echo "==> creating the topics of $config"
+"$bridge" create-topics --config "$config"
+
+ws_port="$(sed -n 's/^  listen: .*:\([0-9][0-9]*\)$/\1/p' "$config" | head -n 1)"
+metrics_port="$(sed -n '/^metrics:/,/^[a-z]/s/^  listen: .*:\([0-9][0-9]*\)$/\1/p' "$config" | head -n 1)"
+cat <<MSG
+
+==> kafka-ws-bridge is starting
+    WebSocket:  ws://localhost:${ws_port:-8080}/ws
+    Demo page:  http://localhost:${ws_port:-8080}/   (when server.demo_page is true)
+    Metrics:    http://localhost:${metrics_port:-9464}/metrics   Ready: http://localhost:${metrics_port:-9464}/readyz
+
+    Try it from any browser tab's developer console (subscribe, publish, see both):
+      const ws = new WebSocket("ws://localhost:${ws_port:-8080}/ws");
+      ws.onmessage = (e) => console.log(JSON.parse(e.data));
+      ws.onopen = () => {
+        ws.send(JSON.stringify({ type: "subscribe", id: "s1", channel: "transfers" }));
+        ws.send(JSON.stringify({ type: "publish", id: "p1", channel: "new-transfers", data: { from: "A-1", to: "A-2", amount: 25 } }));
+      };
+    You get `subscribed`, then the `ack` of your publish, then the `message` it became on the transfers feed.
+
+MSG
+"$bridge" run --config "$config"

@@ -1,0 +1,233 @@
+//! Builds the whole bridge from a validated [`Plan`], runs it, and shuts it down in order:
+//! stop accepting → stop reading client frames → answer every in-flight publish → close
+//! sessions with 1001 → stop the consumer (committing offsets) → flush the producer — all
+//! within `server.shutdown_timeout_ms`.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{Authenticator, SetupError};
+use crate::config::Plan;
+use crate::hub::Hub;
+use crate::inbound::Inbound;
+use crate::kafka::{self, ConsumerHandle, KafkaStatus, Producer};
+use crate::metrics::Metrics;
+use crate::ops::{self, OpsContext};
+use crate::outbound::Outbound;
+use crate::outbox::Close;
+use crate::server;
+use crate::ws::{self, WsContext};
+
+/// Why the bridge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Kafka(#[from] kafka::StartError),
+    #[error("authentication: {0}")]
+    Auth(#[from] SetupError),
+}
+
+/// The two listeners, bound before starting so that callers (tests) may bind port 0.
+pub struct Listeners {
+    pub ws: TcpListener,
+    pub metrics: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of the plan.
+    pub async fn bind(plan: &Plan) -> Result<Self, StartError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        Ok(Listeners {
+            ws: bind(plan.listen).await?,
+            metrics: bind(plan.metrics_listen).await?,
+        })
+    }
+}
+
+/// A running bridge.
+pub struct Bridge {
+    pub ws_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    stop: CancellationToken,
+    supervisor: JoinHandle<()>,
+}
+
+impl Bridge {
+    /// Starts the graceful shutdown and waits for it to finish.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if let Err(e) = self.supervisor.await {
+            tracing::error!(error = %e, "shutdown task failed");
+        }
+    }
+
+    /// Waits for `signal`, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) {
+        signal.await;
+        self.shutdown().await;
+    }
+}
+
+/// Everything [`Bridge`] tears down on shutdown.
+struct Parts {
+    ws: Arc<WsContext>,
+    consumer: Option<ConsumerHandle>,
+    producer: Option<Producer>,
+    ops_stop: CancellationToken,
+    shutdown_timeout: Duration,
+}
+
+/// Builds and starts every part of the bridge.
+pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartError> {
+    let config = &plan.config;
+    let channel_names: Vec<&str> = config.channels.iter().map(|c| c.name.as_str()).collect();
+    let topics: Vec<&str> = config.channels.iter().map(|c| c.topic.as_str()).collect();
+    let inbound_names: Vec<&str> = config.inbound.iter().map(|i| i.channel.as_str()).collect();
+    let metrics = Arc::new(Metrics::new(&channel_names, &topics, &inbound_names));
+    let status = Arc::new(KafkaStatus::new(metrics.clone()));
+    let auth = Authenticator::from_plan(&plan)?;
+
+    let hub = Arc::new(Hub::new(&config.channels, |name| metrics.channel(name)));
+    let outbound = Arc::new(Outbound::new(&config.channels, hub.clone(), &metrics));
+    let producer = if config.inbound.is_empty() {
+        None
+    } else {
+        Some(Producer::new(&plan, status.clone())?)
+    };
+    let inbound = Arc::new(Inbound::new(&config.inbound, producer.clone(), &metrics));
+    let consumer = if config.channels.is_empty() {
+        None
+    } else {
+        let topics = outbound.topics();
+        Some(kafka::start_consumer(
+            &plan,
+            topics,
+            outbound,
+            status.clone(),
+        )?)
+    };
+
+    let ws_ctx = Arc::new(WsContext::new(
+        &plan,
+        hub.clone(),
+        inbound,
+        metrics.clone(),
+        auth,
+    ));
+    let ops_ctx = Arc::new(OpsContext::new(&plan, metrics, status, hub, ws_ctx.clone()));
+    let ws_addr = local_addr(&listeners.ws)?;
+    let metrics_addr = local_addr(&listeners.metrics)?;
+    tokio::spawn(server::serve(
+        listeners.ws,
+        warp::service(ws::routes(ws_ctx.clone())),
+        ws_ctx.accepting.clone(),
+    ));
+    let ops_stop = CancellationToken::new();
+    tokio::spawn(server::serve(
+        listeners.metrics,
+        warp::service(ops::routes(ops_ctx)),
+        ops_stop.clone(),
+    ));
+    tracing::info!(
+        instance = %config.instance_id,
+        group = %plan.group_id(),
+        ws = %format!("ws://{ws_addr}{}", config.server.ws_path),
+        metrics = %format!("http://{metrics_addr}/metrics"),
+        channels = config.channels.len(),
+        inbound = config.inbound.len(),
+        "bridge started"
+    );
+
+    let parts = Parts {
+        ws: ws_ctx,
+        consumer,
+        producer,
+        ops_stop,
+        shutdown_timeout: Duration::from_millis(config.server.shutdown_timeout_ms),
+    };
+    let stop = CancellationToken::new();
+    let supervisor = tokio::spawn(supervise(parts, stop.clone()));
+    Ok(Bridge {
+        ws_addr,
+        metrics_addr,
+        stop,
+        supervisor,
+    })
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
+
+async fn supervise(parts: Parts, stop: CancellationToken) {
+    stop.cancelled().await;
+    let started = Instant::now();
+    let deadline = started + parts.shutdown_timeout;
+    let ws = &parts.ws;
+    tracing::info!(sessions = ws.sessions.len(), "shutting down");
+
+    ws.accepting.cancel();
+    ws.draining.cancel();
+    ws.publishes.close();
+    if tokio::time::timeout_at(deadline.into(), ws.publishes.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown deadline reached with publishes still waiting for kafka");
+    }
+    ws.sessions.close_all(Close {
+        code: 1001,
+        reason: "server shutting down",
+        drain: true,
+    });
+    ws.session_tasks.close();
+    if tokio::time::timeout_at(deadline.into(), ws.session_tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            sessions = ws.sessions.len(),
+            "shutdown deadline reached with sessions still closing"
+        );
+    }
+    let consumer = parts.consumer;
+    let producer = parts.producer;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let blocking = tokio::task::spawn_blocking(move || {
+        if let Some(consumer) = consumer {
+            consumer.stop();
+        }
+        if let Some(producer) = producer {
+            if let Err(e) = producer.flush(remaining) {
+                tracing::warn!(error = %e, in_flight = producer.in_flight(), "producer flush incomplete");
+            }
+        }
+    });
+    let remaining = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+    if tokio::time::timeout(remaining, blocking).await.is_err() {
+        tracing::warn!("shutdown deadline reached while stopping kafka clients");
+    }
+    parts.ops_stop.cancel();
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "shutdown complete"
+    );
+}

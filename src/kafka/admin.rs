@@ -1,0 +1,60 @@
+//! `kafka-ws-bridge create-topics`: creates every topic the config reads or writes, so a new
+//! deployment (or the local example) can start from an empty cluster. Existing topics are
+//! left as they are.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::{client_config, Client};
+use crate::config::Plan;
+
+/// What happened to one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicOutcome {
+    Created,
+    AlreadyExists,
+    Failed(String),
+}
+
+/// Creates the topics of every channel and inbound entry.
+pub async fn create_topics(
+    plan: &Plan,
+    partitions: i32,
+    replication: i32,
+) -> Result<Vec<(String, TopicOutcome)>, String> {
+    let topics: BTreeSet<&str> = plan
+        .config
+        .channels
+        .iter()
+        .map(|c| c.topic.as_str())
+        .chain(plan.config.inbound.iter().map(|i| i.topic.as_str()))
+        .collect();
+    let admin: AdminClient<DefaultClientContext> = client_config(plan, Client::Producer, &[])
+        .create()
+        .map_err(|e| e.to_string())?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&new, &options)
+        .await
+        .map_err(|e| format!("cannot reach kafka: {e}"))?;
+    Ok(results
+        .into_iter()
+        .map(|result| match result {
+            Ok(topic) => (topic, TopicOutcome::Created),
+            Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                (topic, TopicOutcome::AlreadyExists)
+            }
+            Err((topic, code)) => (topic, TopicOutcome::Failed(code.to_string())),
+        })
+        .collect())
+}

@@ -1,0 +1,193 @@
+//! The outbound consumer: one per instance, group `<prefix>.<instance_id>`, subscribed to every
+//! channel's topic. It runs on its own OS thread, polling librdkafka and handing each record
+//! to the [`RecordSink`] synchronously — routing never waits (queues are non-blocking), so the
+//! thread needs no async runtime and adds no per-record task overhead.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::TopicPartitionList;
+
+use super::status::{KafkaStatus, Role};
+use super::{consumer_config, Record, StartError};
+use crate::config::Plan;
+
+/// Receives every consumed record, on the consumer thread. Must not block.
+pub trait RecordSink: Send + Sync + 'static {
+    fn record(&self, record: &Record<'_>);
+}
+
+/// librdkafka callbacks of both clients: forwarded to tracing and to [`KafkaStatus`].
+pub(super) struct BridgeContext {
+    pub(super) role: Role,
+    pub(super) status: Arc<KafkaStatus>,
+}
+
+impl ClientContext for BridgeContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", client = ?self.role, facility, "{message}")
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", client = ?self.role, facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", client = ?self.role, facility, "{message}")
+            }
+        }
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        self.status.on_stats(self.role, &statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.status.on_error(self.role, &error, reason);
+    }
+}
+
+impl ConsumerContext for BridgeContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let partitions = |list: &TopicPartitionList| {
+            list.elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect::<Vec<_>>()
+        };
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(partitions = list.count(), "partitions assigned");
+                self.status.on_assign(partitions(list));
+            }
+            Rebalance::Revoke(list) => {
+                tracing::info!(partitions = list.count(), "partitions revoked");
+                self.status.on_revoke(partitions(list));
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "consumer rebalance failed"),
+        }
+    }
+}
+
+/// The running consumer thread.
+pub struct ConsumerHandle {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ConsumerHandle {
+    /// Stops polling, commits the offsets of the records handed out, leaves the group and
+    /// waits for the thread. Blocking: call from a blocking context.
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the consumer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for ConsumerHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// How long one poll waits for a record; bounds how fast the thread notices a stop.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Creates the consumer, subscribes to `topics` and starts the polling thread.
+pub fn start_consumer(
+    plan: &Plan,
+    topics: Vec<String>,
+    sink: Arc<dyn RecordSink>,
+    status: Arc<KafkaStatus>,
+) -> Result<ConsumerHandle, StartError> {
+    let consumer: BaseConsumer<BridgeContext> =
+        consumer_config(plan).create_with_context(BridgeContext {
+            role: Role::Consumer,
+            status: status.clone(),
+        })?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&names)
+        .map_err(|source| StartError::Subscribe {
+            topics: topics.clone(),
+            source,
+        })?;
+    status.register(Role::Consumer);
+    status.set_topics(topics);
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("kafka-consumer".into())
+        .spawn(move || poll_loop(consumer, sink, stop_flag))?;
+    Ok(ConsumerHandle {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn poll_loop(
+    consumer: BaseConsumer<BridgeContext>,
+    sink: Arc<dyn RecordSink>,
+    stop: Arc<AtomicBool>,
+) {
+    // One header buffer for the thread's life; each record borrows it afresh.
+    let mut spare: Vec<(&'static str, Option<&'static [u8]>)> = Vec::new();
+    while !stop.load(Ordering::Acquire) {
+        match consumer.poll(POLL_TIMEOUT) {
+            Some(Ok(message)) => {
+                let mut headers = reuse(std::mem::take(&mut spare));
+                if let Some(list) = message.headers() {
+                    headers.extend(list.iter().map(|h| (h.key, h.value)));
+                }
+                let record = Record {
+                    topic: message.topic(),
+                    partition: message.partition(),
+                    offset: message.offset(),
+                    timestamp: message.timestamp().to_millis(),
+                    key: message.key(),
+                    value: message.payload(),
+                    headers: &headers,
+                };
+                sink.record(&record);
+                spare = reuse(headers);
+            }
+            Some(Err(e)) => {
+                consumer
+                    .context()
+                    .status
+                    .on_error(Role::Consumer, &e, "while consuming")
+            }
+            None => {}
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        // Nothing consumed since the last commit (or no assignment) is not a problem.
+        tracing::debug!(error = %e, "final offset commit");
+    }
+    tracing::info!("consumer stopped");
+}
+
+/// Empties a vector and reuses its allocation for elements of another lifetime (the standard
+/// library collects an empty `into_iter().map()` in place).
+fn reuse<'b>(mut v: Vec<(&str, Option<&[u8]>)>) -> Vec<(&'b str, Option<&'b [u8]>)> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
+}

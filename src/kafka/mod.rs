@@ -1,0 +1,230 @@
+//! Everything that touches librdkafka: client settings, the outbound consumer (one per
+//! instance, on its own thread), the inbound producer, and the connection/assignment status
+//! that readiness and metrics report. No other module imports `rdkafka`.
+
+mod admin;
+mod consumer;
+mod producer;
+mod status;
+
+use std::collections::BTreeMap;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+
+use crate::config::{OffsetReset, Plan, Severity};
+
+pub use admin::{create_topics, TopicOutcome};
+pub use consumer::{start_consumer, ConsumerHandle, RecordSink};
+pub use producer::{Delivered, ProduceError, Producer};
+pub use status::{KafkaStatus, PartitionStatus};
+
+/// A consumed record, borrowed from librdkafka's buffer for the duration of one call.
+#[derive(Debug)]
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the epoch, when the record has a timestamp.
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+}
+
+impl<'a> Record<'a> {
+    /// The first header of that name, when present with a value.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| *v)
+    }
+}
+
+/// Errors that stop the Kafka side from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("kafka client configuration: {0}")]
+    Config(#[from] KafkaError),
+    #[error("cannot subscribe to topics {topics:?}: {source}")]
+    Subscribe {
+        topics: Vec<String>,
+        source: KafkaError,
+    },
+    #[error("cannot start the consumer thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Which client a set of settings is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Consumer,
+    Producer,
+}
+
+/// The user's properties for one client: `kafka.properties`, then the client's own map.
+fn user_properties(plan: &Plan, client: Client) -> BTreeMap<&str, String> {
+    let kafka = &plan.config.kafka;
+    let specific = match client {
+        Client::Consumer => &kafka.consumer_properties,
+        Client::Producer => &kafka.producer_properties,
+    };
+    kafka
+        .properties
+        .iter()
+        .chain(specific)
+        .map(|(name, value)| (name.as_str(), value.to_string()))
+        .collect()
+}
+
+/// Settings both clients share (brokers), the bridge's defaults for `client`, then the user's
+/// properties, which override the defaults.
+fn client_config(plan: &Plan, client: Client, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &plan.config.kafka.bootstrap_servers);
+    config.set("client.id", "kafka-ws-bridge");
+    for (name, value) in defaults {
+        config.set(*name, *value);
+    }
+    for (name, value) in user_properties(plan, client) {
+        config.set(name, value);
+    }
+    config
+}
+
+/// The outbound consumer's settings. Offsets are committed automatically from the records
+/// handed to the bridge; `fetch.wait.max.ms` is lowered from librdkafka's 500 ms because some
+/// brokers (Tansu) answer a fetch only when it expires, which would add that much latency.
+pub fn consumer_config(plan: &Plan) -> ClientConfig {
+    let mut config = client_config(
+        plan,
+        Client::Consumer,
+        &[
+            ("statistics.interval.ms", "1000"),
+            ("fetch.wait.max.ms", "50"),
+            ("topic.metadata.refresh.interval.ms", "10000"),
+        ],
+    );
+    config.set("group.id", plan.group_id());
+    config.set(
+        "auto.offset.reset",
+        match plan.config.kafka.auto_offset_reset {
+            OffsetReset::Latest => "latest",
+            OffsetReset::Earliest => "earliest",
+        },
+    );
+    config.set("enable.auto.commit", "true");
+    config.set("enable.auto.offset.store", "true");
+    config.set("enable.partition.eof", "false");
+    config
+}
+
+/// The inbound producer's settings: idempotent (no duplicates or reordering from retries), and
+/// a delivery timeout equal to `server.publish_timeout_ms`, so that a publish answered
+/// `unavailable` is one librdkafka has given up on too.
+pub fn producer_config(plan: &Plan) -> ClientConfig {
+    let mut config = client_config(
+        plan,
+        Client::Producer,
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "1"),
+            ("statistics.interval.ms", "1000"),
+        ],
+    );
+    config.set(
+        "message.timeout.ms",
+        plan.config.server.publish_timeout_ms.to_string(),
+    );
+    config
+}
+
+/// Lets librdkafka check `kafka.properties` (names and values) without connecting anywhere.
+pub fn check_properties(plan: &Plan) -> Vec<crate::config::Diagnostic> {
+    let mut diagnostics = Vec::new();
+    let mut seen = BTreeMap::new();
+    let kafka = &plan.config.kafka;
+    for (config, own) in [
+        (
+            consumer_config(plan),
+            ("consumer_properties", &kafka.consumer_properties),
+        ),
+        (
+            producer_config(plan),
+            ("producer_properties", &kafka.producer_properties),
+        ),
+    ] {
+        if let Err(e) = config.create_native_config() {
+            let (path, message) = match &e {
+                KafkaError::ClientConfig(_, description, key, _) => (
+                    if own.1.contains_key(key) {
+                        format!("kafka.{}.{key}", own.0)
+                    } else if kafka.properties.contains_key(key) {
+                        format!("kafka.properties.{key}")
+                    } else {
+                        "kafka.properties".to_owned()
+                    },
+                    description.clone(),
+                ),
+                other => ("kafka.properties".to_owned(), other.to_string()),
+            };
+            if seen.insert(path.clone(), ()).is_none() {
+                diagnostics.push(plan.diagnostic(
+                    Severity::Error,
+                    &path,
+                    format!("rejected by librdkafka: {message}"),
+                ));
+            }
+        }
+    }
+    diagnostics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn plan(properties: &str) -> Plan {
+        let text = format!("instance_id: i\nkafka:\n  bootstrap_servers: 'k:9092'\n  properties: {properties}\n  producer_properties: {{linger.ms: 7}}\nauth: {{mode: none}}\n");
+        crate::config::load_str(&text, "b.yaml", Path::new("."), |_| None).unwrap()
+    }
+
+    #[test]
+    fn valid_properties_pass_and_bad_ones_name_their_key() {
+        assert!(check_properties(&plan("{linger.ms: 5, client.id: x}")).is_empty());
+        let diagnostics = check_properties(&plan("{no.such.thing: 1}"));
+        assert_eq!(diagnostics.len(), 1);
+        let text = diagnostics[0].to_string();
+        assert!(
+            text.starts_with("b.yaml:4: kafka.properties.no.such.thing: rejected by librdkafka"),
+            "{text}"
+        );
+        let diagnostics = check_properties(&plan("{linger.ms: soon}"));
+        assert!(
+            diagnostics[0]
+                .to_string()
+                .contains("kafka.properties.linger.ms"),
+            "{diagnostics:?}"
+        );
+    }
+
+    #[test]
+    fn users_may_override_defaults_but_not_managed_settings() {
+        let plan = plan("{fetch.wait.max.ms: 5}");
+        let consumer = consumer_config(&plan);
+        assert_eq!(consumer.get("fetch.wait.max.ms"), Some("5"));
+        assert_eq!(consumer.get("group.id"), Some("kafka-ws-bridge.i"));
+        assert_eq!(
+            producer_config(&plan).get("message.timeout.ms"),
+            Some("5000")
+        );
+        assert_eq!(
+            producer_config(&plan).get("enable.idempotence"),
+            Some("true")
+        );
+        assert_eq!(producer_config(&plan).get("linger.ms"), Some("7"));
+        assert_eq!(consumer_config(&plan).get("linger.ms"), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! What the Kafka clients report about themselves — broker connections, the consumer's
+//! assignment, each partition's fetch state and lag — kept for `/readyz`, `/api/v1/status` and
+//! the metrics. Updated from librdkafka callbacks (statistics every `statistics.interval.ms`,
+//! rebalances, errors), which must never block: every method here is a short lock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
+
+use crate::metrics::Metrics;
+
+/// Which client a callback is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Consumer,
+    Producer,
+}
+
+/// One assigned partition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PartitionStatus {
+    pub topic: String,
+    pub partition: i32,
+    /// True once librdkafka knows where to fetch from and is fetching.
+    pub fetching: bool,
+    /// Records between the consumer's position and the high watermark, when known.
+    pub lag: Option<i64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Brokers with an open connection, per client; `None` when that client does not exist,
+    /// 0 until its first statistics.
+    consumer_brokers_up: Option<usize>,
+    producer_brokers_up: Option<usize>,
+    assignment: BTreeMap<(String, i32), PartitionStatus>,
+    /// Topics the consumer subscribed to.
+    topics: Vec<String>,
+    last_error: Option<(String, Instant)>,
+}
+
+/// Shared, cheap to read status of the Kafka side.
+pub struct KafkaStatus {
+    inner: Mutex<Inner>,
+    metrics: Arc<Metrics>,
+}
+
+/// How often the same client error is logged again.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+impl KafkaStatus {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        KafkaStatus {
+            inner: Mutex::new(Inner::default()),
+            metrics,
+        }
+    }
+
+    /// A client exists: it counts for [`Self::reachable`] from now on.
+    pub(super) fn register(&self, role: Role) {
+        let mut inner = self.inner.lock();
+        match role {
+            Role::Consumer => inner.consumer_brokers_up = Some(0),
+            Role::Producer => inner.producer_brokers_up = Some(0),
+        }
+    }
+
+    pub(super) fn set_topics(&self, topics: Vec<String>) {
+        self.inner.lock().topics = topics;
+    }
+
+    pub(super) fn on_stats(&self, role: Role, stats: &Statistics) {
+        let up = stats
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.state == "UP")
+            .count();
+        let mut inner = self.inner.lock();
+        match role {
+            Role::Consumer => inner.consumer_brokers_up = Some(up),
+            Role::Producer => inner.producer_brokers_up = Some(up),
+        }
+        let brokers_up = inner
+            .consumer_brokers_up
+            .into_iter()
+            .chain(inner.producer_brokers_up)
+            .min()
+            .unwrap_or(0);
+        self.metrics.kafka_brokers_up.set(brokers_up as i64);
+        if role != Role::Consumer {
+            return;
+        }
+        for topic in stats.topics.values() {
+            for partition in topic.partitions.values() {
+                let key = (topic.topic.clone(), partition.partition);
+                let Some(status) = inner.assignment.get_mut(&key) else {
+                    continue;
+                };
+                status.fetching = partition.fetch_state == "active";
+                // The bridge's position: the offset after the last record it handled (stored),
+                // else the group's committed offset, else (nothing consumed yet, e.g. a fresh
+                // group at `latest`) where the consumer fetches from.
+                let position = [
+                    partition.stored_offset,
+                    partition.committed_offset,
+                    if status.fetching {
+                        partition.next_offset
+                    } else {
+                        -1
+                    },
+                ]
+                .into_iter()
+                .find(|offset| *offset >= 0);
+                status.lag = match position {
+                    Some(position) if partition.hi_offset >= 0 => {
+                        Some((partition.hi_offset - position).max(0))
+                    }
+                    _ => None,
+                };
+                if let Some(lag) = status.lag {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[&topic.topic, &partition.partition.to_string()])
+                        .set(lag);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_assign(&self, partitions: Vec<(String, i32)>) {
+        let mut inner = self.inner.lock();
+        for (topic, partition) in partitions {
+            inner.assignment.insert(
+                (topic.clone(), partition),
+                PartitionStatus {
+                    topic,
+                    partition,
+                    fetching: false,
+                    lag: None,
+                },
+            );
+        }
+        self.metrics.rebalances.inc();
+        self.metrics
+            .assigned_partitions
+            .set(inner.assignment.len() as i64);
+    }
+
+    pub(super) fn on_revoke(&self, partitions: Vec<(String, i32)>) {
+        let mut inner = self.inner.lock();
+        for (topic, partition) in partitions {
+            inner.assignment.remove(&(topic.clone(), partition));
+            let _ = self
+                .metrics
+                .consumer_lag
+                .remove_label_values(&[&topic, &partition.to_string()]);
+        }
+        self.metrics.rebalances.inc();
+        self.metrics
+            .assigned_partitions
+            .set(inner.assignment.len() as i64);
+    }
+
+    /// Records a client error; logs it unless the same one was logged recently.
+    pub(super) fn on_error(&self, role: Role, error: &KafkaError, reason: &str) {
+        let message = format!("{error}: {reason}");
+        let mut inner = self.inner.lock();
+        let repeat = matches!(&inner.last_error, Some((last, at)) if *last == message && at.elapsed() < ERROR_LOG_INTERVAL);
+        if !repeat {
+            tracing::warn!(client = ?role, error = %message, "kafka client error");
+            inner.last_error = Some((message, Instant::now()));
+        }
+    }
+
+    /// True when every client has at least one broker connection (vacuously true when the
+    /// config needs no client).
+    pub fn reachable(&self) -> bool {
+        let inner = self.inner.lock();
+        [inner.consumer_brokers_up, inner.producer_brokers_up]
+            .iter()
+            .flatten()
+            .all(|up| *up > 0)
+    }
+
+    /// Subscribed topics that have no assigned partition yet.
+    pub fn unassigned_topics(&self) -> Vec<String> {
+        let inner = self.inner.lock();
+        inner
+            .topics
+            .iter()
+            .filter(|t| !inner.assignment.keys().any(|(topic, _)| topic == *t))
+            .cloned()
+            .collect()
+    }
+
+    /// Assigned partitions whose fetch position is not resolved yet.
+    pub fn partitions_not_fetching(&self) -> usize {
+        self.inner
+            .lock()
+            .assignment
+            .values()
+            .filter(|p| !p.fetching)
+            .count()
+    }
+
+    /// The current assignment with lag, in topic/partition order.
+    pub fn partitions(&self) -> Vec<PartitionStatus> {
+        self.inner.lock().assignment.values().cloned().collect()
+    }
+
+    /// The last client error, for status pages.
+    pub fn last_error(&self) -> Option<String> {
+        self.inner
+            .lock()
+            .last_error
+            .as_ref()
+            .map(|(e, _)| e.clone())
+    }
+}

@@ -1,0 +1,190 @@
+//! `kafka-ws-bridge`: parse the command line, set up logging, load the config, run. The only
+//! place that exits the process.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kafka_ws_bridge::app::{self, Listeners};
+use kafka_ws_bridge::cli::{Cli, Command, LogFormat};
+use kafka_ws_bridge::config::{self, Diagnostic, Plan, Severity};
+use kafka_ws_bridge::kafka;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => {
+            init_tracing(cli.log_format, &cli.log_level);
+            run(&config)
+        }
+        Command::CreateTopics {
+            config,
+            partitions,
+            replication,
+        } => create_topics(&config, partitions, replication),
+    }
+}
+
+fn create_topics(path: &Path, partitions: i32, replication: i32) -> ExitCode {
+    let plan = match load(path) {
+        Ok(plan) => plan,
+        Err(diagnostics) => {
+            report(&diagnostics);
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    match runtime.block_on(kafka::create_topics(&plan, partitions, replication)) {
+        Ok(outcomes) => {
+            let mut failed = false;
+            for (topic, outcome) in outcomes {
+                match outcome {
+                    kafka::TopicOutcome::Created => println!("{topic}: created"),
+                    kafka::TopicOutcome::AlreadyExists => println!("{topic}: already exists"),
+                    kafka::TopicOutcome::Failed(e) => {
+                        failed = true;
+                        eprintln!("{topic}: failed: {e}");
+                    }
+                }
+            }
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Every diagnostic of the file, including librdkafka's opinion of `kafka.properties`.
+fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
+    let plan = config::load(path)?;
+    let mut problems = kafka::check_properties(&plan);
+    if problems.is_empty() {
+        Ok(plan)
+    } else {
+        problems.extend(plan.warnings);
+        problems.sort_by_key(|d| d.line);
+        Err(problems)
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok(plan) => {
+            for warning in &plan.warnings {
+                eprintln!("{warning}");
+            }
+            println!(
+                "{}: OK ({} channels, {} inbound channels, consumer group {})",
+                plan.file,
+                plan.config.channels.len(),
+                plan.config.inbound.len(),
+                plan.group_id()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(diagnostics) => {
+            report(&diagnostics);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(diagnostics: &[Diagnostic]) {
+    for diagnostic in diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    eprintln!("{errors} error{} found", if errors == 1 { "" } else { "s" });
+}
+
+fn run(path: &Path) -> ExitCode {
+    let plan = match load(path) {
+        Ok(plan) => plan,
+        Err(diagnostics) => {
+            report(&diagnostics);
+            eprintln!("refusing to start with an invalid config");
+            return ExitCode::from(2);
+        }
+    };
+    for warning in &plan.warnings {
+        tracing::warn!("{warning}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let started = async {
+            let listeners = Listeners::bind(&plan).await?;
+            app::start(plan, listeners).await
+        };
+        match started.await {
+            Ok(bridge) => {
+                bridge.run_until(shutdown_signal()).await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Resolves on the first SIGTERM or SIGINT; a second one exits at once.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received: shutting down (send again to exit at once)"),
+        _ = int.recv() => tracing::info!("SIGINT received: shutting down (send again to exit at once)"),
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::warn!("second signal: exiting immediately");
+        std::process::exit(130);
+    });
+}
+
+fn init_tracing(format: LogFormat, filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("invalid --log-level {filter:?} ({e}); using info");
+        EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

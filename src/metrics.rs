@@ -1,0 +1,360 @@
+//! Every Prometheus metric of the daemon, defined once. Names follow
+//! `kafka_ws_bridge_<name>_<unit>[_total]`; labels come only from the config (channel, topic,
+//! partition) or from closed sets (reason, code, result), never from users, keys or addresses.
+//! Hot paths resolve their labelled handles once ([`ChannelMetrics`]) and only increment them.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+const NAMESPACE: &str = "kafka_ws_bridge";
+
+/// Latency buckets in seconds, from 0.5 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Why a session ended (label `reason` of `sessions_closed_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed the connection or it dropped.
+    ClientClosed,
+    /// The send queue overflowed (close code 4001).
+    SlowClient,
+    /// A newer session of the same user replaced it (4000).
+    Replaced,
+    /// The token expired (4002).
+    TokenExpired,
+    /// A frame over `max_frame_bytes` (1009).
+    FrameTooLarge,
+    /// A protocol violation such as a binary frame or invalid UTF-8 (1008 / 1007).
+    Policy,
+    /// The peer stopped answering pings.
+    IdleTimeout,
+    /// The bridge is shutting down (1001).
+    Shutdown,
+    /// A transport error.
+    Error,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 9] = [
+        CloseReason::ClientClosed,
+        CloseReason::SlowClient,
+        CloseReason::Replaced,
+        CloseReason::TokenExpired,
+        CloseReason::FrameTooLarge,
+        CloseReason::Policy,
+        CloseReason::IdleTimeout,
+        CloseReason::Shutdown,
+        CloseReason::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "client_closed",
+            CloseReason::SlowClient => "slow_client",
+            CloseReason::Replaced => "replaced",
+            CloseReason::TokenExpired => "token_expired",
+            CloseReason::FrameTooLarge => "frame_too_large",
+            CloseReason::Policy => "policy",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Shutdown => "shutdown",
+            CloseReason::Error => "error",
+        }
+    }
+}
+
+/// Why a connection was refused before becoming a session (label `reason`).
+pub const REJECT_REASONS: &[&str] = &[
+    "unauthorized",
+    "forbidden_origin",
+    "too_many_connections",
+    "bad_request",
+    "shutting_down",
+];
+
+/// Why a record or message was not delivered (label `reason`).
+pub const DROP_REASONS: &[&str] = &["undecodable", "no_key", "queue_full", "undeliverable"];
+
+/// Outcomes of an inbound publish (label `result`): `ok` or an error code.
+pub const PUBLISH_RESULTS: &[&str] = &[
+    "ok",
+    "bad_request",
+    "forbidden",
+    "invalid",
+    "too_large",
+    "rate_limited",
+    "unavailable",
+    "internal",
+];
+
+/// Error codes sent to clients (label `code`).
+pub const ERROR_CODES: &[&str] = &[
+    "bad_request",
+    "unknown_channel",
+    "forbidden",
+    "too_large",
+    "rate_limited",
+    "invalid",
+    "unavailable",
+    "internal",
+];
+
+/// The registry and every metric in it.
+pub struct Metrics {
+    pub registry: Registry,
+    pub build_info: IntGaugeVec,
+    pub sessions_open: IntGauge,
+    pub connections_accepted: IntCounter,
+    pub connections_rejected: IntCounterVec,
+    pub sessions_closed: IntCounterVec,
+    pub subscriptions: IntGaugeVec,
+    pub records_consumed: IntCounterVec,
+    pub messages_delivered: IntCounterVec,
+    pub bytes_sent: IntCounter,
+    pub messages_dropped: IntCounterVec,
+    pub client_errors: IntCounterVec,
+    pub publishes: IntCounterVec,
+    pub publish_latency: HistogramVec,
+    pub delivery_latency: HistogramVec,
+    pub consumer_lag: IntGaugeVec,
+    pub kafka_brokers_up: IntGauge,
+    pub rebalances: IntCounter,
+    pub assigned_partitions: IntGauge,
+    pub ready: IntGauge,
+}
+
+/// Handles for one channel, resolved once so the delivery path only increments.
+#[derive(Clone)]
+pub struct ChannelMetrics {
+    pub delivered: IntCounter,
+    pub dropped_undecodable: IntCounter,
+    pub dropped_no_key: IntCounter,
+    pub dropped_queue_full: IntCounter,
+    pub dropped_undeliverable: IntCounter,
+    pub subscriptions: IntGauge,
+    pub delivery_latency: Histogram,
+}
+
+fn name(short: &str) -> String {
+    format!("{NAMESPACE}_{short}")
+}
+
+impl Metrics {
+    /// Creates every metric, pre-creating label values known from the config so that
+    /// dashboards see zeros rather than gaps.
+    pub fn new(channels: &[&str], topics: &[&str], inbound: &[&str]) -> Self {
+        let registry = Registry::new();
+        macro_rules! register {
+            ($metric:expr) => {{
+                let metric = $metric.expect("metric definition is valid");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("metric names are unique");
+                metric
+            }};
+        }
+        let build_info = register!(IntGaugeVec::new(
+            Opts::new(name("build_info"), "Always 1; labels carry the version."),
+            &["version"]
+        ));
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let metrics = Metrics {
+            build_info,
+            sessions_open: register!(IntGauge::new(
+                name("sessions_open"),
+                "WebSocket sessions currently open."
+            )),
+            connections_accepted: register!(IntCounter::new(
+                name("connections_accepted_total"),
+                "WebSocket handshakes accepted."
+            )),
+            connections_rejected: register!(IntCounterVec::new(
+                Opts::new(
+                    name("connections_rejected_total"),
+                    "WebSocket handshakes refused, by reason."
+                ),
+                &["reason"]
+            )),
+            sessions_closed: register!(IntCounterVec::new(
+                Opts::new(name("sessions_closed_total"), "Sessions ended, by reason."),
+                &["reason"]
+            )),
+            subscriptions: register!(IntGaugeVec::new(
+                Opts::new(name("subscriptions"), "Active subscriptions, by channel."),
+                &["channel"]
+            )),
+            records_consumed: register!(IntCounterVec::new(
+                Opts::new(
+                    name("records_consumed_total"),
+                    "Kafka records read by the outbound consumer, by topic."
+                ),
+                &["topic"]
+            )),
+            messages_delivered: register!(IntCounterVec::new(
+                Opts::new(
+                    name("messages_delivered_total"),
+                    "Message frames queued to sessions, by channel (one per receiving session)."
+                ),
+                &["channel"]
+            )),
+            bytes_sent: register!(IntCounter::new(
+                name("sent_bytes_total"),
+                "Payload bytes of all frames written to WebSocket sessions."
+            )),
+            messages_dropped: register!(IntCounterVec::new(
+                Opts::new(
+                    name("messages_dropped_total"),
+                    "Records or messages not delivered, by channel and reason."
+                ),
+                &["channel", "reason"]
+            )),
+            client_errors: register!(IntCounterVec::new(
+                Opts::new(
+                    name("client_errors_total"),
+                    "Error frames sent to clients, by code."
+                ),
+                &["code"]
+            )),
+            publishes: register!(IntCounterVec::new(
+                Opts::new(
+                    name("publishes_total"),
+                    "Inbound publishes answered, by channel and result."
+                ),
+                &["channel", "result"]
+            )),
+            publish_latency: register!(HistogramVec::new(
+                HistogramOpts::new(
+                    name("publish_ack_seconds"),
+                    "Time from receiving a publish to answering it (ack or error)."
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["channel"]
+            )),
+            delivery_latency: register!(HistogramVec::new(
+                HistogramOpts::new(
+                    name("delivery_latency_seconds"),
+                    "Time from a record's Kafka timestamp to its frame being written to a session."
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["channel"]
+            )),
+            consumer_lag: register!(IntGaugeVec::new(
+                Opts::new(
+                    name("consumer_lag_messages"),
+                    "Records between the consumer's position and the partition's high watermark."
+                ),
+                &["topic", "partition"]
+            )),
+            kafka_brokers_up: register!(IntGauge::new(
+                name("kafka_brokers_up"),
+                "Kafka brokers the client currently has a connection to."
+            )),
+            rebalances: register!(IntCounter::new(
+                name("consumer_rebalances_total"),
+                "Partition assignments and revocations of the outbound consumer."
+            )),
+            assigned_partitions: register!(IntGauge::new(
+                name("consumer_assigned_partitions"),
+                "Partitions currently assigned to the outbound consumer."
+            )),
+            ready: register!(IntGauge::new(
+                name("ready"),
+                "1 when /readyz answers 200, else 0."
+            )),
+            registry,
+        };
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                NAMESPACE,
+            );
+            metrics
+                .registry
+                .register(Box::new(process))
+                .expect("process collector registers once");
+        }
+        for channel in channels {
+            metrics.channel(channel);
+        }
+        for topic in topics {
+            metrics.records_consumed.with_label_values(&[topic]);
+        }
+        for channel in inbound {
+            for result in PUBLISH_RESULTS {
+                metrics.publishes.with_label_values(&[channel, result]);
+            }
+            metrics.publish_latency.with_label_values(&[channel]);
+        }
+        for reason in REJECT_REASONS {
+            metrics.connections_rejected.with_label_values(&[reason]);
+        }
+        for reason in CloseReason::ALL {
+            metrics
+                .sessions_closed
+                .with_label_values(&[reason.as_str()]);
+        }
+        for code in ERROR_CODES {
+            metrics.client_errors.with_label_values(&[code]);
+        }
+        metrics
+    }
+
+    /// The resolved handles of one channel.
+    pub fn channel(&self, channel: &str) -> ChannelMetrics {
+        let dropped = |reason: &str| self.messages_dropped.with_label_values(&[channel, reason]);
+        ChannelMetrics {
+            delivered: self.messages_delivered.with_label_values(&[channel]),
+            dropped_undecodable: dropped("undecodable"),
+            dropped_no_key: dropped("no_key"),
+            dropped_queue_full: dropped("queue_full"),
+            dropped_undeliverable: dropped("undeliverable"),
+            subscriptions: self.subscriptions.with_label_values(&[channel]),
+            delivery_latency: self.delivery_latency.with_label_values(&[channel]),
+        }
+    }
+
+    pub fn session_closed(&self, reason: CloseReason) {
+        self.sessions_closed
+            .with_label_values(&[reason.as_str()])
+            .inc();
+    }
+
+    pub fn rejected(&self, reason: &str) {
+        self.connections_rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding of gathered metrics cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_preset_labels_and_names() {
+        let metrics = Metrics::new(&["balances"], &["account-balances"], &["commands"]);
+        metrics.channel("balances").delivered.inc_by(3);
+        let text = metrics.render();
+        assert!(text.contains("kafka_ws_bridge_messages_delivered_total{channel=\"balances\"} 3"));
+        assert!(
+            text.contains("kafka_ws_bridge_records_consumed_total{topic=\"account-balances\"} 0")
+        );
+        assert!(text.contains(
+            "kafka_ws_bridge_publishes_total{channel=\"commands\",result=\"unavailable\"} 0"
+        ));
+        assert!(text.contains("kafka_ws_bridge_build_info{version="));
+    }
+}

@@ -1,0 +1,397 @@
+//! A session's bounded outbound queue. The Kafka side pushes shared frames without ever waiting;
+//! the session's writer drains everything queued in one go and writes it as one batch. When the
+//! queue is full the channel's `on_slow_client` policy decides: close the session (4001), drop
+//! the channel's oldest queued message, or replace the queued message of the same key.
+//!
+//! Bounds: at most `capacity` messages, plus control frames (acks, errors, pongs) which the
+//! session only produces while it has room for them ([`Outbox::has_control_room`]).
+
+use std::collections::VecDeque;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::config::SlowClientPolicy;
+use crate::protocol::Frame;
+
+/// Control frames one session may have queued before it stops reading client frames.
+pub const CONTROL_LIMIT: usize = 256;
+
+/// How the session's connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+    /// Write what is queued before the close frame (graceful), or discard it.
+    pub drain: bool,
+}
+
+/// What happened to a pushed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// Queued after dropping (or replacing) an older message of the channel.
+    QueuedWithDrop,
+    /// The new message itself was dropped (queue full of other channels' messages).
+    Dropped,
+    /// The queue was full and the session is now closing with 4001.
+    Overflow,
+    /// The session is already closing; nothing was queued.
+    Closed,
+}
+
+struct Entry {
+    frame: Frame,
+    /// `None` for control frames; for messages, the channel and a hash of the key.
+    origin: Option<(u32, u64)>,
+}
+
+struct State {
+    queue: VecDeque<Entry>,
+    messages: usize,
+    controls: usize,
+    close: Option<Close>,
+}
+
+pub struct Outbox {
+    state: Mutex<State>,
+    /// Wakes the writer: the queue became non-empty, or the session is closing.
+    wake: Notify,
+    /// Wakes the reader: control frames fell below the limit (or the session is closing).
+    room: Notify,
+    capacity: usize,
+}
+
+/// Close code for a session that fell too far behind.
+pub const SLOW_CLIENT_CLOSE: Close = Close {
+    code: 4001,
+    reason: "too slow: send queue overflow",
+    drain: false,
+};
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Self {
+        Outbox {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                messages: 0,
+                controls: 0,
+                close: None,
+            }),
+            wake: Notify::new(),
+            room: Notify::new(),
+            capacity,
+        }
+    }
+
+    /// Queues a message frame of `channel` (key hash `key`, 0 when none) under the channel's
+    /// slow-client policy. Never waits.
+    pub fn push_message(
+        &self,
+        frame: &Frame,
+        channel: u32,
+        key: u64,
+        policy: SlowClientPolicy,
+    ) -> Pushed {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return Pushed::Closed;
+        }
+        let entry = Entry {
+            frame: frame.clone(),
+            origin: Some((channel, key)),
+        };
+        if state.messages < self.capacity {
+            state.messages += 1;
+            self.enqueue(&mut state, entry);
+            return Pushed::Queued;
+        }
+        match policy {
+            SlowClientPolicy::Disconnect => {
+                state.queue.clear();
+                state.messages = 0;
+                state.controls = 0;
+                state.close = Some(SLOW_CLIENT_CLOSE);
+                drop(state);
+                self.wake.notify_one();
+                self.room.notify_waiters();
+                Pushed::Overflow
+            }
+            SlowClientPolicy::LatestPerKey => {
+                if let Some(queued) = state
+                    .queue
+                    .iter_mut()
+                    .find(|e| e.origin == Some((channel, key)))
+                {
+                    queued.frame = entry.frame;
+                    return Pushed::QueuedWithDrop;
+                }
+                Self::replace_oldest(&mut state, channel, entry)
+            }
+            SlowClientPolicy::DropOldest => Self::replace_oldest(&mut state, channel, entry),
+        }
+    }
+
+    fn replace_oldest(state: &mut State, channel: u32, entry: Entry) -> Pushed {
+        match state
+            .queue
+            .iter()
+            .position(|e| matches!(e.origin, Some((c, _)) if c == channel))
+        {
+            Some(oldest) => {
+                state.queue.remove(oldest);
+                state.queue.push_back(entry);
+                Pushed::QueuedWithDrop
+            }
+            None => Pushed::Dropped,
+        }
+    }
+
+    /// Queues a control frame (ack, error, pong, subscribed …). Returns false when closing.
+    pub fn push_control(&self, frame: Frame) -> bool {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return false;
+        }
+        state.controls += 1;
+        self.enqueue(
+            &mut state,
+            Entry {
+                frame,
+                origin: None,
+            },
+        );
+        true
+    }
+
+    fn enqueue(&self, state: &mut State, entry: Entry) {
+        let was_empty = state.queue.is_empty();
+        state.queue.push_back(entry);
+        if was_empty {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Starts closing the session; the first close wins.
+    pub fn close(&self, close: Close) {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return;
+        }
+        if !close.drain {
+            state.queue.clear();
+            state.messages = 0;
+            state.controls = 0;
+        }
+        state.close = Some(close);
+        drop(state);
+        self.wake.notify_one();
+        self.room.notify_waiters();
+    }
+
+    /// The close under way, if any.
+    pub fn closing(&self) -> Option<Close> {
+        self.state.lock().close
+    }
+
+    /// Whether the session may read another client frame (it could produce a control frame).
+    pub fn has_control_room(&self) -> bool {
+        let state = self.state.lock();
+        state.controls < CONTROL_LIMIT || state.close.is_some()
+    }
+
+    /// Waits until [`Self::has_control_room`].
+    pub async fn control_room(&self) {
+        loop {
+            let notified = self.room.notified();
+            if self.has_control_room() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for frames and moves up to `max` of them into `out` (handed back). The close
+    /// comes back once the queue holds nothing more to write before it.
+    pub async fn next_batch(&self, mut out: Vec<Frame>, max: usize) -> (Vec<Frame>, Option<Close>) {
+        loop {
+            let notified = self.wake.notified();
+            if let Some(close) = self.take(&mut out, max) {
+                return (out, Some(close));
+            }
+            if !out.is_empty() {
+                return (out, None);
+            }
+            notified.await;
+        }
+    }
+
+    /// Resolves once the session is closing.
+    pub async fn closed(&self) -> Option<Close> {
+        loop {
+            let notified = self.room.notified();
+            if let Some(close) = self.closing() {
+                return Some(close);
+            }
+            notified.await;
+        }
+    }
+
+    /// Non-blocking part of [`Self::next_batch`].
+    pub fn take(&self, out: &mut Vec<Frame>, max: usize) -> Option<Close> {
+        let mut state = self.state.lock();
+        let controls_before = state.controls;
+        while out.len() < max {
+            let Some(entry) = state.queue.pop_front() else {
+                break;
+            };
+            if entry.origin.is_some() {
+                state.messages -= 1;
+            } else {
+                state.controls -= 1;
+            }
+            out.push(entry.frame);
+        }
+        let freed_room = controls_before >= CONTROL_LIMIT && state.controls < CONTROL_LIMIT;
+        let close = state.close.filter(|_| state.queue.is_empty());
+        drop(state);
+        if freed_room {
+            self.room.notify_waiters();
+        }
+        close
+    }
+
+    /// Messages queued, for tests and status.
+    pub fn queued_messages(&self) -> usize {
+        self.state.lock().messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(text: &str) -> Frame {
+        Frame::from(text.to_owned())
+    }
+
+    fn drain(outbox: &Outbox) -> Vec<String> {
+        let mut out = Vec::new();
+        outbox.take(&mut out, usize::MAX);
+        out.iter().map(|f| f.as_str().to_owned()).collect()
+    }
+
+    #[test]
+    fn disconnect_policy_closes_on_overflow() {
+        let outbox = Outbox::new(2);
+        for text in ["a", "b"] {
+            assert_eq!(
+                outbox.push_message(&frame(text), 0, 0, SlowClientPolicy::Disconnect),
+                Pushed::Queued
+            );
+        }
+        assert_eq!(
+            outbox.push_message(&frame("c"), 0, 0, SlowClientPolicy::Disconnect),
+            Pushed::Overflow
+        );
+        assert_eq!(outbox.closing().map(|c| c.code), Some(4001));
+        assert_eq!(
+            outbox.push_message(&frame("d"), 0, 0, SlowClientPolicy::Disconnect),
+            Pushed::Closed
+        );
+        assert!(
+            drain(&outbox).is_empty(),
+            "queued frames are discarded on overflow"
+        );
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest() {
+        let outbox = Outbox::new(2);
+        for text in ["a", "b", "c"] {
+            outbox.push_message(&frame(text), 0, 0, SlowClientPolicy::DropOldest);
+        }
+        assert_eq!(drain(&outbox), ["b", "c"]);
+        assert_eq!(outbox.closing(), None);
+    }
+
+    #[test]
+    fn drop_oldest_only_touches_its_own_channel() {
+        let outbox = Outbox::new(1);
+        outbox.push_message(&frame("a"), 0, 0, SlowClientPolicy::Disconnect);
+        assert_eq!(
+            outbox.push_message(&frame("b"), 1, 0, SlowClientPolicy::DropOldest),
+            Pushed::Dropped
+        );
+        assert_eq!(drain(&outbox), ["a"]);
+    }
+
+    #[test]
+    fn latest_per_key_replaces_in_place() {
+        let outbox = Outbox::new(2);
+        outbox.push_message(&frame("k1-a"), 0, 1, SlowClientPolicy::LatestPerKey);
+        outbox.push_message(&frame("k2-a"), 0, 2, SlowClientPolicy::LatestPerKey);
+        assert_eq!(
+            outbox.push_message(&frame("k1-b"), 0, 1, SlowClientPolicy::LatestPerKey),
+            Pushed::QueuedWithDrop
+        );
+        assert_eq!(
+            outbox.push_message(&frame("k3-a"), 0, 3, SlowClientPolicy::LatestPerKey),
+            Pushed::QueuedWithDrop
+        );
+        assert_eq!(drain(&outbox), ["k2-a", "k3-a"]);
+    }
+
+    #[test]
+    fn controls_do_not_count_against_messages_and_graceful_close_drains() {
+        let outbox = Outbox::new(1);
+        assert!(outbox.push_control(frame("ack")));
+        assert_eq!(
+            outbox.push_message(&frame("m"), 0, 0, SlowClientPolicy::Disconnect),
+            Pushed::Queued
+        );
+        outbox.close(Close {
+            code: 1001,
+            reason: "shutdown",
+            drain: true,
+        });
+        assert!(!outbox.push_control(frame("late")));
+        let mut out = Vec::new();
+        assert_eq!(
+            outbox.take(&mut out, 1),
+            None,
+            "close waits for the queue to drain"
+        );
+        assert_eq!(outbox.take(&mut out, 10).map(|c| c.code), Some(1001));
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn control_room_is_bounded() {
+        let outbox = Outbox::new(1);
+        for _ in 0..CONTROL_LIMIT {
+            outbox.push_control(frame("x"));
+        }
+        assert!(!outbox.has_control_room());
+        let mut out = Vec::new();
+        outbox.take(&mut out, 1);
+        assert!(outbox.has_control_room());
+    }
+
+    #[tokio::test]
+    async fn writer_wakes_on_push_from_another_thread() {
+        let outbox = std::sync::Arc::new(Outbox::new(8));
+        let pusher = outbox.clone();
+        let thread = std::thread::spawn(move || {
+            pusher.push_message(&frame("x"), 0, 0, SlowClientPolicy::Disconnect);
+        });
+        let (out, close) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            outbox.next_batch(Vec::new(), 16),
+        )
+        .await
+        .expect("woken");
+        thread.join().unwrap();
+        assert_eq!((close, out.len()), (None, 1));
+    }
+}

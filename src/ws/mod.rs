@@ -1,0 +1,184 @@
+//! The client-facing HTTP side: the WebSocket upgrade (`upgrade.rs`), one task per session
+//! (`session.rs`), and the warp routes of the client listener. The only module importing warp
+//! besides the accept loop in `server.rs`.
+
+mod session;
+mod upgrade;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use warp::http::StatusCode;
+use warp::{Filter, Rejection, Reply};
+
+use crate::auth::{Authenticator, Identity};
+use crate::config::{ChannelConfig, Plan};
+use crate::hub::{Hub, SessionHandle};
+use crate::inbound::Inbound;
+use crate::metrics::Metrics;
+use crate::outbox::Close;
+
+/// Limits from `server.*`, copied once.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_frame_bytes: usize,
+    pub max_connections: usize,
+    pub max_subscriptions: usize,
+    pub send_queue_messages: usize,
+    pub max_inflight_publishes: usize,
+}
+
+/// Everything a session or handshake needs, shared by all of them.
+pub struct WsContext {
+    pub hub: Arc<Hub>,
+    pub inbound: Arc<Inbound>,
+    /// The config's channels, indexed like the hub's channel ids.
+    pub channels: Vec<ChannelConfig>,
+    pub metrics: Arc<Metrics>,
+    pub auth: Authenticator,
+    pub limits: Limits,
+    pub ws_path: String,
+    pub allowed_origins: Vec<String>,
+    pub sessions: Sessions,
+    /// Cancelled when the bridge stops taking new connections.
+    pub accepting: CancellationToken,
+    /// Cancelled when sessions must stop reading client frames (shutdown drain).
+    pub draining: CancellationToken,
+    /// In-flight publishes, awaited on shutdown.
+    pub publishes: TaskTracker,
+    /// Session tasks, awaited on shutdown.
+    pub session_tasks: TaskTracker,
+    open_connections: AtomicUsize,
+    next_session: AtomicU64,
+}
+
+impl WsContext {
+    pub fn new(
+        plan: &Plan,
+        hub: Arc<Hub>,
+        inbound: Arc<Inbound>,
+        metrics: Arc<Metrics>,
+        auth: Authenticator,
+    ) -> Self {
+        let server = &plan.config.server;
+        WsContext {
+            hub,
+            inbound,
+            channels: plan.config.channels.clone(),
+            metrics,
+            auth,
+            limits: Limits {
+                max_frame_bytes: server.max_frame_bytes,
+                max_connections: server.max_connections,
+                max_subscriptions: server.max_subscriptions_per_session,
+                send_queue_messages: server.send_queue_messages,
+                max_inflight_publishes: server.max_inflight_publishes,
+            },
+            ws_path: server.ws_path.clone(),
+            allowed_origins: server.allowed_origins.clone(),
+            sessions: Sessions::default(),
+            accepting: CancellationToken::new(),
+            draining: CancellationToken::new(),
+            publishes: TaskTracker::new(),
+            session_tasks: TaskTracker::new(),
+            open_connections: AtomicUsize::new(0),
+            next_session: AtomicU64::new(1),
+        }
+    }
+
+    /// Reserves a connection slot, or `None` when `max_connections` are open.
+    fn try_reserve_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
+        let open = self.open_connections.fetch_add(1, Ordering::AcqRel);
+        if open >= self.limits.max_connections {
+            self.open_connections.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ConnectionSlot(self.clone()))
+    }
+
+    /// Sessions currently open.
+    pub fn open_connections(&self) -> usize {
+        self.open_connections.load(Ordering::Acquire)
+    }
+}
+
+/// One of `max_connections`, released on drop.
+struct ConnectionSlot(Arc<WsContext>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Every open session, to close them all on shutdown.
+#[derive(Default)]
+pub struct Sessions {
+    by_id: Mutex<HashMap<u64, Arc<SessionHandle>>>,
+}
+
+impl Sessions {
+    fn insert(&self, session: &Arc<SessionHandle>) {
+        self.by_id.lock().insert(session.id, session.clone());
+    }
+
+    fn remove(&self, session: &SessionHandle) {
+        self.by_id.lock().remove(&session.id);
+    }
+
+    /// Starts closing every session with `close`.
+    pub fn close_all(&self, close: Close) {
+        for session in self.by_id.lock().values() {
+            session.outbox.close(close);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Routes of the client listener.
+pub fn routes(
+    ctx: Arc<WsContext>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+    upgrade::route(ctx)
+        .map(Reply::into_response)
+        .recover(recover)
+        .unify()
+}
+
+/// A JSON error response: `{"error": message}`.
+pub fn json_error(status: StatusCode, message: &str) -> warp::reply::Response {
+    warp::reply::with_status(
+        warp::reply::json(&serde_json::json!({ "error": message })),
+        status,
+    )
+    .into_response()
+}
+
+/// Maps every rejection to a JSON error with a stable status.
+async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    let (status, message) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "not found")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else {
+        (StatusCode::BAD_REQUEST, "bad request")
+    };
+    Ok(json_error(status, message))
+}
+
+/// A session's identity as used in logs: never the token, only the user id.
+fn user_label(identity: &Identity) -> &str {
+    identity.user.as_deref().unwrap_or("-")
+}

@@ -1,0 +1,435 @@
+//! One WebSocket session: a single task that writes what the session's outbox holds (in
+//! batches, one flush per batch) and reads client frames while it has room to answer them.
+//! Reading pauses while the session has `max_inflight_publishes` publishes waiting for Kafka or
+//! too many unsent answers, so a client cannot make the bridge buffer without bound.
+//!
+//! Every bad frame is answered with an `error` frame and the session carries on; only frames
+//! over `max_frame_bytes` (1009), protocol violations and invalid UTF-8 end it.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::{user_label, ConnectionSlot, WsContext};
+use crate::auth::{check_allow, check_key, Identity};
+use crate::config::Deliver;
+use crate::hub::{ChannelId, SessionHandle};
+use crate::inbound::Publisher;
+use crate::metrics::CloseReason;
+use crate::outbox::{Close, Outbox};
+use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Refusal, RequestId};
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Most frames written per flush.
+const WRITE_BATCH: usize = 256;
+/// How long a close frame may take to leave before the connection is dropped anyway.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A subscription as the session tracks it: channel and key (None on unkeyed channels).
+type Subscription = (ChannelId, Option<String>);
+
+struct Session {
+    ctx: Arc<WsContext>,
+    handle: Arc<SessionHandle>,
+    identity: Identity,
+    subscriptions: HashSet<Subscription>,
+    inflight: Arc<Semaphore>,
+}
+
+pub(super) async fn run(
+    mut socket: Socket,
+    ctx: Arc<WsContext>,
+    identity: Identity,
+    slot: ConnectionSlot,
+) {
+    let id = ctx
+        .next_session
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let handle = Arc::new(SessionHandle {
+        id,
+        public_id: uuid::Uuid::new_v4().simple().to_string(),
+        user: identity.user.clone(),
+        outbox: Outbox::new(ctx.limits.send_queue_messages),
+    });
+    ctx.sessions.insert(&handle);
+    ctx.metrics.sessions_open.inc();
+    tracing::info!(session = %handle.public_id, user = user_label(&identity), "session opened");
+    handle.outbox.push_control(protocol::welcome(
+        &handle.public_id,
+        identity.user.as_deref(),
+    ));
+    let mut session = Session {
+        inflight: Arc::new(Semaphore::new(ctx.limits.max_inflight_publishes)),
+        ctx,
+        handle,
+        identity,
+        subscriptions: HashSet::new(),
+    };
+    let reason = session.serve(&mut socket).await;
+    session.finish(reason);
+    drop(slot);
+}
+
+impl Session {
+    async fn serve(&mut self, socket: &mut Socket) -> CloseReason {
+        let mut batch: Vec<Frame> = Vec::with_capacity(16);
+        let mut reading = true;
+        loop {
+            let can_read = reading
+                && self.handle.outbox.has_control_room()
+                && self.inflight.available_permits() > 0;
+            tokio::select! {
+                biased;
+                (frames, close) = self.handle.outbox.next_batch(std::mem::take(&mut batch), WRITE_BATCH) => {
+                    batch = frames;
+                    if !batch.is_empty() {
+                        let written = tokio::select! {
+                            result = write_batch(socket, &mut batch) => result,
+                            close = self.handle.outbox.closed() => Err(close),
+                        };
+                        match written {
+                            Ok(bytes) => self.ctx.metrics.bytes_sent.inc_by(bytes),
+                            Err(Some(close)) => {
+                                // Closed (e.g. overflow) while the peer was not reading.
+                                send_close(socket, close).await;
+                                return reason_for(close);
+                            }
+                            Err(None) => return CloseReason::Error,
+                        }
+                    }
+                    if let Some(close) = close {
+                        send_close(socket, close).await;
+                        return reason_for(close);
+                    }
+                }
+                message = socket.next(), if can_read => {
+                    match message {
+                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
+                        Some(Ok(Message::Binary(_))) => self.refuse(
+                            &None,
+                            Refusal::new(ErrorCode::BadRequest, "binary frames are not supported: send JSON text frames"),
+                        ),
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            // tungstenite queued the pong; make sure it leaves now.
+                            if socket.flush().await.is_err() {
+                                return CloseReason::Error;
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) => {
+                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.flush()).await;
+                            return CloseReason::ClientClosed;
+                        }
+                        Some(Ok(Message::Frame(_))) => {}
+                        Some(Err(error)) => return self.on_read_error(socket, error).await,
+                        None => return CloseReason::ClientClosed,
+                    }
+                }
+                _ = self.ctx.draining.cancelled(), if reading => reading = false,
+            }
+        }
+    }
+
+    fn on_text(&mut self, text: &str) {
+        let frame = match protocol::decode_client(text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                return self.refuse(
+                    &error.id,
+                    Refusal::new(ErrorCode::BadRequest, error.message),
+                )
+            }
+        };
+        match frame {
+            ClientFrame::Ping { id } => {
+                self.handle.outbox.push_control(protocol::pong(&id));
+            }
+            ClientFrame::Subscribe {
+                id,
+                channel,
+                key,
+                resume: _,
+                history: _,
+            } => {
+                if let Err(refusal) = self.subscribe(&id, &channel, key) {
+                    self.refuse(&id, refusal);
+                }
+            }
+            ClientFrame::Unsubscribe { id, channel, key } => {
+                if let Err(refusal) = self.unsubscribe(&id, &channel, key) {
+                    self.refuse(&id, refusal);
+                }
+            }
+            ClientFrame::Publish {
+                id,
+                channel,
+                data,
+                headers,
+            } => {
+                let publisher = Publisher {
+                    identity: &self.identity,
+                    session: Some(&self.handle.public_id),
+                };
+                let prepared = match self.ctx.inbound.prepare(
+                    &channel,
+                    data,
+                    &headers,
+                    id.as_deref(),
+                    &publisher,
+                ) {
+                    Ok(prepared) => prepared,
+                    Err(mut refusal) => {
+                        if refusal.code == ErrorCode::UnknownChannel
+                            && self.ctx.hub.channel_id(&channel).is_some()
+                        {
+                            refusal.message = format!(
+                                "channel `{channel}` is subscribe-only: it has no inbound entry"
+                            );
+                        }
+                        return self.refuse(&id, refusal);
+                    }
+                };
+                let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
+                    unreachable!("frames are only read while a publish permit is free");
+                };
+                let inbound = self.ctx.inbound.clone();
+                let handle = self.handle.clone();
+                let metrics = self.ctx.metrics.clone();
+                self.ctx.publishes.spawn(async move {
+                    let topic = prepared.topic().to_owned();
+                    let answer = match inbound.send(prepared).await {
+                        Ok(delivered) => {
+                            protocol::ack(&id, &topic, delivered.partition, delivered.offset)
+                        }
+                        Err(refusal) => {
+                            metrics
+                                .client_errors
+                                .with_label_values(&[refusal.code.as_str()])
+                                .inc();
+                            protocol::error(&id, &refusal)
+                        }
+                    };
+                    // Free the permit before answering: the answer wakes the session, which
+                    // must then see the permit available.
+                    drop(permit);
+                    handle.outbox.push_control(answer);
+                });
+            }
+        }
+    }
+
+    /// Resolves a subscription's channel and key and checks the session may have it.
+    fn resolve(
+        &self,
+        channel: &str,
+        key: Option<String>,
+    ) -> Result<(ChannelId, Option<String>), Refusal> {
+        let Some(channel_id) = self.ctx.hub.channel_id(channel) else {
+            let message = if self.ctx.inbound.has_channel(channel) {
+                format!("channel `{channel}` is publish-only: it has no entry in `channels`")
+            } else {
+                format!("no channel named `{channel}`")
+            };
+            return Err(Refusal::new(ErrorCode::UnknownChannel, message));
+        };
+        let config = &self.ctx.channels[channel_id as usize];
+        if let Err(reason) = check_allow(&config.subscribe.allow, &self.identity) {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("subscribing to `{channel}` is not allowed: {reason}"),
+            ));
+        }
+        let key = match config.deliver {
+            Deliver::ByKey => {
+                let Some(key) = key.or_else(|| self.identity.user.clone()) else {
+                    return Err(Refusal::new(
+                        ErrorCode::BadRequest,
+                        format!("`key` is required on `{channel}` (an anonymous session has no own key)"),
+                    ));
+                };
+                if let Err(reason) = check_key(&config.subscribe, &self.identity, &key) {
+                    return Err(Refusal::new(
+                        ErrorCode::Forbidden,
+                        format!("subscribing to `{channel}` key `{key}` is not allowed: {reason}"),
+                    ));
+                }
+                Some(key)
+            }
+            Deliver::Broadcast | Deliver::Reply if key.is_some() => {
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    format!("channel `{channel}` is not keyed: omit `key`"),
+                ))
+            }
+            Deliver::Broadcast | Deliver::Reply => None,
+        };
+        Ok((channel_id, key))
+    }
+
+    fn subscribe(
+        &mut self,
+        id: &RequestId,
+        channel: &str,
+        key: Option<String>,
+    ) -> Result<(), Refusal> {
+        let subscription = self.resolve(channel, key)?;
+        if !self.subscriptions.contains(&subscription)
+            && self.subscriptions.len() >= self.ctx.limits.max_subscriptions
+        {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "subscription limit reached ({} per session, server.max_subscriptions_per_session)",
+                    self.ctx.limits.max_subscriptions
+                ),
+            ));
+        }
+        let (channel_id, key) = &subscription;
+        let confirmation = protocol::subscribed(id, channel, key.as_deref(), None, 0, false);
+        self.ctx
+            .hub
+            .subscribe(*channel_id, key.as_deref(), &self.handle, confirmation);
+        self.subscriptions.insert(subscription);
+        Ok(())
+    }
+
+    fn unsubscribe(
+        &mut self,
+        id: &RequestId,
+        channel: &str,
+        key: Option<String>,
+    ) -> Result<(), Refusal> {
+        let Some(channel_id) = self.ctx.hub.channel_id(channel) else {
+            return Err(Refusal::new(
+                ErrorCode::UnknownChannel,
+                format!("no channel named `{channel}`"),
+            ));
+        };
+        let key = match self.ctx.channels[channel_id as usize].deliver {
+            Deliver::ByKey => key.or_else(|| self.identity.user.clone()),
+            _ => None,
+        };
+        if self.subscriptions.remove(&(channel_id, key.clone())) {
+            self.ctx
+                .hub
+                .unsubscribe(channel_id, key.as_deref(), &self.handle);
+        }
+        self.handle
+            .outbox
+            .push_control(protocol::unsubscribed(id, channel, key.as_deref()));
+        Ok(())
+    }
+
+    fn refuse(&self, id: &RequestId, refusal: Refusal) {
+        self.ctx
+            .metrics
+            .client_errors
+            .with_label_values(&[refusal.code.as_str()])
+            .inc();
+        tracing::debug!(session = %self.handle.public_id, code = refusal.code.as_str(), message = %refusal.message, "request refused");
+        self.handle
+            .outbox
+            .push_control(protocol::error(id, &refusal));
+    }
+
+    async fn on_read_error(&self, socket: &mut Socket, error: WsError) -> CloseReason {
+        let (close, reason) = match error {
+            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
+                Some((
+                    CloseCode::Size,
+                    format!("frame of {size} bytes exceeds the limit of {max_size}"),
+                )),
+                CloseReason::FrameTooLarge,
+            ),
+            WsError::Utf8(_) => (
+                Some((
+                    CloseCode::Invalid,
+                    "text frame is not valid UTF-8".to_owned(),
+                )),
+                CloseReason::Policy,
+            ),
+            WsError::Protocol(e) => (
+                Some((CloseCode::Protocol, e.to_string())),
+                CloseReason::Policy,
+            ),
+            WsError::Capacity(e) => (
+                Some((CloseCode::Size, e.to_string())),
+                CloseReason::FrameTooLarge,
+            ),
+            WsError::ConnectionClosed | WsError::AlreadyClosed => (None, CloseReason::ClientClosed),
+            other => {
+                tracing::debug!(session = %self.handle.public_id, error = %other, "websocket read failed");
+                (None, CloseReason::Error)
+            }
+        };
+        if let Some((code, text)) = close {
+            tracing::info!(session = %self.handle.public_id, reason = %text, "closing session");
+            let frame = CloseFrame {
+                code,
+                reason: text.into(),
+            };
+            let _ =
+                tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+        }
+        reason
+    }
+
+    fn finish(&mut self, reason: CloseReason) {
+        self.handle.outbox.close(Close {
+            code: 1000,
+            reason: "closed",
+            drain: false,
+        });
+        for (channel_id, key) in self.subscriptions.drain() {
+            self.ctx
+                .hub
+                .unsubscribe(channel_id, key.as_deref(), &self.handle);
+        }
+        self.ctx.sessions.remove(&self.handle);
+        self.ctx.metrics.sessions_open.dec();
+        self.ctx.metrics.session_closed(reason);
+        tracing::info!(session = %self.handle.public_id, user = user_label(&self.identity), reason = reason.as_str(), "session closed");
+    }
+}
+
+/// Writes a batch with one flush; the bytes written, or `Err(None)` on a transport error.
+async fn write_batch(socket: &mut Socket, batch: &mut Vec<Frame>) -> Result<u64, Option<Close>> {
+    let mut bytes = 0;
+    for frame in batch.drain(..) {
+        bytes += frame.len() as u64;
+        socket
+            .feed(Message::Text(frame.to_utf8_bytes()))
+            .await
+            .map_err(|_| None)?;
+    }
+    socket.flush().await.map_err(|_| None)?;
+    Ok(bytes)
+}
+
+async fn send_close(socket: &mut Socket, close: Close) {
+    let frame = CloseFrame {
+        code: CloseCode::from(close.code),
+        reason: close.reason.into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+}
+
+fn reason_for(close: Close) -> CloseReason {
+    match close.code {
+        4000 => CloseReason::Replaced,
+        4001 => CloseReason::SlowClient,
+        4002 => CloseReason::TokenExpired,
+        1001 => CloseReason::Shutdown,
+        _ => CloseReason::Error,
+    }
+}

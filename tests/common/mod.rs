@@ -1,0 +1,455 @@
+//! Integration-test harness: a real Kafka broker (`KAFKA_BOOTSTRAP`, started by
+//! `scripts/test.sh`), topics with random names, the bridge running in-process on port 0, and
+//! WebSocket clients speaking the real protocol. Waits are on conditions with deadlines.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use kafka_ws_bridge::app::{self, Bridge, Listeners};
+use kafka_ws_bridge::config;
+use rand::Rng;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Default deadline for anything a test waits on.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The broker under test. Integration tests never skip: without a broker they fail and say
+/// how to get one.
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
+        panic!(
+            "KAFKA_BOOTSTRAP is not set: the integration tests need a real Kafka broker.\n\
+             Run `scripts/test.sh` (installs and starts a local Tansu broker), or start any\n\
+             Kafka and run `KAFKA_BOOTSTRAP=host:port cargo test`."
+        )
+    })
+}
+
+pub fn random_suffix() -> String {
+    let n: u64 = rand::rng().random();
+    format!("{n:016x}")
+}
+
+/// Creates a topic with a random name and waits until it is usable.
+pub async fn create_topic(prefix: &str, partitions: i32) -> String {
+    let name = format!("{prefix}-{}", random_suffix());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .create_topics(&[topic], &options)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the broker at {}: {e}", bootstrap()));
+    for result in results {
+        result.unwrap_or_else(|(topic, e)| panic!("creating topic {topic}: {e}"));
+    }
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(&name), Duration::from_secs(5))
+            .expect("metadata");
+        let ready = metadata.topics().iter().any(|t| {
+            t.name() == name && t.error().is_none() && t.partitions().len() == partitions as usize
+        });
+        if ready {
+            return name;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "topic {name} never appeared in metadata"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A plain librdkafka producer, as a backend service would use.
+pub struct TestProducer(FutureProducer);
+
+impl TestProducer {
+    pub fn new() -> Self {
+        TestProducer(
+            ClientConfig::new()
+                .set("bootstrap.servers", bootstrap())
+                .set("linger.ms", "1")
+                .create()
+                .expect("producer"),
+        )
+    }
+
+    /// Produces one record; returns its partition and offset.
+    pub async fn send(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&str>,
+        value: &[u8],
+        headers: &[(&str, &str)],
+    ) -> (i32, i64) {
+        let mut owned = OwnedHeaders::new();
+        for (k, v) in headers {
+            owned = owned.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
+        }
+        let mut record = FutureRecord::<str, [u8]>::to(topic)
+            .payload(value)
+            .headers(owned);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
+        }
+        let delivery = self
+            .0
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
+        (delivery.partition, delivery.offset)
+    }
+}
+
+/// A record read back from Kafka.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl ReadRecord {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads `count` records of a topic from the beginning (fails after the deadline).
+pub async fn read_topic(topic: &str, count: usize) -> Vec<ReadRecord> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("reader-{}", random_suffix()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut records = Vec::new();
+    let deadline = Instant::now() + DEADLINE;
+    while records.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let message = tokio::time::timeout(left, consumer.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "read {} of {count} records from {topic} before the deadline",
+                    records.len()
+                )
+            })
+            .expect("consume");
+        records.push(ReadRecord {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+            headers: message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        });
+    }
+    records
+}
+
+/// A bridge running in this process.
+pub struct TestBridge {
+    bridge: Option<Bridge>,
+    pub ws_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub ws_url: String,
+}
+
+/// The config every test bridge starts from; `body` adds auth, server, channels, inbound.
+pub fn config_text(body: &str) -> String {
+    format!(
+        "instance_id: test-{id}\n\
+         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{fetch.wait.max.ms: 10, statistics.interval.ms: 250}}\n\
+         metrics: {{listen: '127.0.0.1:0'}}\n{body}",
+        id = random_suffix(),
+        bootstrap = bootstrap(),
+    )
+}
+
+impl TestBridge {
+    /// Starts a bridge from `body` (see [`config_text`]) and waits until it is ready.
+    pub async fn start(body: &str) -> TestBridge {
+        let text = config_text(body);
+        let plan = config::load_str(&text, "test.yaml", std::path::Path::new("."), |name| {
+            std::env::var(name).ok()
+        })
+        .unwrap_or_else(|d| panic!("test config invalid: {d:#?}\n{text}"));
+        let listeners = Listeners {
+            ws: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            metrics: TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let ws_path = plan.config.server.ws_path.clone();
+        let bridge = app::start(plan, listeners).await.expect("bridge starts");
+        let test = TestBridge {
+            ws_addr: bridge.ws_addr,
+            metrics_addr: bridge.metrics_addr,
+            ws_url: format!("ws://{}{}", bridge.ws_addr, ws_path),
+            bridge: Some(bridge),
+        };
+        test.wait_ready().await;
+        test
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (status, body) = http_get(self.metrics_addr, "/readyz").await;
+            if status == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bridge not ready before the deadline: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn connect(&self) -> Client {
+        Client::connect(&self.ws_url).await
+    }
+
+    /// The current value of a metric sample (`name{labels}` exactly as exposed), 0 if absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let (_, text) = http_get(self.metrics_addr, "/metrics").await;
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(sample)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .map(|v| v.trim().parse().expect("metric value"))
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until a metric sample reaches at least `value`.
+    pub async fn wait_metric(&self, sample: &str, value: f64) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let current = self.metric(sample).await;
+            if current >= value {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sample} stayed at {current}, expected {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(bridge) = self.bridge.take() {
+            bridge.shutdown().await;
+        }
+    }
+}
+
+/// GET over a fresh connection; returns status and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Sends a raw HTTP/1.1 request (which must ask for `Connection: close`).
+pub async fn http_request(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write request");
+    let mut response = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut response))
+        .await
+        .expect("response before the deadline")
+        .expect("read response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// What a client observes next.
+#[derive(Debug)]
+pub enum Event {
+    Frame(Value),
+    Closed(Option<CloseFrame>),
+    /// Nothing within the wait.
+    Quiet,
+}
+
+/// A WebSocket client speaking protocol v1.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub session: String,
+    pub user: Value,
+}
+
+impl Client {
+    /// Connects and reads the `welcome` frame.
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket handshake");
+        Client::welcome(ws).await
+    }
+
+    pub async fn welcome(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        let mut client = Client {
+            ws,
+            session: String::new(),
+            user: Value::Null,
+        };
+        let welcome = client.recv().await;
+        assert_eq!(welcome["type"], "welcome", "{welcome}");
+        client.session = welcome["session"].as_str().expect("session id").to_owned();
+        client.user = welcome["user"].clone();
+        client
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(WsMessage::text(text)).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, message: WsMessage) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next event within `wait`.
+    pub async fn next_event(&mut self, wait: Duration) -> Event {
+        loop {
+            let message = match tokio::time::timeout(wait, self.ws.next()).await {
+                Err(_) => return Event::Quiet,
+                Ok(None) => return Event::Closed(None),
+                Ok(Some(Err(_))) => return Event::Closed(None),
+                Ok(Some(Ok(message))) => message,
+            };
+            match message {
+                WsMessage::Text(text) => {
+                    return Event::Frame(
+                        serde_json::from_str(text.as_str()).expect("server frames are JSON"),
+                    )
+                }
+                WsMessage::Close(frame) => return Event::Closed(frame),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next frame (fails on close or after the deadline).
+    pub async fn recv(&mut self) -> Value {
+        match self.next_event(DEADLINE).await {
+            Event::Frame(frame) => frame,
+            other => panic!("expected a frame, got {other:?}"),
+        }
+    }
+
+    /// The next frame, which must be of `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let frame = self.recv().await;
+        assert_eq!(frame["type"], kind, "expected a {kind} frame: {frame}");
+        frame
+    }
+
+    /// Subscribes and waits for `subscribed`.
+    pub async fn subscribe(&mut self, channel: &str, key: Option<&str>) -> Value {
+        let mut frame = serde_json::json!({"type": "subscribe", "id": format!("sub-{channel}"), "channel": channel});
+        if let Some(key) = key {
+            frame["key"] = key.into();
+        }
+        self.send(frame).await;
+        self.expect("subscribed").await
+    }
+
+    /// Sends a ping and returns every frame received before its pong: proves that nothing
+    /// queued for this session before the ping is still hidden.
+    pub async fn drain_until_pong(&mut self) -> Vec<Value> {
+        let id = format!("ping-{}", random_suffix());
+        self.send(serde_json::json!({"type": "ping", "id": id}))
+            .await;
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == "pong" && frame["id"] == id.as_str() {
+                return frames;
+            }
+            frames.push(frame);
+        }
+    }
+
+    /// Waits for the connection to close and returns the close code.
+    pub async fn closed_code(&mut self) -> Option<u16> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match self
+                .next_event(deadline.saturating_duration_since(Instant::now()))
+                .await
+            {
+                Event::Closed(frame) => return frame.map(|f| u16::from(f.code)),
+                Event::Frame(_) => continue,
+                Event::Quiet => panic!("connection still open after the deadline"),
+            }
+        }
+    }
+}
