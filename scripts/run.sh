@@ -46,7 +46,7 @@ cat <<MSG
         ws.send(JSON.stringify({ type: "subscribe", id: "s1", channel: "transfers" }));
         ws.send(JSON.stringify({ type: "publish", id: "p1", channel: "new-transfers", data: { from: "A-1", to: "A-2", amount: 25 } }));
       };
-    You get `subscribed`, then the `ack` of your publish, then the `message` it became on the transfers feed.
+    You get "subscribed", then the "ack" of your publish, then the "message" it became on the transfers feed.
 
 MSG
 "$bridge" run --config "$config"
