@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kafka_ws_bridge::app::{self, Listeners};
+use kafka_ws_bridge::auth::{Authenticator, SetupError};
 use kafka_ws_bridge::cli::{Cli, Command, LogFormat};
 use kafka_ws_bridge::config::{self, Diagnostic, Plan, Severity};
 use kafka_ws_bridge::kafka;
@@ -64,10 +65,19 @@ fn create_topics(path: &Path, partitions: i32, replication: i32) -> ExitCode {
     }
 }
 
-/// Every diagnostic of the file, including librdkafka's opinion of `kafka.properties`.
+/// Every diagnostic of the file, including librdkafka's opinion of `kafka.properties` and
+/// whether the JWT key loads.
 fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
     let plan = config::load(path)?;
     let mut problems = kafka::check_properties(&plan);
+    if let Err(e) = Authenticator::from_plan(&plan) {
+        let key = match e {
+            SetupError::KeyFile { .. } | SetupError::Key { .. } => "auth.jwt.public_key_file",
+            SetupError::Algorithms(_) => "auth.jwt.algorithms",
+            SetupError::NoJwt => "auth.jwt",
+        };
+        problems.push(plan.diagnostic(Severity::Error, key, e.to_string()));
+    }
     if problems.is_empty() {
         Ok(plan)
     } else {
@@ -180,8 +190,10 @@ fn init_tracing(format: LogFormat, filter: &str) {
         eprintln!("invalid --log-level {filter:?} ({e}); using info");
         EnvFilter::new("info")
     });
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -226,12 +226,13 @@ impl Outbox {
         }
     }
 
-    /// Resolves once the session is closing.
-    pub async fn closed(&self) -> Option<Close> {
+    /// Resolves once the session is closing without draining (e.g. overflow): a write under
+    /// way is then pointless and may be abandoned. Graceful closes never resolve this.
+    pub async fn aborted(&self) -> Close {
         loop {
             let notified = self.room.notified();
-            if let Some(close) = self.closing() {
-                return Some(close);
+            if let Some(close) = self.closing().filter(|c| !c.drain) {
+                return close;
             }
             notified.await;
         }

@@ -186,3 +186,28 @@ fn unreadable_file_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&output.stderr)
         .contains("no/such/bridge.yaml:0: cannot read the file"));
 }
+
+#[test]
+fn check_loads_the_jwt_public_key() {
+    let dir = std::env::temp_dir().join(format!("kwb-jwt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("not-a-key.pem"), "hello").unwrap();
+    let file = dir.join("bridge.yaml");
+    std::fs::write(
+        &file,
+        "instance_id: a\nkafka: {bootstrap_servers: 'localhost:9092'}\nauth:\n  mode: jwt\n  jwt:\n    algorithms: [RS256]\n    public_key_file: not-a-key.pem\ninbound: [{channel: c, topic: t}]\n",
+    )
+    .unwrap();
+    let output = bridge_binary()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bridge.yaml:7: auth.jwt.public_key_file:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not a usable RSA public key"), "{stderr}");
+}

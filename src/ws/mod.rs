@@ -42,6 +42,8 @@ pub struct WsContext {
     pub metrics: Arc<Metrics>,
     pub auth: Authenticator,
     pub limits: Limits,
+    /// `auth.max_sessions_per_user` (0 = unlimited).
+    pub max_sessions_per_user: usize,
     pub ws_path: String,
     pub allowed_origins: Vec<String>,
     pub sessions: Sessions,
@@ -79,6 +81,7 @@ impl WsContext {
                 send_queue_messages: server.send_queue_messages,
                 max_inflight_publishes: server.max_inflight_publishes,
             },
+            max_sessions_per_user: plan.config.auth.max_sessions_per_user,
             ws_path: server.ws_path.clone(),
             allowed_origins: server.allowed_origins.clone(),
             sessions: Sessions::default(),
@@ -116,30 +119,83 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Every open session, to close them all on shutdown.
+/// An open session as the registry holds it.
+#[derive(Clone)]
+struct Entry {
+    handle: Arc<SessionHandle>,
+    /// Cancelled once the session's task has finished (its connection is closed).
+    finished: CancellationToken,
+}
+
+/// Every open session: to close them all on shutdown, and to enforce
+/// `auth.max_sessions_per_user`.
 #[derive(Default)]
 pub struct Sessions {
-    by_id: Mutex<HashMap<u64, Arc<SessionHandle>>>,
+    inner: Mutex<Registry>,
+}
+
+#[derive(Default)]
+struct Registry {
+    by_id: HashMap<u64, Entry>,
+    /// Session ids per user, oldest first.
+    by_user: HashMap<String, Vec<u64>>,
 }
 
 impl Sessions {
-    fn insert(&self, session: &Arc<SessionHandle>) {
-        self.by_id.lock().insert(session.id, session.clone());
+    /// Registers a session; returns the sessions of the same user it replaces (oldest first)
+    /// when the user now has more than `max_per_user` (0 = unlimited).
+    fn insert(
+        &self,
+        handle: &Arc<SessionHandle>,
+        finished: CancellationToken,
+        max_per_user: usize,
+    ) -> Vec<Entry> {
+        let mut registry = self.inner.lock();
+        registry.by_id.insert(
+            handle.id,
+            Entry {
+                handle: handle.clone(),
+                finished,
+            },
+        );
+        let Some(user) = &handle.user else {
+            return Vec::new();
+        };
+        let ids = registry.by_user.entry(user.clone()).or_default();
+        ids.push(handle.id);
+        if max_per_user == 0 || ids.len() <= max_per_user {
+            return Vec::new();
+        }
+        let excess = ids.len() - max_per_user;
+        let replaced: Vec<u64> = ids.drain(..excess).collect();
+        replaced
+            .iter()
+            .filter_map(|id| registry.by_id.get(id).cloned())
+            .collect()
     }
 
-    fn remove(&self, session: &SessionHandle) {
-        self.by_id.lock().remove(&session.id);
+    fn remove(&self, handle: &SessionHandle) {
+        let mut registry = self.inner.lock();
+        registry.by_id.remove(&handle.id);
+        if let Some(user) = &handle.user {
+            if let Some(ids) = registry.by_user.get_mut(user) {
+                ids.retain(|id| *id != handle.id);
+                if ids.is_empty() {
+                    registry.by_user.remove(user);
+                }
+            }
+        }
     }
 
     /// Starts closing every session with `close`.
     pub fn close_all(&self, close: Close) {
-        for session in self.by_id.lock().values() {
-            session.outbox.close(close);
+        for entry in self.inner.lock().by_id.values() {
+            entry.handle.outbox.close(close);
         }
     }
 
     pub fn len(&self) -> usize {
-        self.by_id.lock().len()
+        self.inner.lock().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {

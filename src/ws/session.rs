@@ -8,17 +8,18 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
 
 use super::{user_label, ConnectionSlot, WsContext};
 use crate::auth::{check_allow, check_key, Identity};
@@ -47,6 +48,21 @@ struct Session {
     inflight: Arc<Semaphore>,
 }
 
+/// How long a new session waits for the sessions it replaces to close before its `welcome`.
+const REPLACE_TIMEOUT: Duration = Duration::from_secs(5);
+
+const REPLACED_CLOSE: Close = Close {
+    code: 4000,
+    reason: "replaced by a newer session",
+    drain: true,
+};
+
+const TOKEN_EXPIRED_CLOSE: Close = Close {
+    code: 4002,
+    reason: "token expired",
+    drain: false,
+};
+
 pub(super) async fn run(
     mut socket: Socket,
     ctx: Arc<WsContext>,
@@ -62,9 +78,25 @@ pub(super) async fn run(
         user: identity.user.clone(),
         outbox: Outbox::new(ctx.limits.send_queue_messages),
     });
-    ctx.sessions.insert(&handle);
+    let finished = CancellationToken::new();
+    let replaced = ctx
+        .sessions
+        .insert(&handle, finished.clone(), ctx.max_sessions_per_user);
     ctx.metrics.sessions_open.inc();
     tracing::info!(session = %handle.public_id, user = user_label(&identity), "session opened");
+    // Newest wins: the older sessions are told and closed before this one is welcomed.
+    for old in &replaced {
+        old.handle.outbox.push_control(protocol::session_replaced());
+        old.handle.outbox.close(REPLACED_CLOSE);
+    }
+    for old in &replaced {
+        if tokio::time::timeout(REPLACE_TIMEOUT, old.finished.cancelled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(session = %old.handle.public_id, "replaced session did not close in time");
+        }
+    }
     handle.outbox.push_control(protocol::welcome(
         &handle.public_id,
         identity.user.as_deref(),
@@ -78,13 +110,24 @@ pub(super) async fn run(
     };
     let reason = session.serve(&mut socket).await;
     session.finish(reason);
+    finished.cancel();
     drop(slot);
+}
+
+/// When a token valid until `expires_at` (seconds since the epoch) runs out.
+fn expiry_deadline(expires_at: Option<u64>) -> Option<tokio::time::Instant> {
+    let expires_at = UNIX_EPOCH + Duration::from_secs(expires_at?);
+    let left = expires_at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Some(tokio::time::Instant::now() + left)
 }
 
 impl Session {
     async fn serve(&mut self, socket: &mut Socket) -> CloseReason {
         let mut batch: Vec<Frame> = Vec::with_capacity(16);
         let mut reading = true;
+        let expiry = expiry_deadline(self.identity.expires_at);
         loop {
             let can_read = reading
                 && self.handle.outbox.has_control_room()
@@ -96,7 +139,7 @@ impl Session {
                     if !batch.is_empty() {
                         let written = tokio::select! {
                             result = write_batch(socket, &mut batch) => result,
-                            close = self.handle.outbox.closed() => Err(close),
+                            close = self.handle.outbox.aborted() => Err(Some(close)),
                         };
                         match written {
                             Ok(bytes) => self.ctx.metrics.bytes_sent.inc_by(bytes),
@@ -136,6 +179,9 @@ impl Session {
                     }
                 }
                 _ = self.ctx.draining.cancelled(), if reading => reading = false,
+                _ = sleep_until_option(expiry), if expiry.is_some() && self.handle.outbox.closing().is_none() => {
+                    self.handle.outbox.close(TOKEN_EXPIRED_CLOSE);
+                }
             }
         }
     }
@@ -358,6 +404,9 @@ impl Session {
                 )),
                 CloseReason::Policy,
             ),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                (None, CloseReason::ClientClosed)
+            }
             WsError::Protocol(e) => (
                 Some((CloseCode::Protocol, e.to_string())),
                 CloseReason::Policy,
@@ -399,6 +448,13 @@ impl Session {
         self.ctx.metrics.sessions_open.dec();
         self.ctx.metrics.session_closed(reason);
         tracing::info!(session = %self.handle.public_id, user = user_label(&self.identity), reason = reason.as_str(), "session closed");
+    }
+}
+
+async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
