@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,8 @@ impl Bridge {
 /// Everything [`Bridge`] tears down on shutdown.
 struct Parts {
     ws: Arc<WsContext>,
+    /// The snapshot loader thread and its stop flag.
+    loader: Option<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>,
     consumer: Option<ConsumerHandle>,
     producer: Option<Producer>,
     ops_stop: CancellationToken,
@@ -114,17 +117,32 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
         None
     } else {
         let topics = outbound.topics();
-        Some(kafka::start_consumer(
-            &plan,
-            topics,
-            outbound,
-            status.clone(),
-        )?)
+        let sink: Arc<dyn kafka::RecordSink> = outbound.clone();
+        Some(kafka::start_consumer(&plan, topics, sink, status.clone())?)
+    };
+    // Snapshots are rebuilt from the beginning of their topics, beside the live consumer.
+    let loader_stop = Arc::new(AtomicBool::new(false));
+    let snapshot_topics = outbound.snapshot_topics();
+    let loader = if snapshot_topics.is_empty() {
+        None
+    } else {
+        status.expect_snapshots();
+        Some(
+            kafka::load_snapshots(
+                &plan,
+                snapshot_topics,
+                outbound.snapshot_loader(),
+                status.clone(),
+                loader_stop.clone(),
+            )
+            .map_err(kafka::StartError::Thread)?,
+        )
     };
 
     let ws_ctx = Arc::new(WsContext::new(
         &plan,
         hub.clone(),
+        outbound,
         inbound,
         metrics.clone(),
         auth,
@@ -155,6 +173,7 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
 
     let parts = Parts {
         ws: ws_ctx,
+        loader: loader.map(|thread| (thread, loader_stop)),
         consumer,
         producer,
         ops_stop,
@@ -210,8 +229,13 @@ async fn supervise(parts: Parts, stop: CancellationToken) {
     }
     let consumer = parts.consumer;
     let producer = parts.producer;
+    let loader = parts.loader;
     let remaining = deadline.saturating_duration_since(Instant::now());
     let blocking = tokio::task::spawn_blocking(move || {
+        if let Some((thread, stop)) = loader {
+            stop.store(true, Ordering::Release);
+            let _ = thread.join();
+        }
         if let Some(consumer) = consumer {
             consumer.stop();
         }

@@ -15,6 +15,7 @@
 //! - [`inbound`]: WebSocket/HTTP → Kafka: publish checks, record key and headers, ack.
 //! - [`hub`]: channels → subscribers, key and reply routing, fan-out of shared frames.
 //! - [`outbox`]: each session's bounded send queue and slow-client policies.
+//! - [`state`]: snapshots and bounded history per channel, for subscribe, resume and history.
 //! - [`protocol`]: client frame decoding and server frame encoding (protocol v1).
 //! - [`auth`]: identities, token verification, permission rules.
 //! - [`ws`]: WebSocket handshake, the per-session task, client-listener routes.
@@ -35,4 +36,5 @@ pub mod outbound;
 pub mod outbox;
 pub mod protocol;
 pub mod server;
+pub mod state;
 pub mod ws;

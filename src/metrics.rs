@@ -124,6 +124,12 @@ pub struct Metrics {
     pub rebalances: IntCounter,
     pub assigned_partitions: IntGauge,
     pub ready: IntGauge,
+    pub state_keys: IntGaugeVec,
+    pub state_bytes: IntGaugeVec,
+    pub state_evicted_keys: IntCounterVec,
+    pub replayed: IntCounterVec,
+    pub replay_gaps: IntCounterVec,
+    pub snapshots_loaded: IntGauge,
 }
 
 /// Handles for one channel, resolved once so the delivery path only increments.
@@ -136,6 +142,12 @@ pub struct ChannelMetrics {
     pub dropped_undeliverable: IntCounter,
     pub subscriptions: IntGauge,
     pub delivery_latency: Histogram,
+    pub state_keys: IntGauge,
+    pub state_bytes: IntGauge,
+    pub state_evicted_keys: IntCounter,
+    pub replayed_memory: IntCounter,
+    pub replayed_kafka: IntCounter,
+    pub replay_gaps: IntCounter,
 }
 
 fn name(short: &str) -> String {
@@ -266,6 +278,42 @@ impl Metrics {
                 name("ready"),
                 "1 when /readyz answers 200, else 0."
             )),
+            state_keys: register!(IntGaugeVec::new(
+                Opts::new(name("state_keys"), "Keys with a snapshot or history held, by channel."),
+                &["channel"]
+            )),
+            state_bytes: register!(IntGaugeVec::new(
+                Opts::new(
+                    name("state_bytes"),
+                    "Bytes of records held for snapshots and history, by channel."
+                ),
+                &["channel"]
+            )),
+            state_evicted_keys: register!(IntCounterVec::new(
+                Opts::new(
+                    name("state_evicted_keys_total"),
+                    "Keys dropped from memory by max_keys or max_bytes, by channel."
+                ),
+                &["channel"]
+            )),
+            replayed: register!(IntCounterVec::new(
+                Opts::new(
+                    name("replayed_messages_total"),
+                    "Records replayed for resume/history/snapshot requests, by channel and source (memory or kafka)."
+                ),
+                &["channel", "source"]
+            )),
+            replay_gaps: register!(IntCounterVec::new(
+                Opts::new(
+                    name("replay_gaps_total"),
+                    "Resume requests answered with gap: true, by channel."
+                ),
+                &["channel"]
+            )),
+            snapshots_loaded: register!(IntGauge::new(
+                name("snapshots_loaded"),
+                "1 once every snapshot channel has read its topic up to the high watermarks seen at start."
+            )),
             registry,
         };
         #[cfg(target_os = "linux")]
@@ -316,6 +364,12 @@ impl Metrics {
             dropped_undeliverable: dropped("undeliverable"),
             subscriptions: self.subscriptions.with_label_values(&[channel]),
             delivery_latency: self.delivery_latency.with_label_values(&[channel]),
+            state_keys: self.state_keys.with_label_values(&[channel]),
+            state_bytes: self.state_bytes.with_label_values(&[channel]),
+            state_evicted_keys: self.state_evicted_keys.with_label_values(&[channel]),
+            replayed_memory: self.replayed.with_label_values(&[channel, "memory"]),
+            replayed_kafka: self.replayed.with_label_values(&[channel, "kafka"]),
+            replay_gaps: self.replay_gaps.with_label_values(&[channel]),
         }
     }
 

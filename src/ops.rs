@@ -28,6 +28,8 @@ pub struct OpsContext {
     pub inbound_topics: Vec<(String, String)>,
     /// Whether the consumer runs (there are outbound channels).
     pub consuming: bool,
+    /// Whether some channel keeps snapshots (loaded at start).
+    pub snapshots: bool,
 }
 
 impl OpsContext {
@@ -57,6 +59,7 @@ impl OpsContext {
                 .map(|i| (i.channel.clone(), i.topic.clone()))
                 .collect(),
             consuming: !config.channels.is_empty(),
+            snapshots: config.channels.iter().any(|c| c.snapshot),
         }
     }
 }
@@ -116,6 +119,18 @@ fn readiness(ctx: &OpsContext) -> Readiness {
                 "every assigned partition is being fetched".into()
             } else {
                 format!("{waiting} partitions still resolving their start offset")
+            },
+        });
+    }
+    if ctx.snapshots {
+        let loaded = ctx.kafka.snapshots_loaded();
+        checks.push(Check {
+            name: "snapshots_loaded",
+            ok: loaded,
+            detail: if loaded {
+                "snapshot channels are rebuilt from Kafka".into()
+            } else {
+                "reading snapshot topics up to the high watermarks seen at start".into()
             },
         });
     }

@@ -12,10 +12,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use prometheus::IntCounter;
 
 use crate::config::{ChannelConfig, Deliver, Format, KeySource};
-use crate::hub::{ChannelId, Hub, Route};
-use crate::kafka::{Record, RecordSink};
+use crate::hub::{ChannelId, Fetched, Hub, Need, Route};
+use crate::kafka::{RangeReader, ReadRequest, Record, RecordSink};
 use crate::metrics::{ChannelMetrics, Metrics};
 use crate::protocol::{self, MessageParts, MessagePrefix};
+use crate::state::Held;
 
 /// Header naming the session a reply is for (set by the bridge on inbound records).
 pub const SESSION_HEADER: &str = "bridge-session";
@@ -25,49 +26,71 @@ pub const USER_HEADER: &str = "bridge-user";
 struct ChannelPipe {
     id: ChannelId,
     name: String,
+    topic: String,
     format: Format,
     key: Option<KeySource>,
     deliver: Deliver,
+    snapshot: bool,
     prefix: MessagePrefix,
     metrics: ChannelMetrics,
     /// Seconds timestamp of the last warning logged for this channel.
     last_warning: AtomicU64,
 }
 
+/// A record encoded for one channel.
+struct Encoded<'r> {
+    key: Option<Cow<'r, str>>,
+    held: Held,
+    tombstone: bool,
+}
+
+/// Why a record was not routed on a channel.
+enum Skip {
+    Undecodable(String),
+    NoKey(String),
+}
+
 struct TopicPipes {
     consumed: IntCounter,
-    channels: Vec<ChannelPipe>,
+    channels: Vec<ChannelId>,
 }
 
 pub struct Outbound {
     hub: Arc<Hub>,
+    pipes: Vec<ChannelPipe>,
     topics: HashMap<String, TopicPipes>,
 }
 
 impl Outbound {
     pub fn new(channels: &[ChannelConfig], hub: Arc<Hub>, metrics: &Metrics) -> Self {
         let mut topics: HashMap<String, TopicPipes> = HashMap::new();
+        let mut pipes = Vec::new();
         for (i, channel) in channels.iter().enumerate() {
-            let pipes = topics
+            let id = i as ChannelId;
+            topics
                 .entry(channel.topic.clone())
                 .or_insert_with(|| TopicPipes {
                     consumed: metrics
                         .records_consumed
                         .with_label_values(&[&channel.topic]),
                     channels: Vec::new(),
-                });
-            pipes.channels.push(ChannelPipe {
-                id: i as ChannelId,
+                })
+                .channels
+                .push(id);
+            pipes.push(ChannelPipe {
+                id,
                 name: channel.name.clone(),
+                topic: channel.topic.clone(),
                 format: channel.format,
                 key: channel.key.clone(),
                 deliver: channel.deliver,
+                snapshot: channel.snapshot,
                 prefix: MessagePrefix::new(&channel.name),
                 metrics: metrics.channel(&channel.name),
                 last_warning: AtomicU64::new(0),
             });
         }
-        Outbound { hub, topics }
+        Outbound { hub, pipes, topics }
     }
 
     /// Topics the consumer must subscribe to.
@@ -76,35 +99,120 @@ impl Outbound {
         topics.sort();
         topics
     }
+
+    /// Topics read at start to rebuild snapshots.
+    pub fn snapshot_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .pipes
+            .iter()
+            .filter(|p| p.snapshot)
+            .map(|p| p.topic.clone())
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
+    /// Reads from Kafka what a subscription needs before it can attach, encoded and filtered
+    /// to its key, within `limit` records.
+    pub async fn fetch(
+        &self,
+        reader: &RangeReader,
+        id: ChannelId,
+        key: Option<&str>,
+        need: Need,
+        limit: usize,
+    ) -> Result<Fetched, String> {
+        let pipe = &self.pipes[id as usize];
+        let request = match need {
+            Need::Ranges(missing) => ReadRequest::Ranges(
+                missing
+                    .iter()
+                    .map(|m| (m.partition, m.from, m.until))
+                    .collect(),
+            ),
+            Need::Tails(before) => ReadRequest::Tails(before),
+        };
+        let read = reader.read(&pipe.topic, request, limit).await?;
+        let mut records = Vec::new();
+        for owned in &read.records {
+            let encoded = owned.with_record(&pipe.topic, |record| match pipe.encode(record) {
+                Ok(encoded) if key.is_none() || encoded.key.as_deref() == key => Some(encoded.held),
+                _ => None,
+            });
+            records.extend(encoded);
+        }
+        pipe.metrics.replayed_kafka.inc_by(records.len() as u64);
+        Ok(Fetched {
+            records,
+            covered: read.covered,
+            gap: read.gap,
+        })
+    }
+
+    /// A sink that rebuilds snapshots (no routing, no history) from records read at start.
+    pub fn snapshot_loader(self: &Arc<Self>) -> Arc<dyn RecordSink> {
+        Arc::new(SnapshotLoader(self.clone()))
+    }
 }
 
 impl RecordSink for Outbound {
     fn record(&self, record: &Record<'_>) {
-        let Some(pipes) = self.topics.get(record.topic) else {
+        let Some(topic) = self.topics.get(record.topic) else {
             return;
         };
-        pipes.consumed.inc();
-        for pipe in &pipes.channels {
-            pipe.handle(&self.hub, record);
+        topic.consumed.inc();
+        for id in &topic.channels {
+            self.pipes[*id as usize].route(&self.hub, record);
+        }
+    }
+}
+
+struct SnapshotLoader(Arc<Outbound>);
+
+impl RecordSink for SnapshotLoader {
+    fn record(&self, record: &Record<'_>) {
+        let outbound = &self.0;
+        let Some(topic) = outbound.topics.get(record.topic) else {
+            return;
+        };
+        for id in &topic.channels {
+            let pipe = &outbound.pipes[*id as usize];
+            if !pipe.snapshot {
+                continue;
+            }
+            if let Ok(Encoded {
+                key: Some(key),
+                held,
+                tombstone,
+            }) = pipe.encode(record)
+            {
+                outbound.hub.load_snapshot(pipe.id, &key, &held, tombstone);
+            }
         }
     }
 }
 
 impl ChannelPipe {
-    fn handle(&self, hub: &Hub, record: &Record<'_>) {
-        let data = match protocol::encode_data(self.format, record.value) {
-            Ok(data) => data,
-            Err(reason) => {
-                self.metrics.dropped_undecodable.inc();
-                self.warn(record, "record skipped: cannot decode", &reason);
-                return;
-            }
-        };
-        let key = match self.key(record, data.as_str()) {
-            Ok(key) => key,
-            Err(reason) => {
-                self.metrics.dropped_no_key.inc();
-                self.warn(record, "record skipped: no routing key", &reason);
+    fn route(&self, hub: &Hub, record: &Record<'_>) {
+        let encoded = match self.encode(record) {
+            Ok(encoded) => encoded,
+            Err(skip) => {
+                let (counter, what, reason) = match &skip {
+                    Skip::Undecodable(reason) => (
+                        &self.metrics.dropped_undecodable,
+                        "record skipped: cannot decode",
+                        reason,
+                    ),
+                    Skip::NoKey(reason) => (
+                        &self.metrics.dropped_no_key,
+                        "record skipped: no routing key",
+                        reason,
+                    ),
+                };
+                counter.inc();
+                self.warn(record, what, reason);
+                hub.skip(self.id, record.partition, record.offset);
                 return;
             }
         };
@@ -113,9 +221,16 @@ impl ChannelPipe {
                 session: utf8(record.header(SESSION_HEADER)),
                 user: utf8(record.header(USER_HEADER)),
             },
-            _ => Route::Key(key.as_deref()),
+            _ => Route::Key(encoded.key.as_deref()),
         };
-        let frame = protocol::message(
+        hub.deliver(self.id, route, &encoded.held, encoded.tombstone);
+    }
+
+    /// Decodes once, extracts the key once, encodes the frame once.
+    fn encode<'r>(&self, record: &Record<'r>) -> Result<Encoded<'r>, Skip> {
+        let data = protocol::encode_data(self.format, record.value).map_err(Skip::Undecodable)?;
+        let key = self.key(record, data.as_str()).map_err(Skip::NoKey)?;
+        let (frame, data_range) = protocol::message(
             &self.prefix,
             &MessageParts {
                 key: key.as_deref(),
@@ -126,7 +241,17 @@ impl ChannelPipe {
                 headers: record.headers,
             },
         );
-        hub.deliver(self.id, route, &frame);
+        Ok(Encoded {
+            key,
+            held: Held {
+                frame,
+                partition: record.partition,
+                offset: record.offset,
+                data: data_range,
+                timestamp: record.timestamp.unwrap_or_default(),
+            },
+            tombstone: record.value.is_none(),
+        })
     }
 
     /// The routing key. `Ok(None)` where no key is needed; `Err` where one is needed and

@@ -40,16 +40,27 @@ pub enum Pushed {
     Closed,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Answers: ack, error, pong, subscribed …
+    Control,
+    /// Records replayed for a subscription: sent in full, never dropped by a policy.
+    Replay,
+    /// A live record of a channel, with a hash of its key (0 when none).
+    Message(u32, u64),
+}
+
 struct Entry {
     frame: Frame,
-    /// `None` for control frames; for messages, the channel and a hash of the key.
-    origin: Option<(u32, u64)>,
+    kind: Kind,
 }
 
 struct State {
     queue: VecDeque<Entry>,
+    /// Live messages queued (bounded by `capacity`).
     messages: usize,
     controls: usize,
+    replays: usize,
     close: Option<Close>,
 }
 
@@ -69,6 +80,13 @@ pub const SLOW_CLIENT_CLOSE: Close = Close {
     drain: false,
 };
 
+fn clear(state: &mut State) {
+    state.queue.clear();
+    state.messages = 0;
+    state.controls = 0;
+    state.replays = 0;
+}
+
 impl Outbox {
     pub fn new(capacity: usize) -> Self {
         Outbox {
@@ -76,6 +94,7 @@ impl Outbox {
                 queue: VecDeque::new(),
                 messages: 0,
                 controls: 0,
+                replays: 0,
                 close: None,
             }),
             wake: Notify::new(),
@@ -99,7 +118,7 @@ impl Outbox {
         }
         let entry = Entry {
             frame: frame.clone(),
-            origin: Some((channel, key)),
+            kind: Kind::Message(channel, key),
         };
         if state.messages < self.capacity {
             state.messages += 1;
@@ -108,9 +127,7 @@ impl Outbox {
         }
         match policy {
             SlowClientPolicy::Disconnect => {
-                state.queue.clear();
-                state.messages = 0;
-                state.controls = 0;
+                clear(&mut state);
                 state.close = Some(SLOW_CLIENT_CLOSE);
                 drop(state);
                 self.wake.notify_one();
@@ -121,7 +138,7 @@ impl Outbox {
                 if let Some(queued) = state
                     .queue
                     .iter_mut()
-                    .find(|e| e.origin == Some((channel, key)))
+                    .find(|e| e.kind == Kind::Message(channel, key))
                 {
                     queued.frame = entry.frame;
                     return Pushed::QueuedWithDrop;
@@ -136,7 +153,7 @@ impl Outbox {
         match state
             .queue
             .iter()
-            .position(|e| matches!(e.origin, Some((c, _)) if c == channel))
+            .position(|e| matches!(e.kind, Kind::Message(c, _) if c == channel))
         {
             Some(oldest) => {
                 state.queue.remove(oldest);
@@ -158,10 +175,30 @@ impl Outbox {
             &mut state,
             Entry {
                 frame,
-                origin: None,
+                kind: Kind::Control,
             },
         );
         true
+    }
+
+    /// Queues replayed records. They do not count against the live capacity (a replay is
+    /// bounded by `server.replay_max_records`), but the session reads no further client frames
+    /// until they are written ([`Self::has_control_room`]).
+    pub fn push_replay(&self, frames: impl IntoIterator<Item = Frame>) {
+        let mut state = self.state.lock();
+        if state.close.is_some() {
+            return;
+        }
+        for frame in frames {
+            state.replays += 1;
+            self.enqueue(
+                &mut state,
+                Entry {
+                    frame,
+                    kind: Kind::Replay,
+                },
+            );
+        }
     }
 
     fn enqueue(&self, state: &mut State, entry: Entry) {
@@ -179,9 +216,7 @@ impl Outbox {
             return;
         }
         if !close.drain {
-            state.queue.clear();
-            state.messages = 0;
-            state.controls = 0;
+            clear(&mut state);
         }
         state.close = Some(close);
         drop(state);
@@ -194,10 +229,11 @@ impl Outbox {
         self.state.lock().close
     }
 
-    /// Whether the session may read another client frame (it could produce a control frame).
+    /// Whether the session may read another client frame: it could produce a control frame
+    /// or a replay, so both must have room.
     pub fn has_control_room(&self) -> bool {
         let state = self.state.lock();
-        state.controls < CONTROL_LIMIT || state.close.is_some()
+        (state.controls < CONTROL_LIMIT && state.replays == 0) || state.close.is_some()
     }
 
     /// Waits until [`Self::has_control_room`].
@@ -241,19 +277,19 @@ impl Outbox {
     /// Non-blocking part of [`Self::next_batch`].
     pub fn take(&self, out: &mut Vec<Frame>, max: usize) -> Option<Close> {
         let mut state = self.state.lock();
-        let controls_before = state.controls;
+        let blocked_before = state.controls >= CONTROL_LIMIT || state.replays > 0;
         while out.len() < max {
             let Some(entry) = state.queue.pop_front() else {
                 break;
             };
-            if entry.origin.is_some() {
-                state.messages -= 1;
-            } else {
-                state.controls -= 1;
+            match entry.kind {
+                Kind::Message(..) => state.messages -= 1,
+                Kind::Control => state.controls -= 1,
+                Kind::Replay => state.replays -= 1,
             }
             out.push(entry.frame);
         }
-        let freed_room = controls_before >= CONTROL_LIMIT && state.controls < CONTROL_LIMIT;
+        let freed_room = blocked_before && state.controls < CONTROL_LIMIT && state.replays == 0;
         let close = state.close.filter(|_| state.queue.is_empty());
         drop(state);
         if freed_room {
@@ -262,7 +298,7 @@ impl Outbox {
         close
     }
 
-    /// Messages queued, for tests and status.
+    /// Live messages queued, for tests and status.
     pub fn queued_messages(&self) -> usize {
         self.state.lock().messages
     }
@@ -376,6 +412,22 @@ mod tests {
         assert!(!outbox.has_control_room());
         let mut out = Vec::new();
         outbox.take(&mut out, 1);
+        assert!(outbox.has_control_room());
+    }
+
+    #[test]
+    fn replays_bypass_the_capacity_but_pause_reading() {
+        let outbox = Outbox::new(1);
+        outbox.push_replay((0..5).map(|i| frame(&format!("r{i}"))));
+        assert!(
+            !outbox.has_control_room(),
+            "no new frames read while a replay is queued"
+        );
+        assert_eq!(
+            outbox.push_message(&frame("live"), 0, 0, SlowClientPolicy::Disconnect),
+            Pushed::Queued
+        );
+        assert_eq!(drain(&outbox), ["r0", "r1", "r2", "r3", "r4", "live"]);
         assert!(outbox.has_control_room());
     }
 

@@ -462,14 +462,19 @@ pub struct MessageParts<'a> {
     pub headers: &'a [(&'a str, Option<&'a [u8]>)],
 }
 
-/// Encodes a `message` frame. Header values are sent as strings (invalid UTF-8 replaced by
-/// U+FFFD), null header values as `null`.
-pub fn message(prefix: &MessagePrefix, parts: &MessageParts<'_>) -> Frame {
+/// Encodes a `message` frame; also returns where `data` sits in it. Header values are sent as
+/// strings (invalid UTF-8 replaced by U+FFFD), null header values as `null`.
+pub fn message(
+    prefix: &MessagePrefix,
+    parts: &MessageParts<'_>,
+) -> (Frame, std::ops::Range<usize>) {
     let mut out = String::with_capacity(prefix.0.len() + parts.data.len() + 96);
     out.push_str(&prefix.0);
     push_key(&mut out, parts.key);
     out.push_str(",\"data\":");
+    let data_start = out.len();
     out.push_str(parts.data);
+    let data = data_start..out.len();
     let _ = write!(
         out,
         ",\"partition\":{},\"offset\":{},\"timestamp\":",
@@ -494,7 +499,7 @@ pub fn message(prefix: &MessagePrefix, parts: &MessageParts<'_>) -> Frame {
         }
     }
     out.push_str("}}");
-    out.into()
+    (out.into(), data)
 }
 
 /// Encodes a record value per the channel format, as JSON text for `data`.
@@ -688,7 +693,7 @@ mod tests {
     fn message_frame_carries_everything() {
         let prefix = MessagePrefix::new("bal\"ances");
         let headers: [(&str, Option<&[u8]>); 2] = [("h", Some(b"v\x01")), ("n", None)];
-        let frame = message(
+        let (frame, data) = message(
             &prefix,
             &MessageParts {
                 key: Some("C-1"),
@@ -699,6 +704,7 @@ mod tests {
                 headers: &headers,
             },
         );
+        assert_eq!(&frame.as_str()[data], "{\"x\":1}");
         let value: Value = serde_json::from_str(frame.as_str()).unwrap();
         assert_eq!(
             value,

@@ -134,6 +134,10 @@ pub struct ServerConfig {
     /// behind is handled by its channel's `on_slow_client` policy.
     #[serde(default = "default_send_queue_messages")]
     pub send_queue_messages: usize,
+    /// Most records replayed for one `resume` or `history` request (and most read from Kafka
+    /// to serve it); a longer replay starts later and reports `gap: true`.
+    #[serde(default = "default_replay_max_records")]
+    pub replay_max_records: usize,
     /// Most publishes one session may have waiting for Kafka's acknowledgement; further
     /// frames from that session are not read until one completes.
     #[serde(default = "default_max_inflight_publishes")]
@@ -265,6 +269,14 @@ pub struct ChannelConfig {
     /// What happens to a session whose send queue is full.
     #[serde(default)]
     pub on_slow_client: SlowClientPolicy,
+    /// Most keys whose snapshot and history are kept; beyond it the key updated least recently
+    /// is dropped (a later resume for it is served from Kafka).
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+    /// Most bytes of records kept for snapshots and history; beyond it the key updated least
+    /// recently is dropped (on broadcast channels: the oldest record).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
 }
 
 /// Decoding of record values.
@@ -498,6 +510,15 @@ fn default_max_subscriptions() -> usize {
 fn default_send_queue_messages() -> usize {
     1024
 }
+fn default_replay_max_records() -> usize {
+    10_000
+}
+fn default_max_keys() -> usize {
+    100_000
+}
+fn default_max_bytes() -> usize {
+    64 * 1024 * 1024
+}
 fn default_max_inflight_publishes() -> usize {
     256
 }
@@ -530,6 +551,7 @@ impl Default for ServerConfig {
             max_connections: default_max_connections(),
             max_subscriptions_per_session: default_max_subscriptions(),
             send_queue_messages: default_send_queue_messages(),
+            replay_max_records: default_replay_max_records(),
             max_inflight_publishes: default_max_inflight_publishes(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),
             publish_timeout_ms: default_publish_timeout_ms(),

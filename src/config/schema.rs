@@ -576,7 +576,7 @@ mod tests {
             check(yaml),
             [
                 "5: server.max_frame_bytes: expected a non-negative integer, found \"big\"",
-                "6: server.listn: unknown key (did you mean `listen`?); expected one of: allowed_origins, api_keys, demo_page, listen, max_connections, max_frame_bytes, max_inflight_publishes, max_subscriptions_per_session, publish_timeout_ms, send_queue_messages, shutdown_timeout_ms, tls, ws_path",
+                "6: server.listn: unknown key (did you mean `listen`?); expected one of: allowed_origins, api_keys, demo_page, listen, max_connections, max_frame_bytes, max_inflight_publishes, max_subscriptions_per_session, publish_timeout_ms, replay_max_records, send_queue_messages, shutdown_timeout_ms, tls, ws_path",
                 "11: channels[1].format: expected `json`, `text` or `base64`, found \"xml\"",
                 "10: channels[1].topic: missing",
             ]

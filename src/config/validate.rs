@@ -653,6 +653,19 @@ impl Semantic<'_> {
                     self.error(&at("key.name"), "must not be empty");
                 }
             }
+            if channel.deliver == Deliver::Reply && (channel.snapshot || channel.history > 0) {
+                self.error(
+                    &at(if channel.snapshot {
+                        "snapshot"
+                    } else {
+                        "history"
+                    }),
+                    "reply channels keep no snapshot or history: a reply is for one session",
+                );
+            }
+            if channel.max_keys == 0 {
+                self.error(&at("max_keys"), "must be at least 1");
+            }
             if channel.snapshot && !keyed {
                 self.error(
                     &at("snapshot"),

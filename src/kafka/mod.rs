@@ -5,6 +5,7 @@
 mod admin;
 mod consumer;
 mod producer;
+mod reader;
 mod status;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use crate::config::{OffsetReset, Plan, Severity};
 pub use admin::{create_topics, TopicOutcome};
 pub use consumer::{start_consumer, ConsumerHandle, RecordSink};
 pub use producer::{Delivered, ProduceError, Producer};
+pub use reader::{load_snapshots, OwnedRecord, RangeReader, ReadRequest, ReadResult};
 pub use status::{KafkaStatus, PartitionStatus};
 
 /// A consumed record, borrowed from librdkafka's buffer for the duration of one call.

@@ -41,6 +41,8 @@ struct Inner {
     /// Topics the consumer subscribed to.
     topics: Vec<String>,
     last_error: Option<(String, Instant)>,
+    /// Whether snapshot channels have been rebuilt from Kafka (true when there are none).
+    snapshots_loaded: bool,
 }
 
 /// Shared, cheap to read status of the Kafka side.
@@ -54,10 +56,29 @@ const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 impl KafkaStatus {
     pub fn new(metrics: Arc<Metrics>) -> Self {
+        metrics.snapshots_loaded.set(1);
         KafkaStatus {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                snapshots_loaded: true,
+                ..Inner::default()
+            }),
             metrics,
         }
+    }
+
+    /// Snapshots will be loaded: not ready until [`Self::set_snapshots_loaded`].
+    pub fn expect_snapshots(&self) {
+        self.inner.lock().snapshots_loaded = false;
+        self.metrics.snapshots_loaded.set(0);
+    }
+
+    pub(super) fn set_snapshots_loaded(&self) {
+        self.inner.lock().snapshots_loaded = true;
+        self.metrics.snapshots_loaded.set(1);
+    }
+
+    pub fn snapshots_loaded(&self) -> bool {
+        self.inner.lock().snapshots_loaded
     }
 
     /// A client exists: it counts for [`Self::reachable`] from now on.

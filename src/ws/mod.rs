@@ -20,12 +20,15 @@ use crate::auth::{Authenticator, Identity};
 use crate::config::{ChannelConfig, Plan};
 use crate::hub::{Hub, SessionHandle};
 use crate::inbound::Inbound;
+use crate::kafka::RangeReader;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::outbox::Close;
 
 /// Limits from `server.*`, copied once.
 #[derive(Debug, Clone)]
 pub struct Limits {
+    pub replay_max_records: usize,
     pub max_frame_bytes: usize,
     pub max_connections: usize,
     pub max_subscriptions: usize,
@@ -36,6 +39,10 @@ pub struct Limits {
 /// Everything a session or handshake needs, shared by all of them.
 pub struct WsContext {
     pub hub: Arc<Hub>,
+    /// Encodes records read from Kafka for replays.
+    pub outbound: Arc<Outbound>,
+    /// Reads what memory no longer holds, for replays.
+    pub reader: Arc<RangeReader>,
     pub inbound: Arc<Inbound>,
     /// The config's channels, indexed like the hub's channel ids.
     pub channels: Vec<ChannelConfig>,
@@ -63,6 +70,7 @@ impl WsContext {
     pub fn new(
         plan: &Plan,
         hub: Arc<Hub>,
+        outbound: Arc<Outbound>,
         inbound: Arc<Inbound>,
         metrics: Arc<Metrics>,
         auth: Authenticator,
@@ -70,11 +78,14 @@ impl WsContext {
         let server = &plan.config.server;
         WsContext {
             hub,
+            outbound,
+            reader: Arc::new(RangeReader::new(plan)),
             inbound,
             channels: plan.config.channels.clone(),
             metrics,
             auth,
             limits: Limits {
+                replay_max_records: server.replay_max_records,
                 max_frame_bytes: server.max_frame_bytes,
                 max_connections: server.max_connections,
                 max_subscriptions: server.max_subscriptions_per_session,

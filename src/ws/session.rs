@@ -24,13 +24,17 @@ use tokio_util::sync::CancellationToken;
 use super::{user_label, ConnectionSlot, WsContext};
 use crate::auth::{check_allow, check_key, Identity};
 use crate::config::Deliver;
-use crate::hub::{ChannelId, SessionHandle};
+use crate::hub::{Attached, Begun, ChannelId, Fetched, SessionHandle, Want};
 use crate::inbound::Publisher;
 use crate::metrics::CloseReason;
 use crate::outbox::{Close, Outbox};
-use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Refusal, RequestId};
+use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Refusal, RequestId, SnapshotValue};
+use crate::state::Held;
 
 type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Most partitions a `resume` may list.
+const MAX_RESUME_PARTITIONS: usize = 1024;
 
 /// Most frames written per flush.
 const WRITE_BATCH: usize = 256;
@@ -46,6 +50,20 @@ struct Session {
     identity: Identity,
     subscriptions: HashSet<Subscription>,
     inflight: Arc<Semaphore>,
+    /// A subscribe waiting for records from Kafka before it can attach. Client frames are not
+    /// read meanwhile, so later requests cannot overtake it.
+    pending: Option<Pending>,
+}
+
+/// A subscribe registered with its live records held back while its replay is read.
+struct Pending {
+    id: RequestId,
+    channel: String,
+    subscription: Subscription,
+    want: Want,
+    /// What memory held at the start, continuing the range being read.
+    held: Vec<Held>,
+    read: tokio::task::JoinHandle<Result<Fetched, String>>,
 }
 
 /// How long a new session waits for the sessions it replaces to close before its `welcome`.
@@ -107,6 +125,7 @@ pub(super) async fn run(
         handle,
         identity,
         subscriptions: HashSet::new(),
+        pending: None,
     };
     let reason = session.serve(&mut socket).await;
     session.finish(reason);
@@ -130,6 +149,7 @@ impl Session {
         let expiry = expiry_deadline(self.identity.expires_at);
         loop {
             let can_read = reading
+                && self.pending.is_none()
                 && self.handle.outbox.has_control_room()
                 && self.inflight.available_permits() > 0;
             tokio::select! {
@@ -178,6 +198,9 @@ impl Session {
                         None => return CloseReason::ClientClosed,
                     }
                 }
+                read = pending_read(&mut self.pending), if self.pending.is_some() => {
+                    self.on_fetched(read);
+                }
                 _ = self.ctx.draining.cancelled(), if reading => reading = false,
                 _ = sleep_until_option(expiry), if expiry.is_some() && self.handle.outbox.closing().is_none() => {
                     self.handle.outbox.close(TOKEN_EXPIRED_CLOSE);
@@ -204,10 +227,15 @@ impl Session {
                 id,
                 channel,
                 key,
-                resume: _,
-                history: _,
+                resume,
+                history,
             } => {
-                if let Err(refusal) = self.subscribe(&id, &channel, key) {
+                let want = match (resume, history) {
+                    (Some(seen), _) => Want::Resume(seen),
+                    (None, Some(count)) => Want::Newest(count),
+                    (None, None) => Want::Live,
+                };
+                if let Err(refusal) = self.subscribe(id.clone(), &channel, key, want) {
                     self.refuse(&id, refusal);
                 }
             }
@@ -324,9 +352,10 @@ impl Session {
 
     fn subscribe(
         &mut self,
-        id: &RequestId,
+        id: RequestId,
         channel: &str,
         key: Option<String>,
+        want: Want,
     ) -> Result<(), Refusal> {
         let subscription = self.resolve(channel, key)?;
         if !self.subscriptions.contains(&subscription)
@@ -340,13 +369,108 @@ impl Session {
                 ),
             ));
         }
+        if want != Want::Live && self.ctx.hub.channel(subscription.0).deliver == Deliver::Reply {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("`resume` and `history` are not available on reply channel `{channel}`"),
+            ));
+        }
+        if let Want::Resume(seen) = &want {
+            if seen.len() > MAX_RESUME_PARTITIONS {
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    format!("`resume` lists more than {MAX_RESUME_PARTITIONS} partitions"),
+                ));
+            }
+        }
+        let want = match want {
+            Want::Newest(count) => Want::Newest(count.min(self.ctx.limits.replay_max_records)),
+            other => other,
+        };
+        let limit = self.ctx.limits.replay_max_records;
         let (channel_id, key) = &subscription;
-        let confirmation = protocol::subscribed(id, channel, key.as_deref(), None, 0, false);
-        self.ctx
-            .hub
-            .subscribe(*channel_id, key.as_deref(), &self.handle, confirmation);
-        self.subscriptions.insert(subscription);
+        let begun = self.ctx.hub.begin(
+            *channel_id,
+            key.as_deref(),
+            &self.handle,
+            &want,
+            limit,
+            |snapshot, replayed, gap| {
+                subscribed_frame(&id, channel, key.as_deref(), snapshot, replayed, gap)
+            },
+        );
+        match begun {
+            Begun::Attached(attached) => {
+                self.count_replay(*channel_id, attached, 0);
+                self.subscriptions.insert(subscription);
+            }
+            Begun::Reading { need, held } => {
+                let outbound = self.ctx.outbound.clone();
+                let reader = self.ctx.reader.clone();
+                let (channel_id, key) = (*channel_id, key.clone());
+                let read = tokio::spawn(async move {
+                    outbound
+                        .fetch(&reader, channel_id, key.as_deref(), need, limit)
+                        .await
+                });
+                self.pending = Some(Pending {
+                    id,
+                    channel: channel.to_owned(),
+                    subscription,
+                    want,
+                    held,
+                    read,
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// The pending subscription's Kafka read finished: complete it.
+    fn on_fetched(&mut self, read: Result<Fetched, String>) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let fetched = match read {
+            Ok(fetched) => Some(fetched),
+            Err(e) => {
+                tracing::warn!(session = %self.handle.public_id, channel = %pending.channel, error = %e, "replay read from kafka failed; answering with a gap");
+                None
+            }
+        };
+        let from_kafka = fetched.as_ref().map_or(0, |f| f.records.len());
+        let (channel_id, key) = &pending.subscription;
+        let attached = self.ctx.hub.complete(
+            *channel_id,
+            key.as_deref(),
+            &self.handle,
+            &pending.want,
+            pending.held,
+            fetched,
+            self.ctx.limits.replay_max_records,
+            |snapshot, replayed, gap| {
+                subscribed_frame(
+                    &pending.id,
+                    &pending.channel,
+                    key.as_deref(),
+                    snapshot,
+                    replayed,
+                    gap,
+                )
+            },
+        );
+        self.count_replay(*channel_id, attached, from_kafka);
+        self.subscriptions.insert(pending.subscription);
+    }
+
+    fn count_replay(&self, channel_id: ChannelId, attached: Attached, from_kafka: usize) {
+        let metrics = &self.ctx.hub.channel(channel_id).metrics;
+        metrics
+            .replayed_memory
+            .inc_by(attached.replayed.saturating_sub(from_kafka) as u64);
+        if attached.gap {
+            metrics.replay_gaps.inc();
+        }
     }
 
     fn unsubscribe(
@@ -434,6 +558,13 @@ impl Session {
     }
 
     fn finish(&mut self, reason: CloseReason) {
+        if let Some(pending) = self.pending.take() {
+            pending.read.abort();
+            let (channel_id, key) = &pending.subscription;
+            self.ctx
+                .hub
+                .unsubscribe(*channel_id, key.as_deref(), &self.handle);
+        }
         self.handle.outbox.close(Close {
             code: 1000,
             reason: "closed",
@@ -449,6 +580,33 @@ impl Session {
         self.ctx.metrics.session_closed(reason);
         tracing::info!(session = %self.handle.public_id, user = user_label(&self.identity), reason = reason.as_str(), "session closed");
     }
+}
+
+/// Waits for the pending subscription's Kafka read (pending forever when there is none).
+async fn pending_read(pending: &mut Option<Pending>) -> Result<Fetched, String> {
+    match pending.as_mut() {
+        Some(pending) => (&mut pending.read)
+            .await
+            .unwrap_or_else(|e| Err(e.to_string())),
+        None => std::future::pending().await,
+    }
+}
+
+/// The `subscribed` frame of a subscription.
+fn subscribed_frame(
+    id: &RequestId,
+    channel: &str,
+    key: Option<&str>,
+    snapshot: Option<&Held>,
+    replayed: usize,
+    gap: bool,
+) -> Frame {
+    let snapshot = snapshot.map(|held| SnapshotValue {
+        data: held.data(),
+        partition: held.partition,
+        offset: held.offset,
+    });
+    protocol::subscribed(id, channel, key, snapshot, replayed, gap)
 }
 
 async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {

@@ -45,12 +45,20 @@ pub fn random_suffix() -> String {
 
 /// Creates a topic with a random name and waits until it is usable.
 pub async fn create_topic(prefix: &str, partitions: i32) -> String {
+    create_topic_with(prefix, partitions, &[]).await
+}
+
+/// Creates a topic with topic-level settings (`retention.ms`, …).
+pub async fn create_topic_with(prefix: &str, partitions: i32, settings: &[(&str, &str)]) -> String {
     let name = format!("{prefix}-{}", random_suffix());
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .create()
         .expect("admin client");
-    let topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
+    for (key, value) in settings {
+        topic = topic.set(key, value);
+    }
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics(&[topic], &options)
@@ -93,6 +101,28 @@ impl TestProducer {
         )
     }
 
+    /// Produces one record with an explicit timestamp (ms); returns its offset.
+    pub async fn send_at(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &str,
+        value: &[u8],
+        timestamp: i64,
+    ) -> i64 {
+        let record = FutureRecord::<str, [u8]>::to(topic)
+            .partition(partition)
+            .key(key)
+            .payload(value)
+            .timestamp(timestamp);
+        let delivery = self
+            .0
+            .send(record, Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
+        delivery.offset
+    }
+
     /// Produces one record; returns its partition and offset.
     pub async fn send(
         &self,
@@ -125,6 +155,18 @@ impl TestProducer {
             .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
         (delivery.partition, delivery.offset)
     }
+}
+
+/// The low and high watermarks of a partition.
+pub fn watermarks(topic: &str, partition: i32) -> (i64, i64) {
+    let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", format!("watermarks-{}", random_suffix()))
+        .create()
+        .expect("consumer");
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
+        .expect("watermarks")
 }
 
 /// A record read back from Kafka.

@@ -1,0 +1,350 @@
+//! Reading ranges of a topic on consumers of their own — never the live one: to serve `resume`
+//! and `history` requests that reach further back than memory, and to rebuild snapshots at
+//! start by reading snapshot topics from the beginning up to the high watermarks seen then.
+//!
+//! Reads are blocking librdkafka work; they run on the blocking thread pool, at most
+//! [`READERS`] at once, each on a consumer kept for reuse.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::Semaphore;
+
+use super::consumer::RecordSink;
+use super::status::KafkaStatus;
+use super::{client_config, Client, Record};
+use crate::config::Plan;
+
+/// Reads that may run at once.
+const READERS: usize = 2;
+/// How long one read may take before it gives up with what it has.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(100);
+
+/// A record read from Kafka, owned.
+#[derive(Debug, Clone)]
+pub struct OwnedRecord {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: Option<i64>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl OwnedRecord {
+    /// Lends the record to code written for live records.
+    pub fn with_record<T>(&self, topic: &str, f: impl FnOnce(&Record<'_>) -> T) -> T {
+        let headers: Vec<(&str, Option<&[u8]>)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        f(&Record {
+            topic,
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            headers: &headers,
+        })
+    }
+}
+
+/// What to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadRequest {
+    /// Offsets `from..until` of each partition (`until` None: up to the end).
+    Ranges(Vec<(i32, i64, Option<i64>)>),
+    /// The last records of every partition of the topic, before the offset given for a
+    /// partition (else up to its end); the limit is shared among partitions.
+    Tails(BTreeMap<i32, i64>),
+}
+
+/// What a read returned.
+#[derive(Debug, Default)]
+pub struct ReadResult {
+    pub records: Vec<OwnedRecord>,
+    /// Offsets covered per partition (`start..end`).
+    pub covered: BTreeMap<i32, Range<i64>>,
+    /// Part of the asked range no longer exists in Kafka or exceeded the limit.
+    pub gap: bool,
+}
+
+/// Serves range reads.
+pub struct RangeReader {
+    config: ClientConfig,
+    idle: Arc<Mutex<Vec<BaseConsumer>>>,
+    permits: Arc<Semaphore>,
+}
+
+impl RangeReader {
+    pub fn new(plan: &Plan) -> Self {
+        RangeReader {
+            config: reader_config(plan, "replay"),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            permits: Arc::new(Semaphore::new(READERS)),
+        }
+    }
+
+    /// Reads `request` from `topic`, at most `limit` records.
+    pub async fn read(
+        &self,
+        topic: &str,
+        request: ReadRequest,
+        limit: usize,
+    ) -> Result<ReadResult, String> {
+        let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
+        let idle = self.idle.clone();
+        let config = self.config.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let consumer = match idle.lock().pop() {
+                Some(consumer) => consumer,
+                None => config.create::<BaseConsumer>().map_err(|e| e.to_string())?,
+            };
+            let result = read_blocking(&consumer, &topic, &request, limit);
+            if consumer.unassign().is_ok() {
+                idle.lock().push(consumer);
+            }
+            result
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+fn reader_config(plan: &Plan, purpose: &str) -> ClientConfig {
+    let mut config = client_config(plan, Client::Consumer, &[("fetch.wait.max.ms", "50")]);
+    // Assigned partitions only: the group is never joined and nothing is committed.
+    config.set("group.id", format!("{}.{purpose}", plan.group_id()));
+    config.set("enable.auto.commit", "false");
+    config.set("enable.auto.offset.store", "false");
+    config.set("enable.partition.eof", "true");
+    config.set("statistics.interval.ms", "0");
+    config
+}
+
+fn read_blocking(
+    consumer: &BaseConsumer,
+    topic: &str,
+    request: &ReadRequest,
+    limit: usize,
+) -> Result<ReadResult, String> {
+    let timeout = Duration::from_secs(5);
+    let watermarks = |partition: i32| {
+        consumer
+            .fetch_watermarks(topic, partition, timeout)
+            .map_err(|e| format!("watermarks of {topic}/{partition}: {e}"))
+    };
+    let mut result = ReadResult::default();
+    let mut ranges: BTreeMap<i32, Range<i64>> = BTreeMap::new();
+    match request {
+        ReadRequest::Ranges(wanted) => {
+            let mut budget = limit as i64;
+            for &(partition, from, until) in wanted {
+                let (low, high) = watermarks(partition)?;
+                let end = until.unwrap_or(high).min(high);
+                let mut start = from.max(low);
+                if from < low {
+                    result.gap = true;
+                }
+                if end - start > budget {
+                    start = end - budget;
+                    result.gap = true;
+                }
+                budget -= (end - start).max(0);
+                ranges.insert(partition, start.min(end)..end);
+            }
+        }
+        ReadRequest::Tails(before) => {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), timeout)
+                .map_err(|e| format!("metadata of {topic}: {e}"))?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            let each = (limit / partitions.len().max(1)).max(1) as i64;
+            for partition in partitions {
+                let (low, high) = watermarks(partition)?;
+                let end = before.get(&partition).copied().unwrap_or(high).min(high);
+                ranges.insert(partition, (end - each).max(low).min(end)..end);
+            }
+        }
+    }
+    result.covered = ranges.clone();
+    let deadline = Instant::now() + READ_TIMEOUT;
+    let abort = || (Instant::now() >= deadline).then(|| format!("reading {topic} timed out"));
+    read_ranges(consumer, topic, &ranges, abort, |record| {
+        result.records.push(record)
+    })?;
+    Ok(result)
+}
+
+/// Assigns the non-empty ranges and polls until each is read, or `abort` gives a reason to
+/// stop (checked between polls).
+fn read_ranges(
+    consumer: &BaseConsumer,
+    topic: &str,
+    ranges: &BTreeMap<i32, Range<i64>>,
+    abort: impl Fn() -> Option<String>,
+    mut each: impl FnMut(OwnedRecord),
+) -> Result<(), String> {
+    let mut pending: HashMap<i32, i64> = ranges
+        .iter()
+        .filter(|(_, r)| r.start < r.end)
+        .map(|(p, r)| (*p, r.end))
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut assignment = TopicPartitionList::new();
+    for (partition, range) in ranges.iter().filter(|(p, _)| pending.contains_key(p)) {
+        assignment
+            .add_partition_offset(topic, *partition, Offset::Offset(range.start))
+            .map_err(|e| e.to_string())?;
+    }
+    consumer.assign(&assignment).map_err(|e| e.to_string())?;
+    while !pending.is_empty() {
+        if let Some(reason) = abort() {
+            return Err(reason);
+        }
+        match consumer.poll(POLL) {
+            Some(Ok(message)) => {
+                let partition = message.partition();
+                let Some(&end) = pending.get(&partition) else {
+                    continue;
+                };
+                if message.offset() < end {
+                    each(OwnedRecord {
+                        partition,
+                        offset: message.offset(),
+                        timestamp: message.timestamp().to_millis(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        value: message.payload().map(<[u8]>::to_vec),
+                        headers: message
+                            .headers()
+                            .map(|h| {
+                                h.iter()
+                                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    });
+                }
+                if message.offset() + 1 >= end {
+                    pending.remove(&partition);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(partition))) => {
+                pending.remove(&partition);
+            }
+            Some(Err(e)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OffsetOutOfRange) => {
+                return Err(format!("reading {topic}: {e}"));
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "range read"),
+            None => {
+                // Offsets may be missing at the end (compaction, transaction markers).
+                if let Ok(positions) = consumer.position() {
+                    for element in positions.elements() {
+                        if let (Offset::Offset(at), Some(end)) =
+                            (element.offset(), pending.get(&element.partition()))
+                        {
+                            if at >= *end {
+                                pending.remove(&element.partition());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads every snapshot topic from its beginning up to the high watermarks seen at start,
+/// handing each record to `sink`, then marks snapshots loaded. Retries while Kafka is
+/// unreachable; gives up only when `stop` is set.
+pub fn load_snapshots(
+    plan: &Plan,
+    topics: Vec<String>,
+    sink: Arc<dyn RecordSink>,
+    status: Arc<KafkaStatus>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let config = reader_config(plan, "snapshots");
+    std::thread::Builder::new()
+        .name("snapshot-loader".into())
+        .spawn(move || {
+            let started = Instant::now();
+            let mut loaded = 0u64;
+            for topic in &topics {
+                loop {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    match load_topic(&config, topic, &*sink, &stop) {
+                        Ok(count) => {
+                            loaded += count;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %topic, error = %e, "loading snapshots; retrying");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                    }
+                }
+            }
+            tracing::info!(records = loaded, elapsed_ms = started.elapsed().as_millis() as u64, "snapshots loaded");
+            status.set_snapshots_loaded();
+        })
+}
+
+fn load_topic(
+    config: &ClientConfig,
+    topic: &str,
+    sink: &dyn RecordSink,
+    stop: &AtomicBool,
+) -> Result<u64, String> {
+    let consumer: BaseConsumer = config.create().map_err(|e| e.to_string())?;
+    let timeout = Duration::from_secs(5);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| format!("metadata: {e}"))?;
+    let topic_metadata = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or("topic missing from metadata")?;
+    if let Some(e) = topic_metadata.error() {
+        return Err(format!("{e:?}"));
+    }
+    let mut ranges = BTreeMap::new();
+    for partition in topic_metadata.partitions() {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition.id(), timeout)
+            .map_err(|e| format!("watermarks: {e}"))?;
+        ranges.insert(partition.id(), low..high);
+    }
+    let mut count = 0;
+    // No deadline: a large topic takes as long as it takes; only shutting down ends it.
+    let abort = || stop.load(Ordering::Acquire).then(|| "stopped".to_owned());
+    read_ranges(&consumer, topic, &ranges, abort, |record| {
+        count += 1;
+        record.with_record(topic, |r| sink.record(r));
+    })?;
+    Ok(count)
+}
