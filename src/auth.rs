@@ -73,6 +73,10 @@ impl Authenticator {
         }
     }
 
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Authenticator::Anonymous)
+    }
+
     /// The identity behind a connection's token (`None` when it sent none).
     pub fn authenticate(&self, token: Option<String>) -> Result<Identity, AuthError> {
         match self {

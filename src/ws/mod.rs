@@ -2,6 +2,7 @@
 //! (`session.rs`), and the warp routes of the client listener. The only module importing warp
 //! besides the accept loop in `server.rs`.
 
+mod demo;
 mod session;
 mod upgrade;
 
@@ -53,6 +54,10 @@ pub struct WsContext {
     pub max_sessions_per_user: usize,
     pub ws_path: String,
     pub allowed_origins: Vec<String>,
+    /// Serve the demo page and the channel list (`server.demo_page`).
+    pub demo_page: bool,
+    /// Names of the inbound channels, for the channel list.
+    pub inbound_channels: Vec<String>,
     pub sessions: Sessions,
     /// Cancelled when the bridge stops taking new connections.
     pub accepting: CancellationToken,
@@ -95,6 +100,13 @@ impl WsContext {
             max_sessions_per_user: plan.config.auth.max_sessions_per_user,
             ws_path: server.ws_path.clone(),
             allowed_origins: server.allowed_origins.clone(),
+            demo_page: server.demo_page,
+            inbound_channels: plan
+                .config
+                .inbound
+                .iter()
+                .map(|i| i.channel.clone())
+                .collect(),
             sessions: Sessions::default(),
             accepting: CancellationToken::new(),
             draining: CancellationToken::new(),
@@ -218,8 +230,9 @@ impl Sessions {
 pub fn routes(
     ctx: Arc<WsContext>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
-    upgrade::route(ctx)
-        .map(Reply::into_response)
+    upgrade::route(ctx.clone())
+        .or(demo::routes(ctx))
+        .unify()
         .recover(recover)
         .unify()
 }

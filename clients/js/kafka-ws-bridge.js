@@ -1,0 +1,2 @@
+// Placeholder: the kafka-ws-bridge JS client is being written.
+export {};
