@@ -18,5 +18,8 @@ else
   echo "==> using the Kafka cluster at $KAFKA_BOOTSTRAP"
 fi
 
+# promtool (Debian package `prometheus`) is installed by this check when missing; the Rust
+# tests use it too.
+scripts/check-dashboards.sh
 cargo test --no-fail-fast "$@"
 echo "==> test suite passed in $((SECONDS - started)) s"

@@ -87,8 +87,8 @@ impl Bridge {
 /// Everything [`Bridge`] tears down on shutdown.
 struct Parts {
     ws: Arc<WsContext>,
-    /// The snapshot loader thread and its stop flag.
-    loader: Option<(std::thread::JoinHandle<()>, Arc<AtomicBool>)>,
+    /// The lag monitor and snapshot loader threads, and their stop flag.
+    helpers: (Vec<std::thread::JoinHandle<()>>, Arc<AtomicBool>),
     consumer: Option<ConsumerHandle>,
     producer: Option<Producer>,
     ops_stop: CancellationToken,
@@ -120,8 +120,17 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
         let sink: Arc<dyn kafka::RecordSink> = outbound.clone();
         Some(kafka::start_consumer(&plan, topics, sink, status.clone())?)
     };
-    // Snapshots are rebuilt from the beginning of their topics, beside the live consumer.
+    // Helper threads: the lag monitor and the snapshot loader, stopped together.
     let loader_stop = Arc::new(AtomicBool::new(false));
+    let lag_monitor = if config.channels.is_empty() {
+        None
+    } else {
+        Some(
+            kafka::monitor_lag(&plan, status.clone(), loader_stop.clone())
+                .map_err(kafka::StartError::Thread)?,
+        )
+    };
+    // Snapshots are rebuilt from the beginning of their topics, beside the live consumer.
     let snapshot_topics = outbound.snapshot_topics();
     let loader = if snapshot_topics.is_empty() {
         None
@@ -173,7 +182,7 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
 
     let parts = Parts {
         ws: ws_ctx,
-        loader: loader.map(|thread| (thread, loader_stop)),
+        helpers: (lag_monitor.into_iter().chain(loader).collect(), loader_stop),
         consumer,
         producer,
         ops_stop,
@@ -229,11 +238,11 @@ async fn supervise(parts: Parts, stop: CancellationToken) {
     }
     let consumer = parts.consumer;
     let producer = parts.producer;
-    let loader = parts.loader;
+    let (helpers, helpers_stop) = parts.helpers;
     let remaining = deadline.saturating_duration_since(Instant::now());
     let blocking = tokio::task::spawn_blocking(move || {
-        if let Some((thread, stop)) = loader {
-            stop.store(true, Ordering::Release);
+        helpers_stop.store(true, Ordering::Release);
+        for thread in helpers {
             let _ = thread.join();
         }
         if let Some(consumer) = consumer {

@@ -301,6 +301,21 @@ impl Identity {
     }
 }
 
+/// Whether `presented` is one of the configured API keys, compared in constant time so the
+/// comparison leaks nothing about the keys.
+pub fn api_key_matches(keys: &[crate::config::Secret], presented: &str) -> bool {
+    let presented = presented.as_bytes();
+    keys.iter().fold(false, |found, key| {
+        let key = key.expose().as_bytes();
+        let same_length = key.len() == presented.len();
+        let difference = key
+            .iter()
+            .zip(presented.iter().chain(std::iter::repeat(&0)))
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        found | (same_length && difference == 0)
+    })
+}
+
 /// Whether `identity` passes an `allow` rule; the refusal reason otherwise.
 pub fn check_allow(allow: &Allow, identity: &Identity) -> Result<(), String> {
     match allow {

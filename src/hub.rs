@@ -455,11 +455,13 @@ impl Hub {
             if !subscriber.wants(held.partition, held.offset) {
                 continue;
             }
-            match subscriber
-                .session
-                .outbox
-                .push_message(&held.frame, id, key_hash, routes.policy)
-            {
+            match subscriber.session.outbox.push_message(
+                &held.frame,
+                id,
+                key_hash,
+                held.timestamp,
+                routes.policy,
+            ) {
                 Pushed::Queued => fanout.delivered += 1,
                 Pushed::QueuedWithDrop => {
                     fanout.delivered += 1;
@@ -712,7 +714,7 @@ mod tests {
     fn frames(session: &SessionHandle) -> Vec<String> {
         let mut out = Vec::new();
         session.outbox.take(&mut out, usize::MAX);
-        out.iter().map(|f| f.as_str().to_owned()).collect()
+        out.iter().map(|o| o.frame.as_str().to_owned()).collect()
     }
 
     fn queued(session: &SessionHandle) -> usize {

@@ -30,6 +30,8 @@ pub struct OpsContext {
     pub consuming: bool,
     /// Whether some channel keeps snapshots (loaded at start).
     pub snapshots: bool,
+    /// Keys that may pause and resume delivery (`server.api_keys`); none: the endpoints are off.
+    pub api_keys: Vec<crate::config::Secret>,
 }
 
 impl OpsContext {
@@ -60,6 +62,7 @@ impl OpsContext {
                 .collect(),
             consuming: !config.channels.is_empty(),
             snapshots: config.channels.iter().any(|c| c.snapshot),
+            api_keys: config.server.api_keys.clone(),
         }
     }
 }
@@ -159,6 +162,8 @@ struct Status<'a> {
     group_id: &'a str,
     version: &'static str,
     ready: bool,
+    /// Outbound delivery paused by an operator.
+    paused: bool,
     sessions: usize,
     channels: Vec<ChannelStatus<'a>>,
     inbound: Vec<InboundStatus<'a>>,
@@ -171,6 +176,7 @@ fn status(ctx: &OpsContext) -> Status<'_> {
         group_id: &ctx.group_id,
         version: env!("CARGO_PKG_VERSION"),
         ready: readiness(ctx).ready,
+        paused: ctx.kafka.paused(),
         sessions: ctx.ws.sessions.len(),
         channels: ctx
             .channel_topics
@@ -194,6 +200,50 @@ fn status(ctx: &OpsContext) -> Status<'_> {
             .collect(),
         partitions: ctx.kafka.partitions(),
     }
+}
+
+/// `POST /api/v1/pause` and `/api/v1/resume`: stop and restart outbound delivery (the
+/// consumer stops fetching; sessions stay connected; lag grows). Needs an API key.
+async fn pause_or_resume(
+    ctx: &OpsContext,
+    action: &str,
+    authorization: Option<&str>,
+) -> warp::reply::Response {
+    let paused = match action {
+        "pause" => true,
+        "resume" => false,
+        _ => return crate::ws::json_error(StatusCode::NOT_FOUND, "not found"),
+    };
+    if ctx.api_keys.is_empty() {
+        return crate::ws::json_error(
+            StatusCode::FORBIDDEN,
+            "disabled: set server.api_keys to allow pause and resume",
+        );
+    }
+    let presented = authorization
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !crate::auth::api_key_matches(&ctx.api_keys, presented) {
+        return crate::ws::json_error(StatusCode::UNAUTHORIZED, "missing or unknown API key");
+    }
+    ctx.kafka.request_pause(paused);
+    // Answer once the consumer has applied it (it checks between polls).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while ctx.consuming && !ctx.kafka.pause_settled() {
+        if tokio::time::Instant::now() >= deadline {
+            return crate::ws::json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the consumer did not apply it within 5 s",
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tracing::info!(
+        paused,
+        "outbound delivery {} by an operator",
+        if paused { "paused" } else { "resumed" }
+    );
+    warp::reply::json(&serde_json::json!({ "paused": paused })).into_response()
 }
 
 /// Routes of the operational listener.
@@ -227,8 +277,17 @@ pub fn routes(
             warp::reply::with_status(warp::reply::json(&readiness), code).into_response()
         });
     let status_route = warp::path!("api" / "v1" / "status")
-        .and(with_ctx)
+        .and(with_ctx.clone())
         .map(|ctx: Arc<OpsContext>| warp::reply::json(&status(&ctx)).into_response());
+    let pause = warp::path!("api" / "v1" / String)
+        .and(warp::post())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(with_ctx)
+        .then(
+            |action: String, authorization: Option<String>, ctx: Arc<OpsContext>| async move {
+                pause_or_resume(&ctx, &action, authorization.as_deref()).await
+            },
+        );
     warp::get()
         .and(
             metrics
@@ -239,6 +298,8 @@ pub fn routes(
                 .or(status_route)
                 .unify(),
         )
+        .or(pause)
+        .unify()
         .recover(|rejection: warp::Rejection| async move {
             let (code, message) = if rejection.is_not_found() {
                 (StatusCode::NOT_FOUND, "not found")

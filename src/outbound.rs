@@ -345,7 +345,7 @@ mod tests {
         let mut out = Vec::new();
         session.outbox.take(&mut out, 100);
         out.iter()
-            .map(|f| serde_json::from_str::<serde_json::Value>(f.as_str()).unwrap())
+            .map(|o| serde_json::from_str::<serde_json::Value>(o.frame.as_str()).unwrap())
             .filter(|f| f["type"] == "message")
             .collect()
     }

@@ -53,6 +53,17 @@ enum Kind {
 struct Entry {
     frame: Frame,
     kind: Kind,
+    /// Kafka timestamp (ms) of a live record, for the delivery latency; 0 when none.
+    timestamp: i64,
+}
+
+/// A frame taken for writing.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub frame: Frame,
+    /// For live records: the channel and the record's Kafka timestamp (ms), to measure the
+    /// delivery latency once written.
+    pub stamp: Option<(u32, i64)>,
 }
 
 struct State {
@@ -110,6 +121,7 @@ impl Outbox {
         frame: &Frame,
         channel: u32,
         key: u64,
+        timestamp: i64,
         policy: SlowClientPolicy,
     ) -> Pushed {
         let mut state = self.state.lock();
@@ -119,6 +131,7 @@ impl Outbox {
         let entry = Entry {
             frame: frame.clone(),
             kind: Kind::Message(channel, key),
+            timestamp,
         };
         if state.messages < self.capacity {
             state.messages += 1;
@@ -141,6 +154,7 @@ impl Outbox {
                     .find(|e| e.kind == Kind::Message(channel, key))
                 {
                     queued.frame = entry.frame;
+                    queued.timestamp = entry.timestamp;
                     return Pushed::QueuedWithDrop;
                 }
                 Self::replace_oldest(&mut state, channel, entry)
@@ -176,6 +190,7 @@ impl Outbox {
             Entry {
                 frame,
                 kind: Kind::Control,
+                timestamp: 0,
             },
         );
         true
@@ -196,6 +211,7 @@ impl Outbox {
                 Entry {
                     frame,
                     kind: Kind::Replay,
+                    timestamp: 0,
                 },
             );
         }
@@ -249,7 +265,11 @@ impl Outbox {
 
     /// Waits for frames and moves up to `max` of them into `out` (handed back). The close
     /// comes back once the queue holds nothing more to write before it.
-    pub async fn next_batch(&self, mut out: Vec<Frame>, max: usize) -> (Vec<Frame>, Option<Close>) {
+    pub async fn next_batch(
+        &self,
+        mut out: Vec<Outgoing>,
+        max: usize,
+    ) -> (Vec<Outgoing>, Option<Close>) {
         loop {
             let notified = self.wake.notified();
             if let Some(close) = self.take(&mut out, max) {
@@ -275,19 +295,31 @@ impl Outbox {
     }
 
     /// Non-blocking part of [`Self::next_batch`].
-    pub fn take(&self, out: &mut Vec<Frame>, max: usize) -> Option<Close> {
+    pub fn take(&self, out: &mut Vec<Outgoing>, max: usize) -> Option<Close> {
         let mut state = self.state.lock();
         let blocked_before = state.controls >= CONTROL_LIMIT || state.replays > 0;
         while out.len() < max {
             let Some(entry) = state.queue.pop_front() else {
                 break;
             };
-            match entry.kind {
-                Kind::Message(..) => state.messages -= 1,
-                Kind::Control => state.controls -= 1,
-                Kind::Replay => state.replays -= 1,
-            }
-            out.push(entry.frame);
+            let stamp = match entry.kind {
+                Kind::Message(channel, _) => {
+                    state.messages -= 1;
+                    (entry.timestamp > 0).then_some((channel, entry.timestamp))
+                }
+                Kind::Control => {
+                    state.controls -= 1;
+                    None
+                }
+                Kind::Replay => {
+                    state.replays -= 1;
+                    None
+                }
+            };
+            out.push(Outgoing {
+                frame: entry.frame,
+                stamp,
+            });
         }
         let freed_room = blocked_before && state.controls < CONTROL_LIMIT && state.replays == 0;
         let close = state.close.filter(|_| state.queue.is_empty());
@@ -315,7 +347,7 @@ mod tests {
     fn drain(outbox: &Outbox) -> Vec<String> {
         let mut out = Vec::new();
         outbox.take(&mut out, usize::MAX);
-        out.iter().map(|f| f.as_str().to_owned()).collect()
+        out.iter().map(|o| o.frame.as_str().to_owned()).collect()
     }
 
     #[test]
@@ -323,17 +355,17 @@ mod tests {
         let outbox = Outbox::new(2);
         for text in ["a", "b"] {
             assert_eq!(
-                outbox.push_message(&frame(text), 0, 0, SlowClientPolicy::Disconnect),
+                outbox.push_message(&frame(text), 0, 0, 0, SlowClientPolicy::Disconnect),
                 Pushed::Queued
             );
         }
         assert_eq!(
-            outbox.push_message(&frame("c"), 0, 0, SlowClientPolicy::Disconnect),
+            outbox.push_message(&frame("c"), 0, 0, 0, SlowClientPolicy::Disconnect),
             Pushed::Overflow
         );
         assert_eq!(outbox.closing().map(|c| c.code), Some(4001));
         assert_eq!(
-            outbox.push_message(&frame("d"), 0, 0, SlowClientPolicy::Disconnect),
+            outbox.push_message(&frame("d"), 0, 0, 0, SlowClientPolicy::Disconnect),
             Pushed::Closed
         );
         assert!(
@@ -346,7 +378,7 @@ mod tests {
     fn drop_oldest_keeps_the_newest() {
         let outbox = Outbox::new(2);
         for text in ["a", "b", "c"] {
-            outbox.push_message(&frame(text), 0, 0, SlowClientPolicy::DropOldest);
+            outbox.push_message(&frame(text), 0, 0, 0, SlowClientPolicy::DropOldest);
         }
         assert_eq!(drain(&outbox), ["b", "c"]);
         assert_eq!(outbox.closing(), None);
@@ -355,9 +387,9 @@ mod tests {
     #[test]
     fn drop_oldest_only_touches_its_own_channel() {
         let outbox = Outbox::new(1);
-        outbox.push_message(&frame("a"), 0, 0, SlowClientPolicy::Disconnect);
+        outbox.push_message(&frame("a"), 0, 0, 0, SlowClientPolicy::Disconnect);
         assert_eq!(
-            outbox.push_message(&frame("b"), 1, 0, SlowClientPolicy::DropOldest),
+            outbox.push_message(&frame("b"), 1, 0, 0, SlowClientPolicy::DropOldest),
             Pushed::Dropped
         );
         assert_eq!(drain(&outbox), ["a"]);
@@ -366,14 +398,14 @@ mod tests {
     #[test]
     fn latest_per_key_replaces_in_place() {
         let outbox = Outbox::new(2);
-        outbox.push_message(&frame("k1-a"), 0, 1, SlowClientPolicy::LatestPerKey);
-        outbox.push_message(&frame("k2-a"), 0, 2, SlowClientPolicy::LatestPerKey);
+        outbox.push_message(&frame("k1-a"), 0, 1, 0, SlowClientPolicy::LatestPerKey);
+        outbox.push_message(&frame("k2-a"), 0, 2, 0, SlowClientPolicy::LatestPerKey);
         assert_eq!(
-            outbox.push_message(&frame("k1-b"), 0, 1, SlowClientPolicy::LatestPerKey),
+            outbox.push_message(&frame("k1-b"), 0, 1, 0, SlowClientPolicy::LatestPerKey),
             Pushed::QueuedWithDrop
         );
         assert_eq!(
-            outbox.push_message(&frame("k3-a"), 0, 3, SlowClientPolicy::LatestPerKey),
+            outbox.push_message(&frame("k3-a"), 0, 3, 0, SlowClientPolicy::LatestPerKey),
             Pushed::QueuedWithDrop
         );
         assert_eq!(drain(&outbox), ["k2-a", "k3-a"]);
@@ -384,7 +416,7 @@ mod tests {
         let outbox = Outbox::new(1);
         assert!(outbox.push_control(frame("ack")));
         assert_eq!(
-            outbox.push_message(&frame("m"), 0, 0, SlowClientPolicy::Disconnect),
+            outbox.push_message(&frame("m"), 0, 0, 0, SlowClientPolicy::Disconnect),
             Pushed::Queued
         );
         outbox.close(Close {
@@ -424,7 +456,7 @@ mod tests {
             "no new frames read while a replay is queued"
         );
         assert_eq!(
-            outbox.push_message(&frame("live"), 0, 0, SlowClientPolicy::Disconnect),
+            outbox.push_message(&frame("live"), 0, 0, 0, SlowClientPolicy::Disconnect),
             Pushed::Queued
         );
         assert_eq!(drain(&outbox), ["r0", "r1", "r2", "r3", "r4", "live"]);
@@ -436,7 +468,7 @@ mod tests {
         let outbox = std::sync::Arc::new(Outbox::new(8));
         let pusher = outbox.clone();
         let thread = std::thread::spawn(move || {
-            pusher.push_message(&frame("x"), 0, 0, SlowClientPolicy::Disconnect);
+            pusher.push_message(&frame("x"), 0, 0, 0, SlowClientPolicy::Disconnect);
         });
         let (out, close) = tokio::time::timeout(
             std::time::Duration::from_secs(5),

@@ -59,3 +59,63 @@ fn every_key_appears_in_the_example_config() {
         );
     }
 }
+
+const METRICS_BEGIN: &str =
+    "<!-- BEGIN GENERATED METRICS: UPDATE_DOCS=1 cargo test --test docs -->";
+const METRICS_END: &str = "<!-- END GENERATED METRICS -->";
+
+/// The metric table, from the registry itself (every family the daemon can export).
+fn render_metrics() -> String {
+    use kafka_ws_bridge::metrics::Metrics;
+    let metrics = Metrics::new(&["CHANNEL"], &["TOPIC"], &["INBOUND"]);
+    // Families whose series appear only once something happened.
+    metrics.consumer_lag.with_label_values(&["TOPIC", "0"]);
+    let mut out = String::from("| Metric | Type | Labels | Meaning |\n|---|---|---|---|\n");
+    let mut families = metrics.registry.gather();
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    for family in families {
+        let labels: Vec<String> = family
+            .get_metric()
+            .first()
+            .map(|m| {
+                m.get_label()
+                    .iter()
+                    .map(|l| format!("`{}`", l.name()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} |\n",
+            family.name(),
+            format!("{:?}", family.get_field_type()).to_lowercase(),
+            if labels.is_empty() {
+                "—".to_owned()
+            } else {
+                labels.join(", ")
+            },
+            cell(family.help())
+        ));
+    }
+    out
+}
+
+#[test]
+fn metrics_reference_is_generated_from_the_registry() {
+    let path = "docs/metrics.md";
+    let doc = std::fs::read_to_string(path).expect("docs/metrics.md exists");
+    let (head, rest) = doc.split_once(METRICS_BEGIN).expect("begin marker");
+    let (current, tail) = rest.split_once(METRICS_END).expect("end marker");
+    let generated = format!("\n{}", render_metrics());
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(
+            path,
+            format!("{head}{METRICS_BEGIN}{generated}{METRICS_END}{tail}"),
+        )
+        .unwrap();
+        return;
+    }
+    assert!(
+        current == generated,
+        "docs/metrics.md is out of date with src/metrics.rs; regenerate it with\n  UPDATE_DOCS=1 cargo test --test docs"
+    );
+}

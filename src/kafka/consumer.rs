@@ -60,7 +60,7 @@ impl ClientContext for BridgeContext {
 }
 
 impl ConsumerContext for BridgeContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let partitions = |list: &TopicPartitionList| {
             list.elements()
                 .iter()
@@ -71,6 +71,11 @@ impl ConsumerContext for BridgeContext {
             Rebalance::Assign(list) => {
                 tracing::info!(partitions = list.count(), "partitions assigned");
                 self.status.on_assign(partitions(list));
+                if self.status.paused() {
+                    if let Err(e) = consumer.pause(list) {
+                        tracing::warn!(error = %e, "cannot pause newly assigned partitions");
+                    }
+                }
             }
             Rebalance::Revoke(list) => {
                 tracing::info!(partitions = list.count(), "partitions revoked");
@@ -106,7 +111,7 @@ impl Drop for ConsumerHandle {
     }
 }
 
-/// How long one poll waits for a record; bounds how fast the thread notices a stop.
+/// How long one poll waits for a record; bounds how fast the thread notices a stop or pause.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Creates the consumer, subscribes to `topics` and starts the polling thread.
@@ -148,7 +153,14 @@ fn poll_loop(
 ) {
     // One header buffer for the thread's life; each record borrows it afresh.
     let mut spare: Vec<(&'static str, Option<&'static [u8]>)> = Vec::new();
+    let mut paused = false;
     while !stop.load(Ordering::Acquire) {
+        let wanted = consumer.context().status.paused();
+        if wanted != paused {
+            paused = wanted;
+            apply_pause(&consumer, paused);
+            consumer.context().status.pause_applied(paused);
+        }
         match consumer.poll(POLL_TIMEOUT) {
             Some(Ok(message)) => {
                 let mut headers = reuse(std::mem::take(&mut spare));
@@ -175,12 +187,60 @@ fn poll_loop(
             }
             None => {}
         }
+        commit_initial_positions(&consumer);
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         // Nothing consumed since the last commit (or no assignment) is not a problem.
         tracing::debug!(error = %e, "final offset commit");
     }
     tracing::info!("consumer stopped");
+}
+
+/// Pauses or resumes fetching of every assigned partition.
+fn apply_pause(consumer: &BaseConsumer<BridgeContext>, pause: bool) {
+    let assignment = match consumer.assignment() {
+        Ok(assignment) => assignment,
+        Err(e) => return tracing::warn!(error = %e, "cannot read the assignment"),
+    };
+    let result = if pause {
+        consumer.pause(&assignment)
+    } else {
+        consumer.resume(&assignment)
+    };
+    match result {
+        Ok(()) => tracing::info!(
+            paused = pause,
+            partitions = assignment.count(),
+            "outbound delivery {}",
+            if pause { "paused" } else { "resumed" }
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot pause or resume the consumer"),
+    }
+}
+
+/// A new group that has routed nothing yet has no committed offset: commit where it starts, so
+/// that after a restart it resumes there (with `latest` it would otherwise skip every record
+/// produced while it was down).
+fn commit_initial_positions(consumer: &BaseConsumer<BridgeContext>) {
+    let pending = consumer.context().status.take_initial_commits();
+    if pending.is_empty() {
+        return;
+    }
+    let mut list = TopicPartitionList::new();
+    for (topic, partition, offset) in &pending {
+        if let Err(e) =
+            list.add_partition_offset(topic, *partition, rdkafka::Offset::Offset(*offset))
+        {
+            tracing::warn!(topic = %topic, partition, error = %e, "initial commit");
+        }
+    }
+    match consumer.commit(&list, CommitMode::Async) {
+        Ok(()) => tracing::debug!(
+            partitions = pending.len(),
+            "committed start positions of a new group"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot commit start positions"),
+    }
 }
 
 /// Empties a vector and reuses its allocation for elements of another lifetime (the standard

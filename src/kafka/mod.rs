@@ -11,14 +11,16 @@ mod status;
 use std::collections::BTreeMap;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
+use rdkafka::producer::BaseProducer;
 
 use crate::config::{OffsetReset, Plan, Severity};
 
 pub use admin::{create_topics, TopicOutcome};
 pub use consumer::{start_consumer, ConsumerHandle, RecordSink};
 pub use producer::{Delivered, ProduceError, Producer};
-pub use reader::{load_snapshots, OwnedRecord, RangeReader, ReadRequest, ReadResult};
+pub use reader::{load_snapshots, monitor_lag, OwnedRecord, RangeReader, ReadRequest, ReadResult};
 pub use status::{KafkaStatus, PartitionStatus};
 
 /// A consumed record, borrowed from librdkafka's buffer for the duration of one call.
@@ -178,6 +180,22 @@ pub fn check_properties(plan: &Plan) -> Vec<crate::config::Diagnostic> {
                     format!("rejected by librdkafka: {message}"),
                 ));
             }
+        }
+    }
+    if diagnostics.is_empty() {
+        // Some constraints span properties (fetch.max.bytes >= message.max.bytes …) and are
+        // only checked when a client is created. Creating one connects nothing synchronously;
+        // it is dropped at once.
+        let created = consumer_config(plan)
+            .create::<BaseConsumer>()
+            .map(drop)
+            .and_then(|()| producer_config(plan).create::<BaseProducer>().map(drop));
+        if let Err(e) = created {
+            diagnostics.push(plan.diagnostic(
+                Severity::Error,
+                "kafka",
+                format!("rejected by librdkafka: {e}"),
+            ));
         }
     }
     diagnostics

@@ -348,3 +348,48 @@ fn load_topic(
     })?;
     Ok(count)
 }
+
+/// How often the lag monitor queries high watermarks.
+const LAG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Queries the high watermark of every assigned partition once a second, so that the lag
+/// gauge stays current even when fetching stalls or is paused (librdkafka's own statistics
+/// learn watermarks from fetch responses only).
+pub fn monitor_lag(
+    plan: &Plan,
+    status: Arc<KafkaStatus>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let config = reader_config(plan, "lag");
+    std::thread::Builder::new()
+        .name("kafka-lag".into())
+        .spawn(move || {
+            let consumer: BaseConsumer = match config.create() {
+                Ok(consumer) => consumer,
+                Err(e) => return tracing::warn!(error = %e, "lag monitor cannot start"),
+            };
+            let mut next = Instant::now();
+            while !stop.load(Ordering::Acquire) {
+                if Instant::now() < next {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+                next = Instant::now() + LAG_INTERVAL;
+                for partition in status.partitions() {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    match consumer.fetch_watermarks(
+                        &partition.topic,
+                        partition.partition,
+                        LAG_INTERVAL,
+                    ) {
+                        Ok((_, high)) => {
+                            status.on_high_watermark(&partition.topic, partition.partition, high)
+                        }
+                        Err(e) => tracing::debug!(error = %e, "watermark query"),
+                    }
+                }
+            }
+        })
+}

@@ -29,6 +29,19 @@ pub struct PartitionStatus {
     pub fetching: bool,
     /// Records between the consumer's position and the high watermark, when known.
     pub lag: Option<i64>,
+    /// The offset after the last record the bridge routed (or where it starts), when known.
+    pub position: Option<i64>,
+    /// The partition's high watermark, when known.
+    pub high_watermark: Option<i64>,
+}
+
+impl PartitionStatus {
+    fn refresh_lag(&mut self) {
+        self.lag = match (self.position, self.high_watermark) {
+            (Some(position), Some(high)) => Some((high - position).max(0)),
+            _ => None,
+        };
+    }
 }
 
 #[derive(Default)]
@@ -43,6 +56,13 @@ struct Inner {
     last_error: Option<(String, Instant)>,
     /// Whether snapshot channels have been rebuilt from Kafka (true when there are none).
     snapshots_loaded: bool,
+    /// Partitions whose start position is resolved but not committed yet (a new group that
+    /// routed nothing): committed by the consumer thread so a restart resumes from there.
+    initial_commits: Vec<(String, i32, i64)>,
+    /// Partitions already given an initial commit.
+    initially_committed: std::collections::BTreeSet<(String, i32)>,
+    paused: bool,
+    pause_applied: bool,
 }
 
 /// Shared, cheap to read status of the Kafka side.
@@ -118,38 +138,84 @@ impl KafkaStatus {
         for topic in stats.topics.values() {
             for partition in topic.partitions.values() {
                 let key = (topic.topic.clone(), partition.partition);
+                if !inner.assignment.contains_key(&key) {
+                    continue;
+                }
+                let fetching = partition.fetch_state == "active";
+                let uncommitted = partition.committed_offset < 0 && partition.stored_offset < 0;
+                if fetching
+                    && uncommitted
+                    && partition.next_offset >= 0
+                    && !inner.initially_committed.contains(&key)
+                {
+                    inner.initially_committed.insert(key.clone());
+                    inner
+                        .initial_commits
+                        .push((key.0.clone(), key.1, partition.next_offset));
+                }
                 let Some(status) = inner.assignment.get_mut(&key) else {
                     continue;
                 };
-                status.fetching = partition.fetch_state == "active";
+                status.fetching = fetching;
                 // The bridge's position: the offset after the last record it handled (stored),
                 // else the group's committed offset, else (nothing consumed yet, e.g. a fresh
                 // group at `latest`) where the consumer fetches from.
-                let position = [
+                status.position = [
                     partition.stored_offset,
                     partition.committed_offset,
-                    if status.fetching {
-                        partition.next_offset
-                    } else {
-                        -1
-                    },
+                    if fetching { partition.next_offset } else { -1 },
                 ]
                 .into_iter()
                 .find(|offset| *offset >= 0);
-                status.lag = match position {
-                    Some(position) if partition.hi_offset >= 0 => {
-                        Some((partition.hi_offset - position).max(0))
-                    }
-                    _ => None,
-                };
-                if let Some(lag) = status.lag {
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[&topic.topic, &partition.partition.to_string()])
-                        .set(lag);
+                // librdkafka learns the high watermark from fetch responses only; the lag
+                // monitor's watermark queries keep it current when fetching stalls or is paused.
+                if partition.hi_offset >= 0 {
+                    status.high_watermark = status.high_watermark.max(Some(partition.hi_offset));
                 }
+                status.refresh_lag();
+                self.publish_lag(status);
             }
         }
+    }
+
+    /// The high watermark of an assigned partition, as queried by the lag monitor.
+    pub(super) fn on_high_watermark(&self, topic: &str, partition: i32, high: i64) {
+        let mut inner = self.inner.lock();
+        if let Some(status) = inner.assignment.get_mut(&(topic.to_owned(), partition)) {
+            status.high_watermark = status.high_watermark.max(Some(high));
+            status.refresh_lag();
+            self.publish_lag(status);
+        }
+    }
+
+    fn publish_lag(&self, status: &PartitionStatus) {
+        if let Some(lag) = status.lag {
+            self.metrics
+                .consumer_lag
+                .with_label_values(&[&status.topic, &status.partition.to_string()])
+                .set(lag);
+        }
+    }
+
+    /// Asks the consumer to pause (or resume) outbound delivery (`POST /api/v1/pause`).
+    pub fn request_pause(&self, paused: bool) {
+        self.inner.lock().paused = paused;
+    }
+
+    /// Whether delivery should be paused (what was asked).
+    pub fn paused(&self) -> bool {
+        self.inner.lock().paused
+    }
+
+    /// The consumer applied a pause or resume.
+    pub(super) fn pause_applied(&self, paused: bool) {
+        self.inner.lock().pause_applied = paused;
+    }
+
+    /// Whether the consumer has applied what was asked.
+    pub fn pause_settled(&self) -> bool {
+        let inner = self.inner.lock();
+        inner.paused == inner.pause_applied
     }
 
     pub(super) fn on_assign(&self, partitions: Vec<(String, i32)>) {
@@ -162,6 +228,8 @@ impl KafkaStatus {
                     partition,
                     fetching: false,
                     lag: None,
+                    position: None,
+                    high_watermark: None,
                 },
             );
         }
@@ -205,6 +273,11 @@ impl KafkaStatus {
             .iter()
             .flatten()
             .all(|up| *up > 0)
+    }
+
+    /// Positions to commit for partitions a new group has not committed yet.
+    pub(super) fn take_initial_commits(&self) -> Vec<(String, i32, i64)> {
+        std::mem::take(&mut self.inner.lock().initial_commits)
     }
 
     /// Subscribed topics that have no assigned partition yet.

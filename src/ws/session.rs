@@ -24,10 +24,10 @@ use tokio_util::sync::CancellationToken;
 use super::{user_label, ConnectionSlot, WsContext};
 use crate::auth::{check_allow, check_key, Identity};
 use crate::config::Deliver;
-use crate::hub::{Attached, Begun, ChannelId, Fetched, SessionHandle, Want};
+use crate::hub::{Attached, Begun, ChannelId, Fetched, Hub, SessionHandle, Want};
 use crate::inbound::Publisher;
 use crate::metrics::CloseReason;
-use crate::outbox::{Close, Outbox};
+use crate::outbox::{Close, Outbox, Outgoing};
 use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Refusal, RequestId, SnapshotValue};
 use crate::state::Held;
 
@@ -144,7 +144,7 @@ fn expiry_deadline(expires_at: Option<u64>) -> Option<tokio::time::Instant> {
 
 impl Session {
     async fn serve(&mut self, socket: &mut Socket) -> CloseReason {
-        let mut batch: Vec<Frame> = Vec::with_capacity(16);
+        let mut batch: Vec<Outgoing> = Vec::with_capacity(16);
         let mut reading = true;
         let expiry = expiry_deadline(self.identity.expires_at);
         loop {
@@ -158,7 +158,7 @@ impl Session {
                     batch = frames;
                     if !batch.is_empty() {
                         let written = tokio::select! {
-                            result = write_batch(socket, &mut batch) => result,
+                            result = write_batch(socket, &mut batch, &self.ctx.hub) => result,
                             close = self.handle.outbox.aborted() => Err(Some(close)),
                         };
                         match written {
@@ -617,16 +617,31 @@ async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Writes a batch with one flush; the bytes written, or `Err(None)` on a transport error.
-async fn write_batch(socket: &mut Socket, batch: &mut Vec<Frame>) -> Result<u64, Option<Close>> {
+/// Then records each live record's delivery latency (Kafka timestamp → written).
+async fn write_batch(
+    socket: &mut Socket,
+    batch: &mut Vec<Outgoing>,
+    hub: &Hub,
+) -> Result<u64, Option<Close>> {
     let mut bytes = 0;
-    for frame in batch.drain(..) {
-        bytes += frame.len() as u64;
+    for outgoing in batch.iter() {
+        bytes += outgoing.frame.len() as u64;
         socket
-            .feed(Message::Text(frame.to_utf8_bytes()))
+            .feed(Message::Text(outgoing.frame.to_utf8_bytes()))
             .await
             .map_err(|_| None)?;
     }
     socket.flush().await.map_err(|_| None)?;
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for (channel, timestamp) in batch.drain(..).filter_map(|o| o.stamp) {
+        let latency = (now_ms - timestamp).max(0) as f64 / 1000.0;
+        hub.channel(channel)
+            .metrics
+            .delivery_latency
+            .observe(latency);
+    }
     Ok(bytes)
 }
 

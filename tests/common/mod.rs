@@ -259,7 +259,12 @@ pub fn config_text(body: &str) -> String {
 impl TestBridge {
     /// Starts a bridge from `body` (see [`config_text`]) and waits until it is ready.
     pub async fn start(body: &str) -> TestBridge {
-        let text = config_text(body);
+        Self::start_text(&config_text(body)).await
+    }
+
+    /// Starts a bridge from a whole config text and waits until it is ready.
+    pub async fn start_text(text: &str) -> TestBridge {
+        let text = text.to_owned();
         let plan = config::load_str(&text, "test.yaml", std::path::Path::new("."), |name| {
             std::env::var(name).ok()
         })

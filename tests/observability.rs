@@ -1,0 +1,357 @@
+//! Observability against a real broker and bridge: the scrape is valid Prometheus text (checked
+//! by promtool), every metric the dashboard and the alert rules use exists, consumer lag shows a
+//! backlog and returns to 0, counters move as documented, /readyz and /api/v1/status answer.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{create_topic, http_get, TestBridge, TestProducer, DEADLINE};
+use serde_json::{json, Value};
+
+/// Every `kafka_ws_bridge_*` name in a text (PromQL in JSON or YAML).
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("kafka_ws_bridge_") {
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// Series names present in a scrape.
+fn scraped_names(scrape: &str) -> BTreeSet<String> {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_owned())
+        .collect()
+}
+
+fn promtool() -> Command {
+    let found = Command::new("promtool").arg("--version").output().is_ok();
+    assert!(
+        found,
+        "promtool not found: run scripts/test.sh (it installs the Debian package `prometheus`), or apt-get install prometheus"
+    );
+    Command::new("promtool")
+}
+
+async fn busy_bridge() -> (TestBridge, String, String) {
+    let feed = create_topic("obs-feed", 2).await;
+    let commands = create_topic("obs-commands", 1).await;
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}\nchannels:\n  - {{name: feed, topic: {feed}, key: {{from: record_key}}, history: 10, snapshot: true, subscribe: {{allow: anonymous}}}}\ninbound:\n  - {{channel: commands, topic: {commands}, allow: anonymous}}\n"
+    ))
+    .await;
+    (bridge, feed, commands)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scrape_is_valid_and_has_every_metric_the_dashboard_and_alerts_use() {
+    let (bridge, feed, _) = busy_bridge().await;
+    let mut client = bridge.connect().await;
+    client.subscribe("feed", None).await;
+    client
+        .send(json!({"type": "publish", "id": "p", "channel": "commands", "data": {}}))
+        .await;
+    client.expect("ack").await;
+    TestProducer::new()
+        .send(&feed, None, Some("k"), b"{}", &[])
+        .await;
+    client.expect("message").await;
+    // Lag and broker gauges come from librdkafka statistics.
+    bridge
+        .wait_metric("kafka_ws_bridge_kafka_brokers_up", 1.0)
+        .await;
+    let deadline = Instant::now() + DEADLINE;
+    let scrape = loop {
+        let (_, scrape) = http_get(bridge.metrics_addr, "/metrics").await;
+        if scrape.contains("kafka_ws_bridge_consumer_lag_messages{") || Instant::now() > deadline {
+            break scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    let mut check = promtool()
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(scrape.as_bytes())
+        .unwrap();
+    let output = check.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let present = scraped_names(&scrape);
+    let dashboard = std::fs::read_to_string("dashboards/kafka-ws-bridge.json").unwrap();
+    let alerts = std::fs::read_to_string("dashboards/alerts.yml").unwrap();
+    let used: BTreeSet<String> = metric_names(&dashboard)
+        .into_iter()
+        .chain(metric_names(&alerts))
+        .collect();
+    assert!(
+        used.len() >= 15,
+        "the dashboard uses {} metrics",
+        used.len()
+    );
+    let missing: Vec<&String> = used.iter().filter(|n| !present.contains(*n)).collect();
+    assert!(
+        missing.is_empty(),
+        "used by the dashboard/alerts but not exported: {missing:?}"
+    );
+    for name in &present {
+        assert!(
+            name.starts_with("kafka_ws_bridge_"),
+            "every metric carries the prefix: {name}"
+        );
+    }
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_where_the_group_stopped_even_if_it_had_routed_nothing() {
+    let topic = create_topic("restart", 1).await;
+    let text = common::config_text(&format!(
+        "auth: {{mode: none}}\nchannels:\n  - {{name: c, topic: {topic}, subscribe: {{allow: anonymous}}}}\n"
+    ));
+    // First run on an empty topic: a new group at `latest` that routes nothing.
+    TestBridge::start_text(&text).await.stop().await;
+    let producer = TestProducer::new();
+    for n in 0..50 {
+        producer
+            .send(
+                &topic,
+                None,
+                None,
+                json!({"n": n}).to_string().as_bytes(),
+                &[],
+            )
+            .await;
+    }
+    // Same instance (same group): it resumes at the committed start, not at the new end.
+    let bridge = TestBridge::start_text(&text).await;
+    bridge
+        .wait_metric(
+            &format!("kafka_ws_bridge_records_consumed_total{{topic=\"{topic}\"}}"),
+            50.0,
+        )
+        .await;
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_reports_the_backlog_while_paused_then_returns_to_zero() {
+    const KEY: &str = "ops-key-0123456789abcdef";
+    let topic = create_topic("lag", 2).await;
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}\nserver: {{api_keys: [{KEY}]}}\nchannels:\n  - {{name: c, topic: {topic}, subscribe: {{allow: anonymous}}}}\n"
+    ))
+    .await;
+    let lag = |p: i32| {
+        format!("kafka_ws_bridge_consumer_lag_messages{{partition=\"{p}\",topic=\"{topic}\"}}")
+    };
+    let total_lag = || async { bridge.metric(&lag(0)).await + bridge.metric(&lag(1)).await };
+    let post = |path: &str, key: Option<&str>| {
+        let auth = key
+            .map(|k| format!("Authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
+        format!("POST {path} HTTP/1.1\r\nHost: test\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n")
+    };
+    // Pausing needs an API key.
+    let (status, _) = common::http_request(bridge.metrics_addr, &post("/api/v1/pause", None)).await;
+    assert_eq!(status, 401);
+    let (status, _) = common::http_request(
+        bridge.metrics_addr,
+        &post("/api/v1/pause", Some("wrong-key-0123456789")),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, body) =
+        common::http_request(bridge.metrics_addr, &post("/api/v1/pause", Some(KEY))).await;
+    assert_eq!((status, body.as_str()), (200, "{\"paused\":true}"));
+
+    let producer = TestProducer::new();
+    for n in 0..500 {
+        producer.send(&topic, Some(n % 2), None, b"{}", &[]).await;
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while total_lag().await < 500.0 {
+        assert!(
+            Instant::now() < deadline,
+            "lag {} while paused",
+            total_lag().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        (bridge.metric(&lag(0)).await, bridge.metric(&lag(1)).await),
+        (250.0, 250.0)
+    );
+    let consumed = format!("kafka_ws_bridge_records_consumed_total{{topic=\"{topic}\"}}");
+    assert_eq!(
+        bridge.metric(&consumed).await,
+        0.0,
+        "nothing delivered while paused"
+    );
+    let (_, status) = http_get(bridge.metrics_addr, "/api/v1/status").await;
+    assert!(status.contains("\"paused\":true"), "{status}");
+
+    let (status, _) =
+        common::http_request(bridge.metrics_addr, &post("/api/v1/resume", Some(KEY))).await;
+    assert_eq!(status, 200);
+    bridge.wait_metric(&consumed, 500.0).await;
+    let deadline = Instant::now() + DEADLINE;
+    while total_lag().await > 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "lag {} after catching up",
+            total_lag().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_as_documented() {
+    let (bridge, feed, _) = busy_bridge().await;
+    let delivered = "kafka_ws_bridge_messages_delivered_total{channel=\"feed\"}";
+    let latency = "kafka_ws_bridge_delivery_latency_seconds_count{channel=\"feed\"}";
+    let consumed = format!("kafka_ws_bridge_records_consumed_total{{topic=\"{feed}\"}}");
+    let sent = "kafka_ws_bridge_sent_bytes_total";
+    let before = (
+        bridge.metric(delivered).await,
+        bridge.metric(latency).await,
+        bridge.metric(&consumed).await,
+        bridge.metric(sent).await,
+    );
+    let mut a = bridge.connect().await;
+    let mut b = bridge.connect().await;
+    a.subscribe("feed", None).await;
+    b.subscribe("feed", None).await;
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_subscriptions{channel=\"feed\"}")
+            .await,
+        2.0
+    );
+    assert_eq!(bridge.metric("kafka_ws_bridge_sessions_open").await, 2.0);
+    TestProducer::new()
+        .send(&feed, None, Some("k"), b"{\"n\":1}", &[])
+        .await;
+    a.expect("message").await;
+    b.expect("message").await;
+    // One record, two receiving sessions.
+    bridge.wait_metric(latency, before.1 + 2.0).await;
+    assert_eq!(bridge.metric(delivered).await, before.0 + 2.0);
+    assert_eq!(bridge.metric(&consumed).await, before.2 + 1.0);
+    assert!(bridge.metric(sent).await > before.3);
+
+    // A rejected handshake: not a WebSocket request.
+    let (status, _) = http_get(bridge.ws_addr, "/ws").await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_connections_rejected_total{reason=\"bad_request\"}")
+            .await,
+        1.0
+    );
+    // Client errors by code.
+    a.send(json!({"type": "subscribe", "id": 1, "channel": "nope"}))
+        .await;
+    a.expect("error").await;
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_client_errors_total{code=\"unknown_channel\"}")
+            .await,
+        1.0
+    );
+    // A session closing: counted by reason, gauges go down.
+    drop(b);
+    bridge
+        .wait_metric(
+            "kafka_ws_bridge_sessions_closed_total{reason=\"client_closed\"}",
+            1.0,
+        )
+        .await;
+    assert_eq!(bridge.metric("kafka_ws_bridge_sessions_open").await, 1.0);
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_subscriptions{channel=\"feed\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_build_info{version=\"0.1.0\"}")
+            .await,
+        1.0
+    );
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_status_answer_with_json() {
+    let (bridge, feed, commands) = busy_bridge().await;
+    let (status, body) = http_get(bridge.metrics_addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "{\"status\":\"ok\"}"));
+    let (status, body) = http_get(bridge.metrics_addr, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let readiness: Value = serde_json::from_str(&body).unwrap();
+    let checks: Vec<&str> = readiness["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            "accepting_connections",
+            "kafka_reachable",
+            "partitions_assigned",
+            "consumer_positioned",
+            "snapshots_loaded"
+        ]
+    );
+    assert_eq!(bridge.metric("kafka_ws_bridge_ready").await, 1.0);
+    let (status, body) = http_get(bridge.metrics_addr, "/api/v1/status").await;
+    assert_eq!(status, 200);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        status["channels"][0],
+        json!({"name": "feed", "topic": feed, "deliver": "broadcast", "subscribers": 0})
+    );
+    assert_eq!(
+        status["inbound"][0],
+        json!({"channel": "commands", "topic": commands})
+    );
+    assert_eq!(status["partitions"].as_array().unwrap().len(), 2);
+    assert!(status["group_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("kafka-ws-bridge.test-"));
+    let (status, _) = http_get(bridge.metrics_addr, "/nope").await;
+    assert_eq!(status, 404);
+    bridge.stop().await;
+}
