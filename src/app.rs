@@ -37,6 +37,8 @@ pub enum StartError {
     Kafka(#[from] kafka::StartError),
     #[error("authentication: {0}")]
     Auth(#[from] SetupError),
+    #[error("server.tls: {0}")]
+    Tls(String),
 }
 
 /// The two listeners, bound before starting so that callers (tests) may bind port 0.
@@ -159,21 +161,37 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
     let ops_ctx = Arc::new(OpsContext::new(&plan, metrics, status, hub, ws_ctx.clone()));
     let ws_addr = local_addr(&listeners.ws)?;
     let metrics_addr = local_addr(&listeners.metrics)?;
+    let tls = match &config.server.tls {
+        Some(tls) => Some(
+            server::tls_acceptor(
+                &plan.resolve_path(&tls.cert_file),
+                &plan.resolve_path(&tls.key_file),
+            )
+            .map_err(StartError::Tls)?,
+        ),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    let handshake_timeout = Duration::from_millis(config.server.handshake_timeout_ms);
     tokio::spawn(server::serve(
         listeners.ws,
         warp::service(ws::routes(ws_ctx.clone())),
         ws_ctx.accepting.clone(),
+        tls,
+        handshake_timeout,
     ));
     let ops_stop = CancellationToken::new();
     tokio::spawn(server::serve(
         listeners.metrics,
         warp::service(ops::routes(ops_ctx)),
         ops_stop.clone(),
+        None,
+        handshake_timeout,
     ));
     tracing::info!(
         instance = %config.instance_id,
         group = %plan.group_id(),
-        ws = %format!("ws://{ws_addr}{}", config.server.ws_path),
+        ws = %format!("{scheme}://{ws_addr}{}", config.server.ws_path),
         metrics = %format!("http://{metrics_addr}/metrics"),
         channels = config.channels.len(),
         inbound = config.inbound.len(),

@@ -84,6 +84,13 @@ impl Inbound {
         Inbound { routes, producer }
     }
 
+    /// Counts a publish refused before it reached [`Self::prepare`] (e.g. rate limited).
+    pub fn count_refusal(&self, channel: &str, code: ErrorCode) {
+        if let Some(route) = self.routes.get(channel) {
+            route.count(code.as_str());
+        }
+    }
+
     pub fn has_channel(&self, channel: &str) -> bool {
         self.routes.contains_key(channel)
     }

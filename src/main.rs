@@ -78,6 +78,15 @@ fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
         };
         problems.push(plan.diagnostic(Severity::Error, key, e.to_string()));
     }
+    if let Some(tls) = &plan.config.server.tls {
+        let (cert, key) = (
+            plan.resolve_path(&tls.cert_file),
+            plan.resolve_path(&tls.key_file),
+        );
+        if let Err(e) = kafka_ws_bridge::server::tls_acceptor(&cert, &key) {
+            problems.push(plan.diagnostic(Severity::Error, "server.tls", e));
+        }
+    }
     if problems.is_empty() {
         Ok(plan)
     } else {

@@ -1,23 +1,58 @@
-//! The accept loop behind both listeners: TCP accept, HTTP/1.1 with upgrades (hyper), and a
-//! warp filter turned into a service. Owning the loop (rather than `warp::serve`) lets the
-//! caller hand in an already-bound listener (tests bind port 0) and stop accepting on demand.
+//! The accept loop behind both listeners: TCP accept, optional TLS (rustls), HTTP/1.1 with
+//! upgrades (hyper), and a warp filter turned into a service. Owning the loop (rather than
+//! `warp::serve`) lets the caller hand in an already-bound listener (tests bind port 0), add
+//! TLS, bound the handshake, and stop accepting on demand.
 
 use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Loads the certificate chain and key of `server.tls` (paths already resolved).
+pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{}: no certificate in the file",
+            cert_file.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
 
 /// Serves `service` on `listener` until `stop` is cancelled. Connections already accepted
-/// (and upgraded WebSockets) are not affected by `stop`.
-pub async fn serve<S, B>(listener: TcpListener, service: S, stop: CancellationToken)
-where
+/// (and upgraded WebSockets) are not affected by `stop`. A connection must finish its TLS
+/// handshake and send its request headers within `handshake_timeout`.
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    stop: CancellationToken,
+    tls: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+) where
     S: tower_service::Service<
             http::Request<Incoming>,
             Response = http::Response<B>,
@@ -45,16 +80,46 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(service.clone());
+        let service = service.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(e) = connection.await {
-                tracing::debug!(%peer, error = %e, "http connection ended with an error");
+            match tls {
+                None => serve_connection(stream, service, handshake_timeout).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, service, handshake_timeout).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+                    }
+                }
             }
         });
+    }
+}
+
+async fn serve_connection<T, S, B>(io: T, service: S, handshake_timeout: Duration)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower_service::Service<
+            http::Request<Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(service))
+        .with_upgrades();
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "http connection ended with an error");
     }
 }

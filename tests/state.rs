@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{create_topic, create_topic_with, Client, TestBridge, TestProducer};
+use common::{create_topic, Client, TestBridge, TestProducer};
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -261,13 +261,18 @@ async fn resume_beyond_memory_is_served_from_kafka() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_before_the_earliest_retained_offset_reports_a_gap() {
-    let topic = create_topic_with(
+    // A broker of its own that applies retention every second (a pass scans its whole database,
+    // too heavy for the shared broker).
+    let broker = common::OwnBroker::start_with_storage("sqlite://tansu.db?maintenance_interval=1s");
+    let bootstrap = broker.bootstrap();
+    let topic = common::create_topic_at(
+        &bootstrap,
         "retention",
         1,
         &[("cleanup.policy", "delete"), ("retention.ms", "600000")],
     )
     .await;
-    let producer = TestProducer::new();
+    let producer = TestProducer::at(&bootstrap);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -288,12 +293,14 @@ async fn resume_before_the_earliest_retained_offset_reports_a_gap() {
     // Wait for the broker to apply retention; brokers that only drop whole segments (Apache
     // Kafka) get the same cut through DeleteRecords instead.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while common::watermarks(&topic, 0).0 < 200 && std::time::Instant::now() < deadline {
+    while common::watermarks_at(&bootstrap, &topic, 0).0 < 200
+        && std::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if common::watermarks(&topic, 0).0 < 200 {
+    if common::watermarks_at(&bootstrap, &topic, 0).0 < 200 {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", common::bootstrap())
+            .set("bootstrap.servers", &bootstrap)
             .create()
             .unwrap();
         let mut cut = TopicPartitionList::new();
@@ -305,12 +312,16 @@ async fn resume_before_the_earliest_retained_offset_reports_a_gap() {
             .expect("delete records");
     }
     assert_eq!(
-        common::watermarks(&topic, 0),
+        common::watermarks_at(&bootstrap, &topic, 0),
         (200, 300),
         "the log now starts at offset 200"
     );
 
-    let bridge = TestBridge::start(&balances(&topic, "    history: 10\n")).await;
+    let bridge = TestBridge::start_text(&common::config_text_at(
+        &bootstrap,
+        &balances(&topic, "    history: 10\n"),
+    ))
+    .await;
     let mut client = bridge.connect().await;
     client.send(json!({"type": "subscribe", "id": "g", "channel": "balances", "key": "K", "resume": {"0": 49}})).await;
     let subscribed = client.expect("subscribed").await;
@@ -331,9 +342,12 @@ async fn resume_before_the_earliest_retained_offset_reports_a_gap() {
 
     // A resume longer than server.replay_max_records also starts later and says so.
     bridge.stop().await;
-    let bridge = TestBridge::start(&balances(&topic, "    history: 10\n").replace(
-        "send_queue_messages: 4096",
-        "send_queue_messages: 4096, replay_max_records: 30",
+    let bridge = TestBridge::start_text(&common::config_text_at(
+        &bootstrap,
+        &balances(&topic, "    history: 10\n").replace(
+            "send_queue_messages: 4096",
+            "send_queue_messages: 4096, replay_max_records: 30",
+        ),
     ))
     .await;
     let mut client = bridge.connect().await;

@@ -3,8 +3,7 @@
 #
 # Tansu is run from its own directory with `--storage-engine sqlite://tansu.db`: the sqlite path
 # is relative to the working directory (an absolute sqlite:/// path does not work), and the
-# `memory://` engine reports wrong offsets. `maintenance_interval=1s` makes Tansu apply topic
-# retention (cleanup.policy=delete, retention.ms) every second instead of every ten minutes.
+# `memory://` engine reports wrong offsets.
 
 TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
 
@@ -42,7 +41,7 @@ start_broker() {
   (cd "$dir" && exec "$bin" broker \
       --listener-url "tcp://127.0.0.1:$port" \
       --advertised-listener-url "tcp://127.0.0.1:$port" \
-      --storage-engine "sqlite://tansu.db?maintenance_interval=1s") >>"$dir/broker.log" 2>&1 &
+      --storage-engine "sqlite://tansu.db") >>"$dir/broker.log" 2>&1 &
   BROKER_PID=$!
   export KAFKA_BOOTSTRAP="127.0.0.1:$port"
   local deadline=$((SECONDS + 30))

@@ -160,6 +160,41 @@ pub struct ServerConfig {
     /// Serve `wss://` and `https://` with this certificate instead of plain TCP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// How long a new connection may take to complete its TLS handshake and send its HTTP
+    /// request headers, in milliseconds.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// The bridge pings every session this often, in milliseconds; `0` disables pings.
+    #[serde(default = "default_ping_interval_ms")]
+    pub ping_interval_ms: u64,
+    /// A session from which nothing (not even a pong) arrived for this long is closed, in
+    /// milliseconds; `0` disables the check.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Per-session publish rate limit (token bucket); beyond it publishes get `rate_limited`.
+    #[serde(default)]
+    pub publish_rate: PublishRate,
+}
+
+/// A token bucket: `per_second` tokens added each second, at most `burst` held.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRate {
+    /// Sustained publishes per second per session; `0` disables the limit.
+    #[serde(default = "default_publish_rate")]
+    pub per_second: u32,
+    /// Publishes a session may send at once after being quiet.
+    #[serde(default = "default_publish_burst")]
+    pub burst: u32,
+}
+
+impl Default for PublishRate {
+    fn default() -> Self {
+        PublishRate {
+            per_second: default_publish_rate(),
+            burst: default_publish_burst(),
+        }
+    }
 }
 
 /// Certificate and key for the client listener.
@@ -510,6 +545,21 @@ fn default_max_subscriptions() -> usize {
 fn default_send_queue_messages() -> usize {
     1024
 }
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+fn default_ping_interval_ms() -> u64 {
+    20_000
+}
+fn default_idle_timeout_ms() -> u64 {
+    60_000
+}
+fn default_publish_rate() -> u32 {
+    100
+}
+fn default_publish_burst() -> u32 {
+    200
+}
 fn default_replay_max_records() -> usize {
     10_000
 }
@@ -558,6 +608,10 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             demo_page: false,
             tls: None,
+            handshake_timeout_ms: default_handshake_timeout_ms(),
+            ping_interval_ms: default_ping_interval_ms(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            publish_rate: PublishRate::default(),
         }
     }
 }

@@ -525,6 +525,24 @@ impl Semantic<'_> {
                 self.error(path, format!("must be at least {min}, found {value}"));
             }
         }
+        if server.ping_interval_ms > 0
+            && server.idle_timeout_ms > 0
+            && server.idle_timeout_ms <= server.ping_interval_ms
+        {
+            self.error(
+                "server.idle_timeout_ms",
+                format!(
+                    "must be longer than server.ping_interval_ms ({}), or healthy idle sessions are closed before their pong can arrive",
+                    server.ping_interval_ms
+                ),
+            );
+        }
+        if server.publish_rate.per_second > 0 && server.publish_rate.burst == 0 {
+            self.error(
+                "server.publish_rate.burst",
+                "must be at least 1 when per_second is set",
+            );
+        }
         for (i, key) in server.api_keys.iter().enumerate() {
             if key.expose().len() < 16 {
                 self.error(

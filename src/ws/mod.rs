@@ -30,6 +30,11 @@ use crate::outbox::Close;
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub replay_max_records: usize,
+    pub publish_rate: crate::config::PublishRate,
+    /// How often sessions are pinged; `None`: never.
+    pub ping_interval: Option<std::time::Duration>,
+    /// A session silent this long is closed; `None`: never.
+    pub idle_timeout: Option<std::time::Duration>,
     pub max_frame_bytes: usize,
     pub max_connections: usize,
     pub max_subscriptions: usize,
@@ -91,6 +96,11 @@ impl WsContext {
             auth,
             limits: Limits {
                 replay_max_records: server.replay_max_records,
+                publish_rate: server.publish_rate,
+                ping_interval: (server.ping_interval_ms > 0)
+                    .then(|| std::time::Duration::from_millis(server.ping_interval_ms)),
+                idle_timeout: (server.idle_timeout_ms > 0)
+                    .then(|| std::time::Duration::from_millis(server.idle_timeout_ms)),
                 max_frame_bytes: server.max_frame_bytes,
                 max_connections: server.max_connections,
                 max_subscriptions: server.max_subscriptions_per_session,

@@ -53,7 +53,50 @@ struct Session {
     /// A subscribe waiting for records from Kafka before it can attach. Client frames are not
     /// read meanwhile, so later requests cannot overtake it.
     pending: Option<Pending>,
+    /// Publish rate limit.
+    bucket: TokenBucket,
+    /// When the peer last sent anything (a frame or a pong).
+    last_heard: tokio::time::Instant,
 }
+
+/// `server.publish_rate`: `rate` tokens a second, at most `burst`, one per publish.
+struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: tokio::time::Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: &crate::config::PublishRate) -> Self {
+        TokenBucket {
+            rate: f64::from(rate.per_second),
+            burst: f64::from(rate.burst),
+            tokens: f64::from(rate.burst),
+            refilled: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes a token if there is one (always, when the limit is off).
+    fn take(&mut self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Longest subscription key accepted, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
 
 /// A subscribe registered with its live records held back while its replay is read.
 struct Pending {
@@ -73,6 +116,12 @@ const REPLACED_CLOSE: Close = Close {
     code: 4000,
     reason: "replaced by a newer session",
     drain: true,
+};
+
+const IDLE_CLOSE: Close = Close {
+    code: 1000,
+    reason: "idle timeout: no answer to pings",
+    drain: false,
 };
 
 const TOKEN_EXPIRED_CLOSE: Close = Close {
@@ -119,6 +168,7 @@ pub(super) async fn run(
         &handle.public_id,
         identity.user.as_deref(),
     ));
+    let ctx_publish_rate = ctx.limits.publish_rate;
     let mut session = Session {
         inflight: Arc::new(Semaphore::new(ctx.limits.max_inflight_publishes)),
         ctx,
@@ -126,6 +176,8 @@ pub(super) async fn run(
         identity,
         subscriptions: HashSet::new(),
         pending: None,
+        bucket: TokenBucket::new(&ctx_publish_rate),
+        last_heard: tokio::time::Instant::now(),
     };
     let reason = session.serve(&mut socket).await;
     session.finish(reason);
@@ -147,6 +199,11 @@ impl Session {
         let mut batch: Vec<Outgoing> = Vec::with_capacity(16);
         let mut reading = true;
         let expiry = expiry_deadline(self.identity.expires_at);
+        let ping_every = self.ctx.limits.ping_interval;
+        let mut pings = tokio::time::interval_at(
+            tokio::time::Instant::now() + ping_every.unwrap_or(Duration::from_secs(3600)),
+            ping_every.unwrap_or(Duration::from_secs(3600)),
+        );
         loop {
             let can_read = reading
                 && self.pending.is_none()
@@ -177,6 +234,7 @@ impl Session {
                     }
                 }
                 message = socket.next(), if can_read => {
+                    self.last_heard = tokio::time::Instant::now();
                     match message {
                         Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
                         Some(Ok(Message::Binary(_))) => self.refuse(
@@ -202,6 +260,21 @@ impl Session {
                     self.on_fetched(read);
                 }
                 _ = self.ctx.draining.cancelled(), if reading => reading = false,
+                _ = pings.tick(), if ping_every.is_some() => {
+                    if !can_read {
+                        // Not reading (back-pressure): pongs cannot be heard; not idle.
+                        self.last_heard = tokio::time::Instant::now();
+                    }
+                    let idle = self.ctx.limits.idle_timeout;
+                    if idle.is_some_and(|idle| self.last_heard.elapsed() > idle) {
+                        send_close(socket, IDLE_CLOSE).await;
+                        return CloseReason::IdleTimeout;
+                    }
+                    let ping = socket.send(Message::Ping(Default::default()));
+                    if !matches!(tokio::time::timeout(CLOSE_TIMEOUT, ping).await, Ok(Ok(()))) {
+                        return CloseReason::Error;
+                    }
+                }
                 _ = sleep_until_option(expiry), if expiry.is_some() && self.handle.outbox.closing().is_none() => {
                     self.handle.outbox.close(TOKEN_EXPIRED_CLOSE);
                 }
@@ -250,6 +323,21 @@ impl Session {
                 data,
                 headers,
             } => {
+                if !self.bucket.take() {
+                    self.ctx
+                        .inbound
+                        .count_refusal(&channel, ErrorCode::RateLimited);
+                    return self.refuse(
+                        &id,
+                        Refusal::new(
+                            ErrorCode::RateLimited,
+                            format!(
+                                "more than {} publishes per second (server.publish_rate)",
+                                self.ctx.limits.publish_rate.per_second
+                            ),
+                        ),
+                    );
+                }
                 let publisher = Publisher {
                     identity: &self.identity,
                     session: Some(&self.handle.public_id),
@@ -308,6 +396,12 @@ impl Session {
         channel: &str,
         key: Option<String>,
     ) -> Result<(ChannelId, Option<String>), Refusal> {
+        if key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!("`key` is longer than {MAX_KEY_BYTES} bytes"),
+            ));
+        }
         let Some(channel_id) = self.ctx.hub.channel_id(channel) else {
             let message = if self.ctx.inbound.has_channel(channel) {
                 format!("channel `{channel}` is publish-only: it has no entry in `channels`")

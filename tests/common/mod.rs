@@ -50,9 +50,19 @@ pub async fn create_topic(prefix: &str, partitions: i32) -> String {
 
 /// Creates a topic with topic-level settings (`retention.ms`, …).
 pub async fn create_topic_with(prefix: &str, partitions: i32, settings: &[(&str, &str)]) -> String {
+    create_topic_at(&bootstrap(), prefix, partitions, settings).await
+}
+
+/// Creates a topic on a given cluster.
+pub async fn create_topic_at(
+    bootstrap: &str,
+    prefix: &str,
+    partitions: i32,
+    settings: &[(&str, &str)],
+) -> String {
     let name = format!("{prefix}-{}", random_suffix());
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .create()
         .expect("admin client");
     let mut topic = NewTopic::new(&name, partitions, TopicReplication::Fixed(1));
@@ -63,7 +73,7 @@ pub async fn create_topic_with(prefix: &str, partitions: i32, settings: &[(&str,
     let results = admin
         .create_topics(&[topic], &options)
         .await
-        .unwrap_or_else(|e| panic!("cannot reach the broker at {}: {e}", bootstrap()));
+        .unwrap_or_else(|e| panic!("cannot reach the broker at {bootstrap}: {e}"));
     for result in results {
         result.unwrap_or_else(|(topic, e)| panic!("creating topic {topic}: {e}"));
     }
@@ -88,20 +98,55 @@ pub async fn create_topic_with(prefix: &str, partitions: i32, settings: &[(&str,
 }
 
 /// A plain librdkafka producer, as a backend service would use.
-pub struct TestProducer(FutureProducer);
+pub struct TestProducer(FutureProducer, String);
 
 impl TestProducer {
     pub fn new() -> Self {
+        Self::at(&bootstrap())
+    }
+
+    pub fn at(bootstrap: &str) -> Self {
         TestProducer(
             ClientConfig::new()
-                .set("bootstrap.servers", bootstrap())
+                .set("bootstrap.servers", bootstrap)
                 .set("linger.ms", "1")
                 .create()
                 .expect("producer"),
+            bootstrap.to_owned(),
         )
     }
 
+    /// Produces many records without waiting for each, in large batches; returns when all are
+    /// acked.
+    pub async fn send_many(&self, topic: &str, values: impl IntoIterator<Item = Vec<u8>>) {
+        let batching: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.1)
+            .set("linger.ms", "20")
+            .set("batch.num.messages", "10000")
+            .create()
+            .expect("producer");
+        let mut pending = futures_util::stream::FuturesUnordered::new();
+        for value in values {
+            let producer = batching.clone();
+            let topic = topic.to_owned();
+            pending.push(async move {
+                producer
+                    .send(
+                        FutureRecord::<str, [u8]>::to(&topic).payload(&value),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+            });
+            if pending.len() >= 20_000 {
+                pending.next().await;
+            }
+        }
+        while pending.next().await.is_some() {}
+    }
+
     /// Produces one record with an explicit timestamp (ms); returns its offset.
+    #[allow(dead_code)]
     pub async fn send_at(
         &self,
         topic: &str,
@@ -158,9 +203,9 @@ impl TestProducer {
 }
 
 /// The low and high watermarks of a partition.
-pub fn watermarks(topic: &str, partition: i32) -> (i64, i64) {
+pub fn watermarks_at(bootstrap: &str, topic: &str, partition: i32) -> (i64, i64) {
     let consumer: rdkafka::consumer::BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("watermarks-{}", random_suffix()))
         .create()
         .expect("consumer");
@@ -190,8 +235,13 @@ impl ReadRecord {
 
 /// Reads `count` records of a topic from the beginning (fails after the deadline).
 pub async fn read_topic(topic: &str, count: usize) -> Vec<ReadRecord> {
+    read_topic_at(&bootstrap(), topic, count).await
+}
+
+/// Reads `count` records of a topic on a given cluster.
+pub async fn read_topic_at(bootstrap: &str, topic: &str, count: usize) -> Vec<ReadRecord> {
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("reader-{}", random_suffix()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
@@ -247,12 +297,16 @@ pub struct TestBridge {
 
 /// The config every test bridge starts from; `body` adds auth, server, channels, inbound.
 pub fn config_text(body: &str) -> String {
+    config_text_at(&bootstrap(), body)
+}
+
+/// The same, for a given cluster.
+pub fn config_text_at(bootstrap: &str, body: &str) -> String {
     format!(
         "instance_id: test-{id}\n\
          kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{fetch.wait.max.ms: 10, statistics.interval.ms: 250}}\n\
          metrics: {{listen: '127.0.0.1:0'}}\n{body}",
         id = random_suffix(),
-        bootstrap = bootstrap(),
     )
 }
 
@@ -498,5 +552,257 @@ impl Client {
                 Event::Quiet => panic!("connection still open after the deadline"),
             }
         }
+    }
+}
+
+/// The bridge binary running as its own process (for RSS, signals and exit codes).
+pub struct BridgeProcess {
+    child: std::process::Child,
+    pub ws_url: String,
+    pub ws_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: TempDir,
+}
+
+impl BridgeProcess {
+    /// Writes `text` to a config file and runs `kafka-ws-bridge run` on it with JSON logs;
+    /// returns once it has started listening.
+    pub fn spawn(text: &str) -> BridgeProcess {
+        use std::io::BufRead;
+        let dir = TempDir::new("bridge");
+        let config = dir.path.join("bridge.yaml");
+        std::fs::write(&config, text).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-ws-bridge"))
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(&config)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the bridge");
+        let stderr = child.stderr.take().unwrap();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("\"bridge started\"") {
+                    let _ = started_tx.send(line.clone());
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let started = started_rx
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|_| panic!("bridge did not start: {:?}", logs.lock().unwrap()));
+        let started: Value = serde_json::from_str(&started).unwrap();
+        let ws_url = started["ws"].as_str().unwrap().to_owned();
+        let authority = |url: &str| {
+            url.split("://")
+                .nth(1)
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        BridgeProcess {
+            ws_addr: authority(&ws_url),
+            metrics_addr: authority(started["metrics"].as_str().unwrap()),
+            ws_url,
+            child,
+            logs,
+            _dir: dir,
+        }
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if http_get(self.metrics_addr, "/readyz").await.0 == 200 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bridge process not ready: {}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+    }
+
+    /// Waits for the process to exit; its exit code (None: killed by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bridge still running after {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory of the process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS");
+        kb * 1024
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for BridgeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory, removed on drop.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("kwb-{prefix}-{}", random_suffix()));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A Tansu broker of a test's own, which the test may kill and restart (same data, same port).
+pub struct OwnBroker {
+    child: Option<std::process::Child>,
+    dir: TempDir,
+    pub port: u16,
+    storage: String,
+}
+
+impl OwnBroker {
+    pub fn start() -> OwnBroker {
+        Self::start_with_storage("sqlite://tansu.db")
+    }
+
+    /// With `sqlite://tansu.db?maintenance_interval=1s` Tansu applies topic retention
+    /// (cleanup.policy=delete, retention.ms) every second instead of every ten minutes. (Not
+    /// for the shared broker: each pass scans the whole database.)
+    pub fn start_with_storage(storage: &str) -> OwnBroker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut broker = OwnBroker {
+            child: None,
+            dir: TempDir::new("own-broker"),
+            port,
+            storage: storage.to_owned(),
+        };
+        broker.restart();
+        broker
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn binary() -> std::path::PathBuf {
+        let home = std::env::var("CARGO_HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| {
+                std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo")
+            });
+        let installed = home.join("bin/tansu");
+        if installed.exists() {
+            return installed;
+        }
+        let on_path = std::process::Command::new("sh")
+            .args(["-c", "command -v tansu"])
+            .output()
+            .unwrap();
+        assert!(
+            on_path.status.success(),
+            "this test runs a broker of its own and needs the `tansu` binary: run scripts/test.sh (installs it) or cargo install tansu --locked --features libsql"
+        );
+        std::path::PathBuf::from(String::from_utf8(on_path.stdout).unwrap().trim())
+    }
+
+    /// Starts (again) on the same port with the same data.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none());
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path.join("broker.log"))
+            .unwrap();
+        let child = std::process::Command::new(Self::binary())
+            .current_dir(&self.dir.path)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", &self.storage])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + DEADLINE;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not open its port");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the broker process outright (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
