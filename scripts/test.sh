@@ -21,5 +21,18 @@ fi
 # promtool (Debian package `prometheus`) is installed by this check when missing; the Rust
 # tests use it too.
 scripts/check-dashboards.sh
-cargo test --no-fail-fast "$@"
+status=0
+cargo test --no-fail-fast "$@" || status=$?
+if [ "$#" -eq 0 ]; then
+  # The JS client against the bridge binary cargo just built, then the demo page in headless
+  # Chromium (installed with apt-get by setup.sh when missing).
+  echo "==> JS client tests (node --test)"
+  (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run typecheck) || status=$?
+  echo "==> browser test (Chromium + playwright-core)"
+  (tests/browser/setup.sh && node tests/browser/run.mjs) || status=$?
+fi
+if [ "$status" -ne 0 ]; then
+  echo "==> test suite FAILED after $((SECONDS - started)) s" >&2
+  exit "$status"
+fi
 echo "==> test suite passed in $((SECONDS - started)) s"
