@@ -235,7 +235,7 @@ impl Hub {
         session: &Arc<SessionHandle>,
         want: &Want,
         limit: usize,
-        confirm: impl FnOnce(Option<&Held>, usize, bool) -> Frame,
+        confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
     ) -> Begun {
         let routes = self.channel(id);
         let mut state = routes.state.lock();
@@ -297,20 +297,23 @@ impl Hub {
             return Begun::Reading { need, held: replay };
         }
         let snapshot = key.and_then(|k| state.memory.snapshot(k)).cloned();
-        let cursors = if *want == Want::Live {
-            BTreeMap::new()
-        } else {
-            live_cursors(&state.memory, &replay)
-        };
-        let attached = queue_replay(session, replay, false, limit, snapshot.as_ref(), confirm);
-        add_subscriber(
-            routes,
-            &mut state.subscribers,
-            key,
+        let cursors = live_cursors(&state.memory, &replay);
+        let attached = queue_replay(
             session,
-            after(cursors),
-            None,
+            replay,
+            false,
+            limit,
+            snapshot.as_ref(),
+            &cursors,
+            confirm,
         );
+        // Live subscriptions need no filter: every live record comes after these positions.
+        let filter = if *want == Want::Live {
+            None
+        } else {
+            after(cursors)
+        };
+        add_subscriber(routes, &mut state.subscribers, key, session, filter, None);
         Begun::Attached(attached)
     }
 
@@ -328,7 +331,7 @@ impl Hub {
         held: Vec<Held>,
         fetched: Option<Fetched>,
         limit: usize,
-        confirm: impl FnOnce(Option<&Held>, usize, bool) -> Frame,
+        confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
     ) -> Attached {
         let routes = self.channel(id);
         let mut state = routes.state.lock();
@@ -362,7 +365,15 @@ impl Hub {
         dedup_positions(&mut replay);
         let cursors = live_cursors(&state.memory, &replay);
         let snapshot = key.and_then(|k| state.memory.snapshot(k)).cloned();
-        let attached = queue_replay(session, replay, gap, limit, snapshot.as_ref(), confirm);
+        let attached = queue_replay(
+            session,
+            replay,
+            gap,
+            limit,
+            snapshot.as_ref(),
+            &cursors,
+            confirm,
+        );
         if let Some(subscriber) = find_subscriber(routes, &mut state.subscribers, key, session) {
             subscriber.after = after(cursors);
         }
@@ -610,7 +621,8 @@ fn queue_replay(
     mut gap: bool,
     limit: usize,
     snapshot: Option<&Held>,
-    confirm: impl FnOnce(Option<&Held>, usize, bool) -> Frame,
+    positions: &BTreeMap<i32, i64>,
+    confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
 ) -> Attached {
     if replay.len() > limit {
         replay.drain(..replay.len() - limit);
@@ -618,7 +630,7 @@ fn queue_replay(
     }
     session
         .outbox
-        .push_control(confirm(snapshot, replay.len(), gap));
+        .push_control(confirm(snapshot, replay.len(), gap, positions));
     let replayed = replay.len();
     session
         .outbox
@@ -803,7 +815,12 @@ mod tests {
         assert_eq!(hub.deliver(2, nobody, &held(0, 2), false).delivered, 0);
     }
 
-    fn confirm(snapshot: Option<&Held>, replayed: usize, gap: bool) -> Frame {
+    fn confirm(
+        snapshot: Option<&Held>,
+        replayed: usize,
+        gap: bool,
+        _: &BTreeMap<i32, i64>,
+    ) -> Frame {
         Frame::from(format!(
             "subscribed snapshot={:?} replayed={replayed} gap={gap}",
             snapshot.map(|h| h.offset)

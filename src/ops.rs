@@ -104,14 +104,25 @@ fn readiness(ctx: &OpsContext) -> Readiness {
         },
     ];
     if ctx.consuming {
-        let unassigned = ctx.kafka.unassigned_topics();
+        let incomplete = ctx.kafka.incompletely_assigned();
         checks.push(Check {
             name: "partitions_assigned",
-            ok: unassigned.is_empty(),
-            detail: if unassigned.is_empty() {
-                "every channel topic has assigned partitions".into()
+            ok: incomplete.is_empty(),
+            detail: if incomplete.is_empty() {
+                "every partition of every channel topic is assigned to this instance".into()
             } else {
-                format!("no partitions assigned yet for: {}", unassigned.join(", "))
+                let topics: Vec<String> = incomplete
+                    .iter()
+                    .map(|(topic, held, total)| match total {
+                        Some(total) => format!("{topic} ({held} of {total})"),
+                        None => format!("{topic} (none yet)"),
+                    })
+                    .collect();
+                format!(
+                    "partitions not assigned to this instance: {}. If this lasts, another instance may be running with the same instance_id ({}): each instance needs its own",
+                    topics.join(", "),
+                    ctx.instance_id
+                )
             },
         });
         let waiting = ctx.kafka.partitions_not_fetching();

@@ -395,6 +395,7 @@ pub struct SnapshotValue<'a> {
 }
 
 /// `{"type":"subscribed",...}`
+#[allow(clippy::too_many_arguments)]
 pub fn subscribed(
     id: &RequestId,
     channel: &str,
@@ -402,6 +403,7 @@ pub fn subscribed(
     snapshot: Option<SnapshotValue<'_>>,
     replayed: usize,
     gap: bool,
+    positions: &BTreeMap<i32, i64>,
 ) -> Frame {
     let mut out = String::from("{\"type\":\"subscribed\"");
     push_id(&mut out, id);
@@ -419,7 +421,17 @@ pub fn subscribed(
         }
         None => out.push_str("null"),
     }
-    let _ = write!(out, ",\"replayed\":{replayed},\"gap\":{gap}}}");
+    let _ = write!(
+        out,
+        ",\"replayed\":{replayed},\"gap\":{gap},\"positions\":{{"
+    );
+    for (i, (partition, offset)) in positions.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "\"{partition}\":{offset}");
+    }
+    out.push_str("}}");
     out.into()
 }
 
@@ -677,8 +689,9 @@ mod tests {
                 }),
                 2,
                 true,
+                &BTreeMap::from([(0, 4), (3, 9)]),
             ),
-            subscribed(&None, "c", None, None, 0, false),
+            subscribed(&None, "c", None, None, 0, false, &BTreeMap::new()),
             unsubscribed(&id, "c", None),
             session_replaced(),
         ];

@@ -311,6 +311,32 @@ async fn counters_move_as_documented() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_one_instance_id_are_not_ready_and_say_why() {
+    let topic = create_topic("twins", 2).await;
+    let text = common::config_text(&format!(
+        "auth: {{mode: none}}\nchannels:\n  - {{name: c, topic: {topic}, subscribe: {{allow: anonymous}}}}\n"
+    ));
+    let first = TestBridge::start_text(&text).await;
+    // The same instance_id again: one consumer group, two members, the partitions split.
+    let twin = TestBridge::launch_text(&text).await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (status, body) = http_get(first.metrics_addr, "/readyz").await;
+        if status == 503 && body.contains("same instance_id") {
+            assert!(body.contains(&format!("{topic} (1 of 2)")), "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the split went unnoticed: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    twin.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_status_answer_with_json() {
     let (bridge, feed, commands) = busy_bridge().await;
     let (status, body) = http_get(bridge.metrics_addr, "/healthz").await;

@@ -173,6 +173,18 @@ async fn resume_replays_exactly_what_was_missed() {
         "{subscribed}"
     );
     tracker.read(&mut client, 1000).await;
+    // Live delivery continues right after the replay: `positions` says so.
+    let (partition, last) = tracker
+        .positions
+        .iter()
+        .next_back()
+        .map(|(p, o)| (*p, *o))
+        .unwrap();
+    assert_eq!(
+        subscribed["positions"][partition.to_string()],
+        last,
+        "{subscribed}"
+    );
     produce_seq(&producer, &topic, "K", 1050..1060).await;
     tracker.read(&mut client, 10).await;
     assert_eq!(

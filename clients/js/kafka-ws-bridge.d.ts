@@ -67,6 +67,9 @@ export interface SubscribedFrame<T = Json> {
   replayed: number;
   /** The replay is incomplete: records were lost for this subscription. */
   gap: boolean;
+  /** Partition -> offset after which live records continue (the replay included); absent on
+   * bridges before 0.1. The client counts these as seen once the replay is consumed. */
+  positions?: Record<string, number>;
 }
 
 export interface MessageFrame<T = Json> {

@@ -579,6 +579,7 @@ class Subscription {
   #client;
   #remove;
   #positions = Object.create(null); // partition -> last offset seen
+  #livePositions = null; // `subscribed.positions`, applied after the replay
   #deferred = null; // snapshot position applied once the first replay is delivered
   #ready;
   #settle;
@@ -649,6 +650,19 @@ class Subscription {
     this._replayLeft = frame.replayed | 0;
     this._skip = 0;
     if (frame.key !== undefined && frame.key !== null) this.#key = String(frame.key);
+    // Where live delivery continues on each partition (also those nothing arrived from):
+    // counted as seen once the replay has been consumed, so a later resume starts exactly there.
+    this.#livePositions = frame.positions && typeof frame.positions === "object" ? frame.positions : null;
+    if (this._replayLeft === 0) this.#applyLivePositions();
+  }
+
+  #applyLivePositions() {
+    const live = this.#livePositions;
+    this.#livePositions = null;
+    if (!live) return;
+    for (const [partition, offset] of Object.entries(live)) {
+      if (typeof offset === "number" && !(this.#positions[partition] >= offset)) this.#positions[partition] = offset;
+    }
   }
 
   _detach() {
@@ -683,7 +697,10 @@ class Subscription {
     }
     if (this._replayLeft > 0) {
       this._replayLeft -= 1;
-      if (this._replayLeft === 0) this.#applyDeferred();
+      if (this._replayLeft === 0) {
+        this.#applyDeferred();
+        this.#applyLivePositions();
+      }
     }
     return fresh;
   }

@@ -101,16 +101,22 @@ fn client_config(plan: &Plan, client: Client, defaults: &[(&str, &str)]) -> Clie
 /// handed to the bridge; `fetch.wait.max.ms` is lowered from librdkafka's 500 ms because some
 /// brokers (Tansu) answer a fetch only when it expires, which would add that much latency.
 pub fn consumer_config(plan: &Plan) -> ClientConfig {
+    let group_id = plan.group_id();
     let mut config = client_config(
         plan,
         Client::Consumer,
         &[
+            // Each group has one member (this instance): after a crash, its restart gets the
+            // partitions back once the old member's session expires — 10 s, not librdkafka's
+            // 45 s. (Static membership, `group.instance.id`, avoids even that wait on brokers
+            // that support it; see docs/operations.md.)
+            ("session.timeout.ms", "10000"),
             ("statistics.interval.ms", "1000"),
             ("fetch.wait.max.ms", "50"),
             ("topic.metadata.refresh.interval.ms", "10000"),
         ],
     );
-    config.set("group.id", plan.group_id());
+    config.set("group.id", &group_id);
     config.set(
         "auto.offset.reset",
         match plan.config.kafka.auto_offset_reset {

@@ -63,6 +63,10 @@ struct Inner {
     initially_committed: std::collections::BTreeSet<(String, i32)>,
     paused: bool,
     pause_applied: bool,
+    /// A fatal client error: the client cannot recover without a restart.
+    fatal: Option<String>,
+    /// Partitions per subscribed topic, from the consumer's metadata (statistics).
+    partition_counts: BTreeMap<String, usize>,
 }
 
 /// Shared, cheap to read status of the Kafka side.
@@ -136,22 +140,32 @@ impl KafkaStatus {
             return;
         }
         for topic in stats.topics.values() {
+            let count = topic.partitions.keys().filter(|p| **p >= 0).count();
+            if count > 0 {
+                inner.partition_counts.insert(topic.topic.clone(), count);
+            }
+        }
+        for topic in stats.topics.values() {
             for partition in topic.partitions.values() {
                 let key = (topic.topic.clone(), partition.partition);
                 if !inner.assignment.contains_key(&key) {
                     continue;
                 }
                 let fetching = partition.fetch_state == "active";
-                let uncommitted = partition.committed_offset < 0 && partition.stored_offset < 0;
+                // Where the group should resume: after the last routed record, else where
+                // fetching starts.
+                let start = if partition.stored_offset >= 0 {
+                    partition.stored_offset
+                } else {
+                    partition.next_offset
+                };
                 if fetching
-                    && uncommitted
-                    && partition.next_offset >= 0
+                    && partition.committed_offset < 0
+                    && start >= 0
                     && !inner.initially_committed.contains(&key)
                 {
                     inner.initially_committed.insert(key.clone());
-                    inner
-                        .initial_commits
-                        .push((key.0.clone(), key.1, partition.next_offset));
+                    inner.initial_commits.push((key.0.clone(), key.1, start));
                 }
                 let Some(status) = inner.assignment.get_mut(&key) else {
                     continue;
@@ -258,6 +272,12 @@ impl KafkaStatus {
     pub(super) fn on_error(&self, role: Role, error: &KafkaError, reason: &str) {
         let message = format!("{error}: {reason}");
         let mut inner = self.inner.lock();
+        let fatal = matches!(error, KafkaError::MessageConsumptionFatal(_))
+            || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Fatal);
+        if fatal {
+            tracing::error!(client = ?role, error = %message, "fatal kafka client error: restart this instance (two instances with the same instance_id fence each other)");
+            inner.fatal = Some(message.clone());
+        }
         let repeat = matches!(&inner.last_error, Some((last, at)) if *last == message && at.elapsed() < ERROR_LOG_INTERVAL);
         if !repeat {
             tracing::warn!(client = ?role, error = %message, "kafka client error");
@@ -266,13 +286,14 @@ impl KafkaStatus {
     }
 
     /// True when every client has at least one broker connection (vacuously true when the
-    /// config needs no client).
+    /// config needs no client) and none failed fatally.
     pub fn reachable(&self) -> bool {
         let inner = self.inner.lock();
-        [inner.consumer_brokers_up, inner.producer_brokers_up]
-            .iter()
-            .flatten()
-            .all(|up| *up > 0)
+        inner.fatal.is_none()
+            && [inner.consumer_brokers_up, inner.producer_brokers_up]
+                .iter()
+                .flatten()
+                .all(|up| *up > 0)
     }
 
     /// Positions to commit for partitions a new group has not committed yet.
@@ -280,14 +301,23 @@ impl KafkaStatus {
         std::mem::take(&mut self.inner.lock().initial_commits)
     }
 
-    /// Subscribed topics that have no assigned partition yet.
-    pub fn unassigned_topics(&self) -> Vec<String> {
+    /// Subscribed topics not fully assigned to this instance, with how many of how many
+    /// partitions it holds (of unknown total before the first metadata).
+    pub fn incompletely_assigned(&self) -> Vec<(String, usize, Option<usize>)> {
         let inner = self.inner.lock();
         inner
             .topics
             .iter()
-            .filter(|t| !inner.assignment.keys().any(|(topic, _)| topic == *t))
-            .cloned()
+            .filter_map(|t| {
+                let held = inner
+                    .assignment
+                    .keys()
+                    .filter(|(topic, _)| topic == t)
+                    .count();
+                let total = inner.partition_counts.get(t).copied();
+                let complete = held > 0 && total.is_none_or(|total| held >= total);
+                (!complete).then(|| (t.clone(), held, total))
+            })
             .collect()
     }
 

@@ -463,12 +463,13 @@ impl Session {
                 ),
             ));
         }
-        if want != Want::Live && self.ctx.hub.channel(subscription.0).deliver == Deliver::Reply {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!("`resume` and `history` are not available on reply channel `{channel}`"),
-            ));
-        }
+        // Reply channels keep nothing to replay: `resume` and `history` mean plain live there
+        // (so a client can resume every subscription alike after a reconnect).
+        let want = if self.ctx.hub.channel(subscription.0).deliver == Deliver::Reply {
+            Want::Live
+        } else {
+            want
+        };
         if let Want::Resume(seen) = &want {
             if seen.len() > MAX_RESUME_PARTITIONS {
                 return Err(Refusal::new(
@@ -489,8 +490,16 @@ impl Session {
             &self.handle,
             &want,
             limit,
-            |snapshot, replayed, gap| {
-                subscribed_frame(&id, channel, key.as_deref(), snapshot, replayed, gap)
+            |snapshot, replayed, gap, positions| {
+                subscribed_frame(
+                    &id,
+                    channel,
+                    key.as_deref(),
+                    snapshot,
+                    replayed,
+                    gap,
+                    positions,
+                )
             },
         );
         match begun {
@@ -542,7 +551,7 @@ impl Session {
             pending.held,
             fetched,
             self.ctx.limits.replay_max_records,
-            |snapshot, replayed, gap| {
+            |snapshot, replayed, gap, positions| {
                 subscribed_frame(
                     &pending.id,
                     &pending.channel,
@@ -550,6 +559,7 @@ impl Session {
                     snapshot,
                     replayed,
                     gap,
+                    positions,
                 )
             },
         );
@@ -694,13 +704,14 @@ fn subscribed_frame(
     snapshot: Option<&Held>,
     replayed: usize,
     gap: bool,
+    positions: &std::collections::BTreeMap<i32, i64>,
 ) -> Frame {
     let snapshot = snapshot.map(|held| SnapshotValue {
         data: held.data(),
         partition: held.partition,
         offset: held.offset,
     });
-    protocol::subscribed(id, channel, key, snapshot, replayed, gap)
+    protocol::subscribed(id, channel, key, snapshot, replayed, gap, positions)
 }
 
 async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {

@@ -318,6 +318,13 @@ impl TestBridge {
 
     /// Starts a bridge from a whole config text and waits until it is ready.
     pub async fn start_text(text: &str) -> TestBridge {
+        let bridge = Self::launch_text(text).await;
+        bridge.wait_ready().await;
+        bridge
+    }
+
+    /// Starts a bridge without waiting for readiness.
+    pub async fn launch_text(text: &str) -> TestBridge {
         let text = text.to_owned();
         let plan = config::load_str(&text, "test.yaml", std::path::Path::new("."), |name| {
             std::env::var(name).ok()
@@ -329,14 +336,12 @@ impl TestBridge {
         };
         let ws_path = plan.config.server.ws_path.clone();
         let bridge = app::start(plan, listeners).await.expect("bridge starts");
-        let test = TestBridge {
+        TestBridge {
             ws_addr: bridge.ws_addr,
             metrics_addr: bridge.metrics_addr,
             ws_url: format!("ws://{}{}", bridge.ws_addr, ws_path),
             bridge: Some(bridge),
-        };
-        test.wait_ready().await;
-        test
+        }
     }
 
     pub async fn wait_ready(&self) {
