@@ -66,7 +66,7 @@ proptest! {
         let frames = [
             protocol::welcome(&session, Some(&key)),
             protocol::unsubscribed(&None, &channel, Some(&key)),
-            protocol::subscribed(&None, &channel, Some(&key), None, 3, true),
+            protocol::subscribed(&None, &channel, Some(&key), None, 3, true, &BTreeMap::from([(0, 1)])),
             protocol::message(&protocol::MessagePrefix::new(&channel), &protocol::MessageParts {
                 key: Some(&key), data: "null", partition: 1, offset: 2, timestamp: None, headers: &[(&session, Some(key.as_bytes()))],
             }).0,
