@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Authenticator, SetupError};
 use crate::config::Plan;
 use crate::hub::Hub;
-use crate::inbound::Inbound;
+use crate::inbound::{HttpPublish, Inbound};
 use crate::kafka::{self, ConsumerHandle, KafkaStatus, Producer};
 use crate::metrics::Metrics;
 use crate::ops::{self, OpsContext};
@@ -109,12 +109,18 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
 
     let hub = Arc::new(Hub::new(&config.channels, |name| metrics.channel(name)));
     let outbound = Arc::new(Outbound::new(&config.channels, hub.clone(), &metrics));
-    let producer = if config.inbound.is_empty() {
+    let producer = if config.inbound.is_empty() && config.server.api_keys.is_empty() {
         None
     } else {
         Some(Producer::new(&plan, status.clone())?)
     };
     let inbound = Arc::new(Inbound::new(&config.inbound, producer.clone(), &metrics));
+    let http_publish = Arc::new(HttpPublish::new(
+        &config.channels,
+        &config.server.api_keys,
+        producer.clone(),
+        &metrics,
+    ));
     let consumer = if config.channels.is_empty() {
         None
     } else {
@@ -155,6 +161,7 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
         hub.clone(),
         outbound,
         inbound,
+        http_publish,
         metrics.clone(),
         auth,
     ));

@@ -221,6 +221,209 @@ impl Route {
     }
 }
 
+/// `POST /api/v1/publish`: services that cannot speak Kafka push records onto an *outbound*
+/// channel's topic, so that every instance delivers them to that channel's subscribers. Callers
+/// are trusted services (API key), so every header is theirs to set — including
+/// `bridge-session`/`bridge-user` for replies.
+pub struct HttpPublish {
+    routes: HashMap<String, HttpRoute>,
+    producer: Option<Producer>,
+    api_keys: Vec<crate::config::Secret>,
+}
+
+struct HttpRoute {
+    topic: String,
+    format: crate::config::Format,
+    key: Option<crate::config::KeySource>,
+    keyed: bool,
+    results: HashMap<&'static str, IntCounter>,
+}
+
+/// A request to `POST /api/v1/publish`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequest {
+    pub channel: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    pub data: Box<RawValue>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// Why an HTTP publish failed: a status and a message for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRefusal {
+    pub status: u16,
+    pub message: String,
+}
+
+impl HttpRefusal {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        HttpRefusal {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// Outcomes counted for HTTP publishes (label `result`).
+pub const HTTP_RESULTS: &[&str] = &[
+    "ok",
+    "bad_request",
+    "not_found",
+    "too_large",
+    "unavailable",
+    "internal",
+];
+
+impl HttpPublish {
+    pub fn new(
+        channels: &[crate::config::ChannelConfig],
+        api_keys: &[crate::config::Secret],
+        producer: Option<Producer>,
+        metrics: &Metrics,
+    ) -> Self {
+        let routes = channels
+            .iter()
+            .map(|c| {
+                let results = crate::metrics::HTTP_PUBLISH_RESULTS
+                    .iter()
+                    .map(|r| {
+                        (
+                            *r,
+                            metrics
+                                .http_publishes
+                                .with_label_values(&[c.name.as_str(), r]),
+                        )
+                    })
+                    .collect();
+                let route = HttpRoute {
+                    topic: c.topic.clone(),
+                    format: c.format,
+                    key: c.key.clone(),
+                    keyed: c.deliver == crate::config::Deliver::ByKey,
+                    results,
+                };
+                (c.name.clone(), route)
+            })
+            .collect();
+        HttpPublish {
+            routes,
+            producer,
+            api_keys: api_keys.to_vec(),
+        }
+    }
+
+    /// Whether the endpoint is on (some API key is configured).
+    pub fn enabled(&self) -> bool {
+        !self.api_keys.is_empty() && self.producer.is_some()
+    }
+
+    pub fn authorized(&self, bearer: &str) -> bool {
+        crate::auth::api_key_matches(&self.api_keys, bearer)
+    }
+
+    /// Produces the request onto the channel's topic; where it was written.
+    pub async fn publish(&self, request: HttpRequest) -> Result<(String, Delivered), HttpRefusal> {
+        let Some(route) = self.routes.get(&request.channel) else {
+            return Err(HttpRefusal::new(
+                404,
+                format!("no channel named `{}`", request.channel),
+            ));
+        };
+        let count = |result: &str| {
+            if let Some(counter) = route.results.get(result) {
+                counter.inc();
+            }
+        };
+        let refuse = |status: u16, result: &str, message: String| {
+            count(result);
+            Err(HttpRefusal::new(status, message))
+        };
+        let payload = match encode_for_channel(route.format, &request.data) {
+            Ok(payload) => payload,
+            Err(message) => return refuse(400, "bad_request", message),
+        };
+        let mut headers: Vec<(String, String)> = request.headers.into_iter().collect();
+        let key = match (&route.key, request.key) {
+            (Some(crate::config::KeySource::Header { name }), Some(key)) => {
+                headers.push((name.clone(), key.clone()));
+                Some(key)
+            }
+            (Some(crate::config::KeySource::Value { pointer }), key) => {
+                let value: serde_json::Value = serde_json::from_str(request.data.get())
+                    .map_err(|e| HttpRefusal::new(400, e.to_string()))?;
+                let found = key_at_pointer(&value, pointer);
+                match (found, key) {
+                    (Some(found), Some(key)) if found != key => {
+                        return refuse(400, "bad_request", format!("`key` is \"{key}\" but `data` has \"{found}\" at `{pointer}`, which routes the record"))
+                    }
+                    (found, key) => key.or(found),
+                }
+            }
+            (_, key) => key,
+        };
+        if route.keyed && key.is_none() {
+            return refuse(
+                400,
+                "bad_request",
+                format!(
+                    "`key` is required: channel `{}` delivers by key",
+                    request.channel
+                ),
+            );
+        }
+        let Some(producer) = &self.producer else {
+            return refuse(503, "unavailable", "no producer".into());
+        };
+        let header_refs: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        match producer
+            .send(
+                &route.topic,
+                key.as_deref().map(str::as_bytes),
+                &payload,
+                &header_refs,
+            )
+            .await
+        {
+            Ok(delivered) => {
+                count("ok");
+                Ok((route.topic.clone(), delivered))
+            }
+            Err(ProduceError::Unavailable(e)) => {
+                refuse(503, "unavailable", format!("kafka unavailable: {e}"))
+            }
+            Err(ProduceError::TooLarge(e)) => refuse(413, "too_large", e),
+            Err(ProduceError::Refused(e)) => refuse(500, "internal", e),
+        }
+    }
+}
+
+/// The record value for a channel's format: JSON as sent; `text` channels take a JSON string
+/// and write its text; `base64` channels take a base64 string and write its bytes.
+fn encode_for_channel(format: crate::config::Format, data: &RawValue) -> Result<Vec<u8>, String> {
+    use crate::config::Format;
+    match format {
+        Format::Json => Ok(data.get().as_bytes().to_vec()),
+        Format::Text => serde_json::from_str::<String>(data.get())
+            .map(String::into_bytes)
+            .map_err(|_| "this channel's format is text: `data` must be a JSON string".to_owned()),
+        Format::Base64 => {
+            use base64::Engine as _;
+            let text = serde_json::from_str::<String>(data.get()).map_err(|_| {
+                "this channel's format is base64: `data` must be a base64 string".to_owned()
+            })?;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| format!("`data` is not valid base64: {e}"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,6 +90,16 @@ pub const PUBLISH_RESULTS: &[&str] = &[
     "internal",
 ];
 
+/// Outcomes of `POST /api/v1/publish` (label `result`).
+pub const HTTP_PUBLISH_RESULTS: &[&str] = &[
+    "ok",
+    "bad_request",
+    "not_found",
+    "too_large",
+    "unavailable",
+    "internal",
+];
+
 /// Error codes sent to clients (label `code`).
 pub const ERROR_CODES: &[&str] = &[
     "bad_request",
@@ -130,6 +140,7 @@ pub struct Metrics {
     pub replayed: IntCounterVec,
     pub replay_gaps: IntCounterVec,
     pub snapshots_loaded: IntGauge,
+    pub http_publishes: IntCounterVec,
 }
 
 /// Handles for one channel, resolved once so the delivery path only increments.
@@ -310,6 +321,13 @@ impl Metrics {
                 ),
                 &["channel"]
             )),
+            http_publishes: register!(IntCounterVec::new(
+                Opts::new(
+                    name("http_publishes_total"),
+                    "Records published through POST /api/v1/publish, by channel and result."
+                ),
+                &["channel", "result"]
+            )),
             snapshots_loaded: register!(IntGauge::new(
                 name("snapshots_loaded"),
                 "1 once every snapshot channel has read its topic up to the high watermarks seen at start."
@@ -329,6 +347,9 @@ impl Metrics {
         }
         for channel in channels {
             metrics.channel(channel);
+            for result in HTTP_PUBLISH_RESULTS {
+                metrics.http_publishes.with_label_values(&[channel, result]);
+            }
         }
         for topic in topics {
             metrics.records_consumed.with_label_values(&[topic]);

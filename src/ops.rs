@@ -111,18 +111,20 @@ fn readiness(ctx: &OpsContext) -> Readiness {
             detail: if incomplete.is_empty() {
                 "every partition of every channel topic is assigned to this instance".into()
             } else {
-                let topics: Vec<String> = incomplete
+                incomplete
                     .iter()
-                    .map(|(topic, held, total)| match total {
-                        Some(total) => format!("{topic} ({held} of {total})"),
-                        None => format!("{topic} (none yet)"),
+                    .map(|(topic, held, total)| match (held, total) {
+                        (_, None) => format!(
+                            "{topic}: not in Kafka's metadata yet — does the topic exist? (kafka-ws-bridge create-topics)"
+                        ),
+                        (0, Some(total)) => format!("{topic}: 0 of {total} partitions assigned yet (joining the consumer group)"),
+                        (held, Some(total)) => format!(
+                            "{topic}: {held} of {total} partitions assigned — another process shares this instance's consumer group: is a second instance running with instance_id {}?",
+                            ctx.instance_id
+                        ),
                     })
-                    .collect();
-                format!(
-                    "partitions not assigned to this instance: {}. If this lasts, another instance may be running with the same instance_id ({}): each instance needs its own",
-                    topics.join(", "),
-                    ctx.instance_id
-                )
+                    .collect::<Vec<_>>()
+                    .join("; ")
             },
         });
         let waiting = ctx.kafka.partitions_not_fetching();

@@ -74,7 +74,22 @@ fn every_example_config_in_the_repo_is_valid() {
         }
     }
     for path in configs {
-        let plan = config::load(&path).unwrap_or_else(|d| {
+        // Variables a deployment sets (docker-compose.yml: BRIDGE_API_KEY).
+        let text = std::fs::read_to_string(&path).unwrap();
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let plan = config::load_str(
+            &text,
+            &path.display().to_string(),
+            base,
+            |name| match name {
+                "BRIDGE_API_KEY" => Some("example-api-key-0123456789".to_owned()),
+                _ => std::env::var(name).ok(),
+            },
+        )
+        .unwrap_or_else(|d| {
             panic!(
                 "{} is invalid:\n{}",
                 path.display(),
@@ -210,4 +225,14 @@ fn check_loads_the_jwt_public_key() {
         "{stderr}"
     );
     assert!(stderr.contains("not a usable RSA public key"), "{stderr}");
+}
+
+#[test]
+fn version_flag_prints_the_crate_version() {
+    let output = bridge_binary().arg("--version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("kafka-ws-bridge {}", env!("CARGO_PKG_VERSION"))
+    );
 }

@@ -322,8 +322,11 @@ async fn two_instances_with_one_instance_id_are_not_ready_and_say_why() {
     let deadline = Instant::now() + DEADLINE;
     loop {
         let (status, body) = http_get(first.metrics_addr, "/readyz").await;
-        if status == 503 && body.contains("same instance_id") {
-            assert!(body.contains(&format!("{topic} (1 of 2)")), "{body}");
+        if status == 503 && body.contains("is a second instance running with instance_id") {
+            assert!(
+                body.contains(&format!("{topic}: 1 of 2 partitions assigned")),
+                "{body}"
+            );
             break;
         }
         assert!(

@@ -165,7 +165,9 @@ fn expand_line(
                 ),
             });
         } else {
-            match lookup(name).or_else(|| default.map(str::to_owned)) {
+            // Like the shell: `${VAR:-default}` also applies the default to an empty VAR.
+            let value = lookup(name).filter(|v| !(v.is_empty() && default.is_some()));
+            match value.or_else(|| default.map(str::to_owned)) {
                 Some(value) => out.push_str(&value),
                 None => errors.push(SourceError {
                     line,
@@ -342,8 +344,11 @@ mod tests {
 
     #[test]
     fn expands_set_variables_and_defaults() {
-        let (out, errors) = expand_env("a: ${HOST}\nb: ${NOPE:-x}\nc: ${EMPTY:-y}\n", env);
-        assert_eq!(out, "a: pod-1\nb: x\nc: \n");
+        let (out, errors) = expand_env(
+            "a: ${HOST}\nb: ${NOPE:-x}\nc: ${EMPTY:-y}\nd: '${EMPTY}'\n",
+            env,
+        );
+        assert_eq!(out, "a: pod-1\nb: x\nc: y\nd: ''\n");
         assert!(errors.is_empty());
     }
 

@@ -150,6 +150,22 @@ pub fn producer_config(plan: &Plan) -> ClientConfig {
     config
 }
 
+/// The context of the throwaway clients `check_properties` creates: they may start
+/// connecting before they are dropped, and nobody wants to read about it.
+struct Quiet;
+
+impl rdkafka::client::ClientContext for Quiet {
+    fn log(&self, _: rdkafka::config::RDKafkaLogLevel, _: &str, _: &str) {}
+    fn error(&self, _: KafkaError, _: &str) {}
+}
+
+impl rdkafka::consumer::ConsumerContext for Quiet {}
+
+impl rdkafka::producer::ProducerContext for Quiet {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
 /// Lets librdkafka check `kafka.properties` (names and values) without connecting anywhere.
 pub fn check_properties(plan: &Plan) -> Vec<crate::config::Diagnostic> {
     let mut diagnostics = Vec::new();
@@ -193,9 +209,13 @@ pub fn check_properties(plan: &Plan) -> Vec<crate::config::Diagnostic> {
         // only checked when a client is created. Creating one connects nothing synchronously;
         // it is dropped at once.
         let created = consumer_config(plan)
-            .create::<BaseConsumer>()
+            .create_with_context::<_, BaseConsumer<Quiet>>(Quiet)
             .map(drop)
-            .and_then(|()| producer_config(plan).create::<BaseProducer>().map(drop));
+            .and_then(|()| {
+                producer_config(plan)
+                    .create_with_context::<_, BaseProducer<Quiet>>(Quiet)
+                    .map(drop)
+            });
         if let Err(e) = created {
             diagnostics.push(plan.diagnostic(
                 Severity::Error,
@@ -233,6 +253,17 @@ mod tests {
                 .to_string()
                 .contains("kafka.properties.linger.ms"),
             "{diagnostics:?}"
+        );
+    }
+
+    #[test]
+    fn tls_and_sasl_properties_are_supported_by_this_build() {
+        // The example of docs/deployment.md.
+        let plan = plan("{security.protocol: SASL_SSL, sasl.mechanism: SCRAM-SHA-512, sasl.username: u, sasl.password: p}");
+        assert!(
+            check_properties(&plan).is_empty(),
+            "{:?}",
+            check_properties(&plan)
         );
     }
 

@@ -3,6 +3,7 @@
 //! besides the accept loop in `server.rs`.
 
 mod demo;
+mod publish_api;
 mod session;
 mod upgrade;
 
@@ -20,7 +21,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::auth::{Authenticator, Identity};
 use crate::config::{ChannelConfig, Plan};
 use crate::hub::{Hub, SessionHandle};
-use crate::inbound::Inbound;
+use crate::inbound::{HttpPublish, Inbound};
 use crate::kafka::RangeReader;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
@@ -50,6 +51,8 @@ pub struct WsContext {
     /// Reads what memory no longer holds, for replays.
     pub reader: Arc<RangeReader>,
     pub inbound: Arc<Inbound>,
+    /// `POST /api/v1/publish`.
+    pub http_publish: Arc<HttpPublish>,
     /// The config's channels, indexed like the hub's channel ids.
     pub channels: Vec<ChannelConfig>,
     pub metrics: Arc<Metrics>,
@@ -82,6 +85,7 @@ impl WsContext {
         hub: Arc<Hub>,
         outbound: Arc<Outbound>,
         inbound: Arc<Inbound>,
+        http_publish: Arc<HttpPublish>,
         metrics: Arc<Metrics>,
         auth: Authenticator,
     ) -> Self {
@@ -91,6 +95,7 @@ impl WsContext {
             outbound,
             reader: Arc::new(RangeReader::new(plan)),
             inbound,
+            http_publish,
             channels: plan.config.channels.clone(),
             metrics,
             auth,
@@ -241,6 +246,8 @@ pub fn routes(
     ctx: Arc<WsContext>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     upgrade::route(ctx.clone())
+        .or(publish_api::route(ctx.clone()))
+        .unify()
         .or(demo::routes(ctx))
         .unify()
         .recover(recover)
@@ -260,6 +267,13 @@ pub fn json_error(status: StatusCode, message: &str) -> warp::reply::Response {
 async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
     let (status, message) = if rejection.is_not_found() {
         (StatusCode::NOT_FOUND, "not found")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body larger than server.max_frame_bytes",
+        )
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (StatusCode::LENGTH_REQUIRED, "Content-Length required")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
     } else {
