@@ -267,16 +267,6 @@ impl HttpRefusal {
     }
 }
 
-/// Outcomes counted for HTTP publishes (label `result`).
-pub const HTTP_RESULTS: &[&str] = &[
-    "ok",
-    "bad_request",
-    "not_found",
-    "too_large",
-    "unavailable",
-    "internal",
-];
-
 impl HttpPublish {
     pub fn new(
         channels: &[crate::config::ChannelConfig],

@@ -798,6 +798,14 @@ mod tests {
         })
     }
 
+    /// The errors only (no warnings), as printed.
+    fn errors(text: &str) -> Vec<String> {
+        messages(text)
+            .into_iter()
+            .filter(|m| !m.starts_with("warning"))
+            .collect()
+    }
+
     fn messages(text: &str) -> Vec<String> {
         match load_text(text) {
             Ok(plan) => plan.warnings.iter().map(ToString::to_string).collect(),
@@ -834,12 +842,8 @@ mod tests {
         let text = format!(
             "{BASE}channels:\n  - name: a\n    topic: t\n    deliver: by_key\n  - name: a\n    topic: 'bad topic'\n"
         );
-        let errors: Vec<String> = messages(&text)
-            .into_iter()
-            .filter(|m| !m.starts_with("warning"))
-            .collect();
         assert_eq!(
-            errors,
+            errors(&text),
             [
                 "bridge.yaml:5: channels[0].key: missing (required for deliver: by_key): e.g. {from: record_key}",
                 "bridge.yaml:8: channels[1].name: \"a\" is used twice in channels",
@@ -853,12 +857,8 @@ mod tests {
         let text = format!(
             "{BASE}server: {{max_frame_bytes: lots}}\nchannels:\n  - name: a\n    topic: t\n    deliver: by_key\n  - name: a\n    topic: t\n    format: xml\n  - name: a\n    topic: u\n"
         );
-        let errors: Vec<String> = messages(&text)
-            .into_iter()
-            .filter(|m| !m.starts_with("warning"))
-            .collect();
         assert_eq!(
-            errors,
+            errors(&text),
             [
                 "bridge.yaml:4: server.max_frame_bytes: expected a non-negative integer, found \"lots\"",
                 "bridge.yaml:6: channels[0].key: missing (required for deliver: by_key): e.g. {from: record_key}",
