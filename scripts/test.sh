@@ -22,7 +22,12 @@ fi
 # tests use it too.
 scripts/check-dashboards.sh
 status=0
-cargo test --no-fail-fast "$@" || status=$?
+# A hung test must fail the run with a message, not eat CI's whole time budget.
+limit="${KWB_TEST_TIMEOUT:-45m}"
+timeout --kill-after=30s "$limit" cargo test --no-fail-fast "$@" || status=$?
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+  echo "==> cargo test did not finish within $limit (KWB_TEST_TIMEOUT): a test is hung" >&2
+fi
 if [ "$#" -eq 0 ]; then
   # The JS client against the bridge binary cargo just built, then the demo page in headless
   # Chromium (installed with apt-get by setup.sh when missing).

@@ -148,16 +148,19 @@ impl Outbox {
                 Pushed::Overflow
             }
             SlowClientPolicy::LatestPerKey => {
-                if let Some(queued) = state
+                // Every queued message of this key goes; the new one joins the tail, so the
+                // key's last frame written is always its newest record.
+                let before = state.queue.len();
+                state
                     .queue
-                    .iter_mut()
-                    .find(|e| e.kind == Kind::Message(channel, key))
-                {
-                    queued.frame = entry.frame;
-                    queued.timestamp = entry.timestamp;
-                    return Pushed::QueuedWithDrop;
+                    .retain(|e| e.kind != Kind::Message(channel, key));
+                let removed = before - state.queue.len();
+                if removed == 0 {
+                    return Self::replace_oldest(&mut state, channel, entry);
                 }
-                Self::replace_oldest(&mut state, channel, entry)
+                state.messages -= removed - 1;
+                state.queue.push_back(entry);
+                Pushed::QueuedWithDrop
             }
             SlowClientPolicy::DropOldest => Self::replace_oldest(&mut state, channel, entry),
         }
@@ -396,19 +399,21 @@ mod tests {
     }
 
     #[test]
-    fn latest_per_key_replaces_in_place() {
-        let outbox = Outbox::new(2);
-        outbox.push_message(&frame("k1-a"), 0, 1, 0, SlowClientPolicy::LatestPerKey);
-        outbox.push_message(&frame("k2-a"), 0, 2, 0, SlowClientPolicy::LatestPerKey);
-        assert_eq!(
-            outbox.push_message(&frame("k1-b"), 0, 1, 0, SlowClientPolicy::LatestPerKey),
-            Pushed::QueuedWithDrop
-        );
-        assert_eq!(
-            outbox.push_message(&frame("k3-a"), 0, 3, 0, SlowClientPolicy::LatestPerKey),
-            Pushed::QueuedWithDrop
-        );
-        assert_eq!(drain(&outbox), ["k2-a", "k3-a"]);
+    fn latest_per_key_keeps_only_the_newest_of_a_key() {
+        let outbox = Outbox::new(3);
+        let push = |name, key| {
+            outbox.push_message(&frame(name), 0, key, 0, SlowClientPolicy::LatestPerKey)
+        };
+        push("k1-a", 1);
+        push("k2-a", 2);
+        push("k1-b", 1);
+        // Full: both queued k1 messages go, the newest joins the tail.
+        assert_eq!(push("k1-c", 1), Pushed::QueuedWithDrop);
+        push("k3-a", 3);
+        assert_eq!(push("k3-b", 3), Pushed::QueuedWithDrop);
+        // Full, no k4 queued: the channel's oldest goes.
+        assert_eq!(push("k4-a", 4), Pushed::QueuedWithDrop);
+        assert_eq!(drain(&outbox), ["k1-c", "k3-b", "k4-a"]);
     }
 
     #[test]

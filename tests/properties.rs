@@ -113,7 +113,8 @@ proptest! {
     }
 
     /// The outbox never holds more live messages than its capacity, never loses control
-    /// frames, and keeps each channel's messages in order.
+    /// frames, keeps each drop_oldest channel's messages in order and each latest_per_key
+    /// key's messages in order (so a key's last frame is its newest record).
     #[test]
     fn the_outbox_keeps_its_bounds_and_order(ops in prop::collection::vec((0u8..4, 0u32..3, 0u64..4), 1..400)) {
         let capacity = 8;
@@ -121,14 +122,14 @@ proptest! {
         let mut next = BTreeMap::<u32, u64>::new();
         let mut controls_pushed = 0;
         let mut controls_taken = 0;
-        let mut last_taken = BTreeMap::<u32, u64>::new();
+        let mut last_taken = BTreeMap::<(u32, u64), u64>::new();
         let policies = [SlowClientPolicy::DropOldest, SlowClientPolicy::LatestPerKey, SlowClientPolicy::DropOldest];
         for (op, channel, key) in ops {
             match op {
                 0 | 1 => {
                     let n = next.entry(channel).or_insert(0);
                     *n += 1;
-                    let frame = Frame::from(format!("{channel}:{n}"));
+                    let frame = Frame::from(format!("{channel}:{n}/{key}"));
                     outbox.push_message(&frame, channel, key, 1, policies[channel as usize]);
                     prop_assert!(outbox.queued_messages() <= capacity);
                 }
@@ -141,13 +142,13 @@ proptest! {
                     for taken in out {
                         let (channel, n) = taken.frame.as_str().split_once(':').unwrap();
                         if channel == "c" { controls_taken += 1; continue; }
-                        let (channel, n): (u32, u64) = (channel.parse().unwrap(), n.parse().unwrap());
-                        // latest_per_key replaces in place, so only drop_oldest channels are
-                        // strictly ordered.
-                        if channel != 1 {
-                            let previous = last_taken.insert(channel, n).unwrap_or(0);
-                            prop_assert!(n > previous, "channel {} went from {} to {}", channel, previous, n);
-                        }
+                        let (channel, rest) = (channel.parse::<u32>().unwrap(), n);
+                        let (n, key) = rest.split_once('/').unwrap();
+                        let (n, key): (u64, u64) = (n.parse().unwrap(), key.parse().unwrap());
+                        // drop_oldest channels stay in order; latest_per_key keys do.
+                        let scope = if channel == 1 { (channel, key) } else { (channel, 0) };
+                        let previous = last_taken.insert(scope, n).unwrap_or(0);
+                        prop_assert!(n > previous, "{:?} went from {} to {}", scope, previous, n);
                     }
                 }
             }

@@ -301,7 +301,9 @@ pub struct ChannelConfig {
     /// and `history` requests; `0` keeps none.
     #[serde(default)]
     pub history: usize,
-    /// What happens to a session whose send queue is full.
+    /// What happens to a session whose send queue is full: `disconnect` closes it with 4001;
+    /// `drop_oldest` drops the channel's oldest queued message; `latest_per_key` drops the
+    /// queued messages of the new record's key, so a key's last frame is always its newest.
     #[serde(default)]
     pub on_slow_client: SlowClientPolicy,
     /// Most keys whose snapshot and history are kept; beyond it the key updated least recently

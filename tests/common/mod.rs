@@ -38,6 +38,17 @@ pub fn bootstrap() -> String {
     })
 }
 
+/// With `RUST_LOG` set, the in-process bridges log to the test's captured output (shown for
+/// failing tests, or all with `--nocapture`).
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub fn random_suffix() -> String {
     let n: u64 = rand::rng().random();
     format!("{n:016x}")
@@ -325,6 +336,7 @@ impl TestBridge {
 
     /// Starts a bridge without waiting for readiness.
     pub async fn launch_text(text: &str) -> TestBridge {
+        init_logs();
         let text = text.to_owned();
         let plan = config::load_str(&text, "test.yaml", std::path::Path::new("."), |name| {
             std::env::var(name).ok()
@@ -482,10 +494,12 @@ impl Client {
         self.ws.send(message).await.expect("send");
     }
 
-    /// The next event within `wait`.
+    /// The next event within `wait`. The wait is absolute: the server's pings (answered by
+    /// the client library) do not extend it.
     pub async fn next_event(&mut self, wait: Duration) -> Event {
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let message = match tokio::time::timeout(wait, self.ws.next()).await {
+            let message = match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return Event::Quiet,
                 Ok(None) => return Event::Closed(None),
                 Ok(Some(Err(_))) => return Event::Closed(None),
