@@ -7,7 +7,7 @@
 // tests/browser/artifacts/ (demo.png, demo-jwt.png; failure.png when it fails).
 //
 //   KAFKA_BOOTSTRAP   broker (required)
-//   BRIDGE_BIN        bridge binary (default target/debug/kafka-ws-bridge, from the repo root)
+//   BRIDGE_BIN        bridge binary (default $CARGO_TARGET_DIR or target, then debug/kafka-ws-bridge, from the repo root)
 //   CHROMIUM          browser binary (default /usr/bin/chromium)
 //   KAFKA_WS_BRIDGE_CLIENTS_DIR   when set, the bridge serves the page from disk (development);
 //                     leave it unset to test the page embedded in the binary

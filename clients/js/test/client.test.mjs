@@ -1,5 +1,5 @@
 // The client against a real bridge and broker: connect, subscribe, publish, errors, history and
-// snapshot. Needs KAFKA_BOOTSTRAP (and BRIDGE_BIN, default target/debug/kafka-ws-bridge).
+// snapshot. Needs KAFKA_BOOTSTRAP (and BRIDGE_BIN, default $CARGO_TARGET_DIR or target, then debug/kafka-ws-bridge).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { WebSocket } from "ws";

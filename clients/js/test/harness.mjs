@@ -1,7 +1,7 @@
 // Test harness shared by the Node tests (clients/js/test) and the browser test (tests/browser):
 // runs the real bridge binary against the broker in KAFKA_BOOTSTRAP. Plain Node, no dependency.
 //
-//   BRIDGE_BIN       the bridge binary (default: target/debug/kafka-ws-bridge, from the repo root)
+//   BRIDGE_BIN       the bridge binary (default: $CARGO_TARGET_DIR or target, then debug/kafka-ws-bridge, from the repo root)
 //   KAFKA_BOOTSTRAP  host:port of the broker (required; scripts/test.sh starts one and sets it)
 //   KWB_TEST_LOGS=1  echo the bridge's log lines to stderr
 
@@ -16,7 +16,8 @@ import { fileURLToPath } from "node:url";
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
 
 export function bridgeBin() {
-  const configured = process.env.BRIDGE_BIN || "target/debug/kafka-ws-bridge";
+  const target = process.env.CARGO_TARGET_DIR || "target";
+  const configured = process.env.BRIDGE_BIN || join(target, "debug", "kafka-ws-bridge");
   const bin = isAbsolute(configured) ? configured : resolve(REPO_ROOT, configured);
   if (!existsSync(bin)) {
     throw new Error(
