@@ -24,17 +24,23 @@ scripts/check-dashboards.sh
 status=0
 # A hung test must fail the run with a message, not eat CI's whole time budget.
 limit="${KWB_TEST_TIMEOUT:-45m}"
+# Without arguments: every crate of the workspace (the bridge and the benchmark's load generator).
+[ "$#" -eq 0 ] && set -- --workspace
 timeout --kill-after=30s "$limit" cargo test --no-fail-fast "$@" || status=$?
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
   echo "==> cargo test did not finish within $limit (KWB_TEST_TIMEOUT): a test is hung" >&2
 fi
-if [ "$#" -eq 0 ]; then
+if [ "$1" = --workspace ] && [ "$#" -eq 1 ]; then
   # The JS client against the bridge binary cargo just built, then the demo page in headless
   # Chromium (installed with apt-get by setup.sh when missing).
   echo "==> JS client tests (node --test)"
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run typecheck) || status=$?
   echo "==> browser test (Chromium + playwright-core)"
   (tests/browser/setup.sh && node tests/browser/run.mjs) || status=$?
+  # The benchmark pipeline at tiny sizes (about a minute), so it cannot rot; its figures are
+  # not judged here (docs/performance.md).
+  echo "==> benchmark smoke (scripts/bench.sh --smoke)"
+  scripts/bench.sh --smoke || status=$?
 fi
 if [ "$status" -ne 0 ]; then
   echo "==> test suite FAILED after $((SECONDS - started)) s" >&2

@@ -1,0 +1,629 @@
+//! Soak: publishers and subscribers connecting and disconnecting continuously, end to end.
+//!
+//! Publishers publish on an inbound channel whose topic an outbound broadcast channel reads;
+//! every ack names the record's partition and offset. Subscribers live a random while, drop the
+//! connection, wait a random pause (sometimes long enough that the bridge's memory no longer
+//! holds what they missed, so the replay comes from Kafka) and come back with `resume`. They
+//! track positions exactly as docs/protocol.md (and the JS client) describe.
+//!
+//! At the end publishing stops, churn stops, every subscriber reconnects and catches up, and
+//! each one's received (partition, offset) set is compared with every acked record after its
+//! first subscription's positions: **lost** = acked but never received (must be 0), plus
+//! duplicates, out-of-order deliveries within a connection, `gap: true` answers and records
+//! whose content differs from what was acked at that position.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::procstat::{cpu_secs, now_us, rss_kib};
+use crate::ws::{close_code, Url, Ws, OP_CLOSE, OP_PING, OP_TEXT};
+
+pub struct SoakOpts {
+    pub url: Url,
+    pub out_channel: String,
+    pub in_channel: String,
+    pub subscribers: usize,
+    pub publishers: usize,
+    pub rate: f64,
+    pub duration: Duration,
+    pub sub_life_ms: (u64, u64),
+    pub pub_life_ms: (u64, u64),
+    pub pause_ms: (u64, u64),
+    /// Share of reconnect pauses that are long (`long_pause_ms`).
+    pub long_pause_share: f64,
+    pub long_pause_ms: (u64, u64),
+    pub pid: Option<u32>,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Probe,
+    Run,
+    Drain,
+    Stop,
+}
+
+#[derive(Default)]
+struct Sub {
+    /// Positions of the first `subscribed`: records after them are expected.
+    initial: Option<HashMap<i64, i64>>,
+    /// Last offset seen per partition (what `resume` sends).
+    positions: HashMap<i64, i64>,
+    /// (partition, offset) → times received.
+    received: HashMap<u64, u32>,
+    duplicates: u64,
+    out_of_order: u64,
+    gaps: u64,
+    connects: u64,
+    resumes: u64,
+    replayed: u64,
+    connected: bool,
+    got_probe: bool,
+}
+
+#[derive(Default)]
+struct Soak {
+    phase: Cell<Option<Phase>>,
+    subs: RefCell<Vec<Sub>>,
+    /// (partition, offset) → (publisher, seq) of every acked main-phase publish.
+    acked: RefCell<HashMap<u64, (u64, u64)>>,
+    /// (partition, offset) → (publisher, seq) as first seen by any subscriber.
+    seen: RefCell<HashMap<u64, (u64, u64)>>,
+    mismatches: Cell<u64>,
+    published: Cell<u64>,
+    acked_count: Cell<u64>,
+    unanswered: Cell<u64>,
+    errors: RefCell<BTreeMap<String, u64>>,
+    closes: RefCell<BTreeMap<String, u64>>,
+    pub_connects: Cell<u64>,
+    active_publishers: Cell<usize>,
+}
+
+fn key(p: i64, o: i64) -> u64 {
+    ((p as u64) << 40) | (o as u64 & ((1 << 40) - 1))
+}
+
+fn bump(map: &RefCell<BTreeMap<String, u64>>, k: String) {
+    *map.borrow_mut().entry(k).or_default() += 1;
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn range(&mut self, (lo, hi): (u64, u64)) -> u64 {
+        lo + self.next() % (hi.saturating_sub(lo) + 1)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 10_000) as f64 / 10_000.0 < p
+    }
+}
+
+fn phase(s: &Soak) -> Phase {
+    s.phase.get().unwrap_or(Phase::Probe)
+}
+
+async fn subscriber(i: usize, o: Rc<SoakOpts>, s: Rc<Soak>) {
+    let mut rng = Rng(0x5DEE_CE66_D1CE_4E5B ^ ((i as u64 + 1) * 0x9E37_79B9_7F4A_7C15) ^ now_us());
+    while phase(&s) != Phase::Stop {
+        let mut ws = match Ws::connect(&o.url, None, 16 << 10).await {
+            Ok(ws) => ws,
+            Err(e) => {
+                bump(&s.errors, format!("connect_{}", e.kind()));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let resume = {
+            let mut subs = s.subs.borrow_mut();
+            let sub = &mut subs[i];
+            sub.connects += 1;
+            if sub.initial.is_some() {
+                sub.resumes += 1;
+                let map: serde_json::Map<String, Value> = sub
+                    .positions
+                    .iter()
+                    .map(|(p, o)| (p.to_string(), json!(o)))
+                    .collect();
+                Some(Value::Object(map))
+            } else {
+                None
+            }
+        };
+        let mut req = json!({"type": "subscribe", "id": format!("s{i}"), "channel": o.out_channel});
+        if let Some(r) = resume {
+            req["resume"] = r;
+        }
+        if ws.send_text(req.to_string().as_bytes()).await.is_err() {
+            bump(&s.closes, "subscriber_write_error".into());
+            continue;
+        }
+        // This connection's life: churn only while the main phase runs.
+        let life = Duration::from_millis(rng.range(o.sub_life_ms));
+        let born = Instant::now();
+        let mut replay_left: u64 = 0;
+        let mut live_positions: Option<HashMap<i64, i64>> = None;
+        let mut last_in_conn: HashMap<i64, i64> = HashMap::new();
+        let outcome: String = 'conn: loop {
+            let ph = phase(&s);
+            if ph == Phase::Stop {
+                break "stop".into();
+            }
+            let budget = if ph == Phase::Run {
+                match life.checked_sub(born.elapsed()) {
+                    Some(d) => d,
+                    None => break "churn".into(),
+                }
+            } else {
+                Duration::from_millis(200)
+            };
+            let read =
+                tokio::time::timeout(budget.min(Duration::from_millis(200)), ws.fill()).await;
+            match read {
+                Err(_) => continue,
+                Ok(Ok(0)) => break "eof".into(),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => break format!("io_{:?}", e.kind()),
+            }
+            loop {
+                let f = match ws.parse() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(_) => break 'conn "bad_frame".into(),
+                };
+                match f.op {
+                    OP_TEXT => {
+                        let v: Value = match serde_json::from_slice(ws.payload(&f)) {
+                            Ok(v) => v,
+                            Err(_) => {
+                                bump(&s.errors, "unparsable_frame".into());
+                                continue;
+                            }
+                        };
+                        let mut subs = s.subs.borrow_mut();
+                        let sub = &mut subs[i];
+                        match v["type"].as_str() {
+                            Some("subscribed") => {
+                                sub.connected = true;
+                                let positions: HashMap<i64, i64> = v["positions"]
+                                    .as_object()
+                                    .map(|m| {
+                                        m.iter()
+                                            .filter_map(|(p, o)| {
+                                                Some((p.parse().ok()?, o.as_i64()?))
+                                            })
+                                            .collect()
+                                    })
+                                    .unwrap_or_default();
+                                if sub.initial.is_none() {
+                                    sub.initial = Some(positions.clone());
+                                }
+                                if v["gap"].as_bool() == Some(true) {
+                                    sub.gaps += 1;
+                                }
+                                replay_left = v["replayed"].as_u64().unwrap_or(0);
+                                sub.replayed += replay_left;
+                                live_positions = Some(positions);
+                                if replay_left == 0 {
+                                    apply(&mut sub.positions, live_positions.take());
+                                }
+                            }
+                            Some("message") => {
+                                let (Some(p), Some(off)) =
+                                    (v["partition"].as_i64(), v["offset"].as_i64())
+                                else {
+                                    bump(&s.errors, "message_without_position".into());
+                                    continue;
+                                };
+                                let k = key(p, off);
+                                let n = sub.received.entry(k).or_default();
+                                *n += 1;
+                                if *n > 1 {
+                                    sub.duplicates += 1;
+                                }
+                                if last_in_conn.get(&p).is_some_and(|&last| last >= off) {
+                                    sub.out_of_order += 1;
+                                }
+                                last_in_conn.insert(p, off);
+                                let e = sub.positions.entry(p).or_insert(off);
+                                *e = (*e).max(off);
+                                if replay_left > 0 {
+                                    replay_left -= 1;
+                                    if replay_left == 0 {
+                                        apply(&mut sub.positions, live_positions.take());
+                                    }
+                                }
+                                let data = &v["data"];
+                                if data["probe"].as_bool() == Some(true) {
+                                    sub.got_probe = true;
+                                } else if let (Some(pb), Some(seq)) =
+                                    (data["pub"].as_u64(), data["seq"].as_u64())
+                                {
+                                    let mut seen = s.seen.borrow_mut();
+                                    let first = *seen.entry(k).or_insert((pb, seq));
+                                    if first != (pb, seq) {
+                                        s.mismatches.set(s.mismatches.get() + 1);
+                                    }
+                                }
+                            }
+                            Some("error") => {
+                                bump(
+                                    &s.errors,
+                                    format!("subscriber_{}", v["code"].as_str().unwrap_or("?")),
+                                );
+                            }
+                            _ => {}
+                        }
+                    }
+                    OP_PING if ws.pong(&f).await.is_err() => {
+                        break 'conn "write_error".into();
+                    }
+                    OP_CLOSE => {
+                        let code = close_code(ws.payload(&f));
+                        break 'conn format!(
+                            "close_{}",
+                            code.map_or("none".into(), |c| c.to_string())
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        };
+        s.subs.borrow_mut()[i].connected = false;
+        ws.close().await;
+        if outcome != "churn" && outcome != "stop" {
+            bump(&s.closes, format!("subscriber_{outcome}"));
+        }
+        if phase(&s) == Phase::Run {
+            let pause = if rng.chance(o.long_pause_share) {
+                rng.range(o.long_pause_ms)
+            } else {
+                rng.range(o.pause_ms)
+            };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+    }
+}
+
+fn apply(positions: &mut HashMap<i64, i64>, live: Option<HashMap<i64, i64>>) {
+    for (p, o) in live.unwrap_or_default() {
+        let e = positions.entry(p).or_insert(o);
+        *e = (*e).max(o);
+    }
+}
+
+async fn publisher(j: usize, o: Rc<SoakOpts>, s: Rc<Soak>, probe: bool) {
+    s.active_publishers.set(s.active_publishers.get() + 1);
+    publish_loop(j, &o, &s, probe).await;
+    s.active_publishers.set(s.active_publishers.get() - 1);
+}
+
+async fn publish_loop(j: usize, o: &SoakOpts, s: &Soak, probe: bool) {
+    let mut rng = Rng(0xA076_1D64_78BD_642F ^ ((j as u64 + 7) * 0xE703_7ED1_A0B4_28DB) ^ now_us());
+    let mut seq: u64 = 0;
+    let period = Duration::from_secs_f64(1.0 / o.rate.max(0.001));
+    loop {
+        let ph = phase(s);
+        if ph == Phase::Drain || ph == Phase::Stop || (probe && ph != Phase::Probe) {
+            return;
+        }
+        if !probe && ph == Phase::Probe {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let mut ws = match Ws::connect(&o.url, None, 16 << 10).await {
+            Ok(ws) => ws,
+            Err(e) => {
+                bump(&s.errors, format!("connect_{}", e.kind()));
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        s.pub_connects.set(s.pub_connects.get() + 1);
+        let life = Duration::from_millis(rng.range(o.pub_life_ms));
+        let born = Instant::now();
+        let mut pending: HashMap<String, u64> = HashMap::new();
+        let mut next = tokio::time::Instant::now();
+        let mut stopping_since: Option<Instant> = None;
+        let outcome: String = 'conn: loop {
+            let ph = phase(s);
+            let stop_publishing = if probe {
+                ph != Phase::Probe
+            } else {
+                ph != Phase::Run || born.elapsed() >= life
+            };
+            if stop_publishing {
+                // Let the publishes in flight be answered (bounded), then go.
+                let since = *stopping_since.get_or_insert_with(Instant::now);
+                if pending.is_empty() || since.elapsed() > Duration::from_secs(10) {
+                    break "churn".into();
+                }
+            } else if tokio::time::Instant::now() >= next {
+                next += period;
+                let id = format!("{j}-{seq}");
+                let data = if probe {
+                    json!({"probe": true, "ts": now_us()})
+                } else {
+                    json!({"pub": j, "seq": seq, "ts": now_us()})
+                };
+                let frame =
+                    json!({"type": "publish", "id": id, "channel": o.in_channel, "data": data});
+                if ws.send_text(frame.to_string().as_bytes()).await.is_err() {
+                    break "write_error".into();
+                }
+                pending.insert(id, seq);
+                seq += 1;
+                if !probe {
+                    s.published.set(s.published.get() + 1);
+                }
+            }
+            let wait = next
+                .saturating_duration_since(tokio::time::Instant::now())
+                .clamp(Duration::from_millis(1), Duration::from_millis(100));
+            match tokio::time::timeout(wait, ws.fill()).await {
+                Err(_) => continue,
+                Ok(Ok(0)) => break "eof".into(),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => break format!("io_{:?}", e.kind()),
+            }
+            loop {
+                let f = match ws.parse() {
+                    Ok(Some(f)) => f,
+                    Ok(None) => break,
+                    Err(_) => break 'conn "bad_frame".into(),
+                };
+                match f.op {
+                    OP_TEXT => {
+                        let Ok(v) = serde_json::from_slice::<Value>(ws.payload(&f)) else {
+                            bump(&s.errors, "unparsable_frame".into());
+                            continue;
+                        };
+                        let id = v["id"].as_str().unwrap_or_default().to_owned();
+                        match v["type"].as_str() {
+                            Some("ack") => {
+                                if let Some(seq) = pending.remove(&id) {
+                                    if !probe {
+                                        let (p, off) = (
+                                            v["partition"].as_i64().unwrap_or(-1),
+                                            v["offset"].as_i64().unwrap_or(-1),
+                                        );
+                                        s.acked.borrow_mut().insert(key(p, off), (j as u64, seq));
+                                        s.acked_count.set(s.acked_count.get() + 1);
+                                    }
+                                }
+                            }
+                            Some("error") => {
+                                pending.remove(&id);
+                                bump(
+                                    &s.errors,
+                                    format!("publish_{}", v["code"].as_str().unwrap_or("?")),
+                                );
+                            }
+                            _ => {}
+                        }
+                    }
+                    OP_PING if ws.pong(&f).await.is_err() => {
+                        break 'conn "write_error".into();
+                    }
+                    OP_CLOSE => {
+                        let code = close_code(ws.payload(&f));
+                        break 'conn format!(
+                            "close_{}",
+                            code.map_or("none".into(), |c| c.to_string())
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        };
+        if !probe {
+            s.unanswered.set(s.unanswered.get() + pending.len() as u64);
+        }
+        ws.close().await;
+        if outcome != "churn" {
+            bump(&s.closes, format!("publisher_{outcome}"));
+        }
+    }
+}
+
+/// Records each subscriber still misses: acked after its first positions, not received.
+fn missing(s: &Soak) -> Vec<u64> {
+    let acked = s.acked.borrow();
+    s.subs
+        .borrow()
+        .iter()
+        .map(|sub| {
+            let initial = sub.initial.clone().unwrap_or_default();
+            acked
+                .keys()
+                .filter(|&&k| {
+                    let (p, off) = ((k >> 40) as i64, (k & ((1 << 40) - 1)) as i64);
+                    off > initial.get(&p).copied().unwrap_or(-1) && !sub.received.contains_key(&k)
+                })
+                .count() as u64
+        })
+        .collect()
+}
+
+fn expected(s: &Soak) -> Vec<u64> {
+    let acked = s.acked.borrow();
+    s.subs
+        .borrow()
+        .iter()
+        .map(|sub| {
+            let initial = sub.initial.clone().unwrap_or_default();
+            acked
+                .keys()
+                .filter(|&&k| {
+                    let (p, off) = ((k >> 40) as i64, (k & ((1 << 40) - 1)) as i64);
+                    off > initial.get(&p).copied().unwrap_or(-1)
+                })
+                .count() as u64
+        })
+        .collect()
+}
+
+pub async fn run(o: SoakOpts) -> (Value, bool) {
+    let o = Rc::new(o);
+    let s = Rc::new(Soak::default());
+    s.phase.set(Some(Phase::Probe));
+    s.subs
+        .borrow_mut()
+        .extend((0..o.subscribers).map(|_| Sub::default()));
+    let rss_start = o.pid.and_then(rss_kib);
+    let cpu_start = o.pid.and_then(cpu_secs);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..o.subscribers {
+        tasks.push(tokio::task::spawn_local(subscriber(
+            i,
+            o.clone(),
+            s.clone(),
+        )));
+    }
+    // Probe: every subscriber subscribed and received a probe record through the bridge.
+    let prober = tokio::task::spawn_local(publisher(usize::MAX >> 1, o.clone(), s.clone(), true));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let ready = s
+            .subs
+            .borrow()
+            .iter()
+            .all(|x| x.got_probe && x.initial.is_some());
+        if ready {
+            break;
+        }
+        if Instant::now() > deadline {
+            s.phase.set(Some(Phase::Stop));
+            return (
+                json!({"error": "subscribers did not all receive a probe record within 90 s"}),
+                false,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "  soak: {} subscribers ready after {:.1} s; running {} s",
+        o.subscribers,
+        started.elapsed().as_secs_f64(),
+        o.duration.as_secs()
+    );
+    s.phase.set(Some(Phase::Run));
+    let _ = prober.await;
+    for j in 0..o.publishers {
+        tasks.push(tokio::task::spawn_local(publisher(
+            j,
+            o.clone(),
+            s.clone(),
+            false,
+        )));
+    }
+    let run_start = Instant::now();
+    let mut last = Instant::now();
+    while run_start.elapsed() < o.duration {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if last.elapsed() >= Duration::from_secs(10) {
+            last = Instant::now();
+            let connected = s.subs.borrow().iter().filter(|x| x.connected).count();
+            eprintln!(
+                "  soak {:>4.0} s: published {} acked {} subscribers connected {}/{} rss {:?} KiB",
+                run_start.elapsed().as_secs_f64(),
+                s.published.get(),
+                s.acked_count.get(),
+                connected,
+                o.subscribers,
+                o.pid.and_then(rss_kib)
+            );
+        }
+    }
+    // Drain: publishers finish their in-flight publishes and stop; subscribers stop churning,
+    // reconnect if needed and catch up.
+    s.phase.set(Some(Phase::Drain));
+    eprintln!("  soak: draining (publishers stop, subscribers catch up)");
+    let drain_start = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    loop {
+        let pubs_done = s.active_publishers.get() == 0;
+        let still: u64 = missing(&s).iter().sum();
+        let connected = s.subs.borrow().iter().filter(|x| x.connected).count();
+        if pubs_done && still == 0 && connected == o.subscribers {
+            break;
+        }
+        if drain_start.elapsed() > o.drain_timeout {
+            eprintln!("  soak: drain timeout with {still} records missing");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Give stray duplicates a moment to show up.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.phase.set(Some(Phase::Stop));
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss_end = o.pid.and_then(rss_kib);
+    let cpu_end = o.pid.and_then(cpu_secs);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let exp = expected(&s);
+    let miss = missing(&s);
+    let subs = s.subs.borrow();
+    let received_expected: Vec<u64> = exp.iter().zip(&miss).map(|(e, m)| e - m).collect();
+    let lost: u64 = miss.iter().sum();
+    let duplicates: u64 = subs.iter().map(|x| x.duplicates).sum();
+    let out_of_order: u64 = subs.iter().map(|x| x.out_of_order).sum();
+    let gaps: u64 = subs.iter().map(|x| x.gaps).sum();
+    let resumes: u64 = subs.iter().map(|x| x.resumes).sum();
+    let replayed: u64 = subs.iter().map(|x| x.replayed).sum();
+    let received_total: u64 = subs
+        .iter()
+        .map(|x| x.received.values().map(|&n| n as u64).sum::<u64>())
+        .sum();
+    let cpu = match (cpu_start, cpu_end) {
+        (Some(a), Some(b)) => Some(((b - a) * 100.0).round() / 100.0),
+        _ => None,
+    };
+    let ok = lost == 0 && s.mismatches.get() == 0 && s.acked_count.get() > 0;
+    let out = json!({
+        "scenario": "soak",
+        "duration_secs": o.duration.as_secs(),
+        "elapsed_secs": (elapsed * 10.0).round() / 10.0,
+        "subscribers": o.subscribers,
+        "publishers": o.publishers,
+        "publish_rate_per_publisher": o.rate,
+        "published": s.published.get(),
+        "acked": s.acked_count.get(),
+        "unanswered_at_disconnect": s.unanswered.get(),
+        "expected_per_subscriber_min": exp.iter().min(),
+        "expected_per_subscriber_max": exp.iter().max(),
+        "expected_total": exp.iter().sum::<u64>(),
+        "received_expected_total": received_expected.iter().sum::<u64>(),
+        "received_frames_total": received_total,
+        "lost": lost,
+        "lost_per_subscriber": miss,
+        "duplicates": duplicates,
+        "out_of_order": out_of_order,
+        "gap_answers": gaps,
+        "content_mismatches": s.mismatches.get(),
+        "subscriber_connects": subs.iter().map(|x| x.connects).sum::<u64>(),
+        "resumes": resumes,
+        "replayed_frames": replayed,
+        "publisher_connects": s.pub_connects.get(),
+        "errors": s.errors.borrow().clone(),
+        "unexpected_closes": s.closes.borrow().clone(),
+        "bridge_rss_start_kib": rss_start,
+        "bridge_rss_end_kib": rss_end,
+        "bridge_cpu_secs": cpu,
+        "bridge_cpu_pct": cpu.map(|c| (c / elapsed * 1000.0).round() / 10.0),
+        "pass": ok,
+    });
+    (out, ok)
+}
