@@ -508,6 +508,12 @@ async fn newest_session_wins_older_ones_are_replaced_with_4000() {
         assert_eq!(first.closed_code().await, Some(4000));
         first = second;
     }
+    bridge
+        .wait_metric(
+            "kafka_ws_bridge_sessions_closed_total{reason=\"replaced\"}",
+            2.0,
+        )
+        .await;
     assert_eq!(
         bridge
             .metric("kafka_ws_bridge_sessions_closed_total{reason=\"replaced\"}")
@@ -624,6 +630,12 @@ async fn a_session_is_closed_with_4002_when_its_token_expires() {
     let started = Instant::now();
     assert_eq!(client.closed_code().await, Some(4002));
     assert!(started.elapsed() < Duration::from_secs(10));
+    bridge
+        .wait_metric(
+            "kafka_ws_bridge_sessions_closed_total{reason=\"token_expired\"}",
+            1.0,
+        )
+        .await;
     assert_eq!(
         bridge
             .metric("kafka_ws_bridge_sessions_closed_total{reason=\"token_expired\"}")

@@ -38,7 +38,8 @@ const MAX_RESUME_PARTITIONS: usize = 1024;
 
 /// Most frames written per flush.
 const WRITE_BATCH: usize = 256;
-/// How long a close frame may take to leave before the connection is dropped anyway.
+/// How long a close frame may take to leave, and the peer to answer it, before the connection
+/// is dropped anyway.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A subscription as the session tracks it: channel and key (None on unkeyed channels).
@@ -651,12 +652,14 @@ impl Session {
         };
         if let Some((code, text)) = close {
             tracing::info!(session = %self.handle.public_id, reason = %text, "closing session");
-            let frame = CloseFrame {
-                code,
-                reason: text.into(),
-            };
-            let _ =
-                tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+            close_and_linger(
+                socket,
+                CloseFrame {
+                    code,
+                    reason: text.into(),
+                },
+            )
+            .await;
         }
         reason
     }
@@ -755,7 +758,22 @@ async fn send_close(socket: &mut Socket, close: Close) {
         code: CloseCode::from(close.code),
         reason: close.reason.into(),
     };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+    close_and_linger(socket, frame).await;
+}
+
+/// Sends a close frame, then reads and discards what the peer still sends until its own close
+/// (or EOF), all within [`CLOSE_TIMEOUT`]. Dropping a socket whose input was not read makes the
+/// kernel reset the connection, and the reset can destroy the close frame before the peer has
+/// read it: a client still publishing at shutdown would see a reset instead of 1001.
+async fn close_and_linger(socket: &mut Socket, frame: CloseFrame) {
+    let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+    let sent = tokio::time::timeout_at(deadline, socket.send(Message::Close(Some(frame)))).await;
+    if matches!(sent, Ok(Ok(()))) {
+        let _ = tokio::time::timeout_at(deadline, async {
+            while let Some(Ok(_)) = socket.next().await {}
+        })
+        .await;
+    }
 }
 
 fn reason_for(close: Close) -> CloseReason {

@@ -566,7 +566,11 @@ impl Client {
                 .next_event(deadline.saturating_duration_since(Instant::now()))
                 .await
             {
-                Event::Closed(frame) => return frame.map(|f| u16::from(f.code)),
+                Event::Closed(frame) => {
+                    // Answer the close (tungstenite queued the reply), as a browser does.
+                    let _ = tokio::time::timeout(DEADLINE, self.ws.flush()).await;
+                    return frame.map(|f| u16::from(f.code));
+                }
                 Event::Frame(_) => continue,
                 Event::Quiet => panic!("connection still open after the deadline"),
             }
