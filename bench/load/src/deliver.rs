@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use crate::hist::Hist;
 use crate::kafka::Pacer;
 use crate::procstat::{now_us, CpuMeter};
-use crate::ws::{close_code, find_u64, Url, Ws, OP_CLOSE, OP_PING, OP_TEXT};
+use crate::ws::{find_u64, Url, Ws, OP_TEXT};
 
 #[derive(Clone)]
 pub struct Target {
@@ -130,18 +130,11 @@ async fn session(i: usize, t: Rc<Target>, shared: Rc<Shared>, gate: Rc<Semaphore
                         control(p, &shared);
                     }
                 }
-                OP_PING if ws.pong(&f).await.is_err() => {
-                    break 'outer "write_error".into();
+                _ => {
+                    if let Some(end) = ws.on_control(&f).await {
+                        break 'outer end;
+                    }
                 }
-                OP_CLOSE => {
-                    let code = close_code(ws.payload(&f));
-                    ws.close().await;
-                    break 'outer format!(
-                        "close_{}",
-                        code.map_or("none".into(), |c| c.to_string())
-                    );
-                }
-                _ => {}
             }
         }
     };

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::procstat::{rss_kib, CpuMeter};
-use crate::ws::{close_code, Url, Ws, OP_CLOSE, OP_PING, OP_TEXT};
+use crate::ws::{Url, Ws, OP_PING, OP_TEXT};
 
 pub struct IdleOpts {
     pub url: Url,
@@ -84,18 +84,14 @@ async fn session(i: usize, o: Rc<IdleOpts>, st: Rc<State>, gate: Rc<Semaphore>) 
                         *st.errors.borrow_mut().entry(code).or_default() += 1;
                     }
                 }
-                OP_PING => {
-                    st.pings.set(st.pings.get() + 1);
-                    if ws.pong(&f).await.is_err() {
-                        outcome = "write_error".into();
+                op => {
+                    if op == OP_PING {
+                        st.pings.set(st.pings.get() + 1);
+                    }
+                    if let Some(end) = ws.on_control(&f).await {
+                        outcome = end;
                     }
                 }
-                OP_CLOSE => {
-                    let code = close_code(ws.payload(&f));
-                    ws.close().await;
-                    outcome = format!("close_{}", code.map_or("none".into(), |c| c.to_string()));
-                }
-                _ => {}
             }
         }
     }

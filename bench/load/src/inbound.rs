@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::hist::Hist;
 use crate::kafka::record_value;
 use crate::procstat::{now_us, CpuMeter};
-use crate::ws::{close_code, find_u64, Url, Ws, OP_CLOSE, OP_PING, OP_TEXT};
+use crate::ws::{find_u64, Url, Ws, OP_TEXT};
 
 pub struct InboundOpts {
     pub url: Url,
@@ -119,17 +119,11 @@ async fn client(i: usize, o: Rc<InboundOpts>, t0: u64, t1: u64, totals: Rc<RefCe
                         }
                     }
                 }
-                OP_PING if ws.pong(&f).await.is_err() => {
-                    break 'outer "write_error".into();
+                _ => {
+                    if let Some(end) = ws.on_control(&f).await {
+                        break 'outer end;
+                    }
                 }
-                OP_CLOSE => {
-                    let code = close_code(ws.payload(&f));
-                    break 'outer format!(
-                        "close_{}",
-                        code.map_or("none".into(), |c| c.to_string())
-                    );
-                }
-                _ => {}
             }
         }
     };

@@ -283,6 +283,7 @@ fn secs(s: u64) -> Duration {
 
 async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
     let nofile = procstat::raise_nofile();
+    let keyed = matches!(cmd, Cmd::Keyed { .. });
     Ok(match cmd {
         Cmd::CreateTopics {
             bootstrap,
@@ -356,21 +357,8 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
             p99_ms,
             warm,
             measure,
-        } => {
-            let mut run = deliver::setup(target(&o, false)?).await?;
-            let v = deliver::stepped(
-                &mut run,
-                "fanout",
-                start_rate,
-                max_rate,
-                p99_ms,
-                secs(warm),
-                secs(measure),
-            )
-            .await;
-            (v, true)
         }
-        Cmd::Keyed {
+        | Cmd::Keyed {
             o,
             start_rate,
             max_rate,
@@ -378,10 +366,11 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
             warm,
             measure,
         } => {
-            let mut run = deliver::setup(target(&o, true)?).await?;
+            let name = if keyed { "keyed" } else { "fanout" };
+            let mut run = deliver::setup(target(&o, keyed)?).await?;
             let v = deliver::stepped(
                 &mut run,
-                "keyed",
+                name,
                 start_rate,
                 max_rate,
                 p99_ms,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::procstat::{cpu_secs, now_us, rss_kib};
-use crate::ws::{close_code, Url, Ws, OP_CLOSE, OP_PING, OP_TEXT};
+use crate::ws::{Url, Ws, OP_TEXT};
 
 pub struct SoakOpts {
     pub url: Url,
@@ -264,17 +264,11 @@ async fn subscriber(i: usize, o: Rc<SoakOpts>, s: Rc<Soak>) {
                             _ => {}
                         }
                     }
-                    OP_PING if ws.pong(&f).await.is_err() => {
-                        break 'conn "write_error".into();
+                    _ => {
+                        if let Some(end) = ws.on_control(&f).await {
+                            break 'conn end;
+                        }
                     }
-                    OP_CLOSE => {
-                        let code = close_code(ws.payload(&f));
-                        break 'conn format!(
-                            "close_{}",
-                            code.map_or("none".into(), |c| c.to_string())
-                        );
-                    }
-                    _ => {}
                 }
             }
         };
@@ -411,17 +405,11 @@ async fn publish_loop(j: usize, o: &SoakOpts, s: &Soak, probe: bool) {
                             _ => {}
                         }
                     }
-                    OP_PING if ws.pong(&f).await.is_err() => {
-                        break 'conn "write_error".into();
+                    _ => {
+                        if let Some(end) = ws.on_control(&f).await {
+                            break 'conn end;
+                        }
                     }
-                    OP_CLOSE => {
-                        let code = close_code(ws.payload(&f));
-                        break 'conn format!(
-                            "close_{}",
-                            code.map_or("none".into(), |c| c.to_string())
-                        );
-                    }
-                    _ => {}
                 }
             }
         };

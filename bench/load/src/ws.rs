@@ -340,6 +340,23 @@ impl Ws {
         self.flush().await
     }
 
+    /// Handles a ping (answered) or a close (answered, then the connection ends): the outcome
+    /// that ends the connection (`write_error`, `close_<code>`), or None to read on.
+    pub async fn on_control(&mut self, f: &Frame) -> Option<String> {
+        match f.op {
+            OP_PING => self.pong(f).await.err().map(|_| "write_error".to_owned()),
+            OP_CLOSE => {
+                let code = close_code(self.payload(f));
+                self.close().await;
+                Some(format!(
+                    "close_{}",
+                    code.map_or("none".into(), |c| c.to_string())
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// Sends a close frame (code 1000) and shuts the write side down; best effort.
     pub async fn close(&mut self) {
         self.queue_frame(OP_CLOSE, &1000u16.to_be_bytes());
