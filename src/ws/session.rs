@@ -645,6 +645,19 @@ impl Session {
                 CloseReason::FrameTooLarge,
             ),
             WsError::ConnectionClosed | WsError::AlreadyClosed => (None, CloseReason::ClientClosed),
+            // A peer that went away without a close frame (a tab closed with unread data
+            // resets the connection): as normal as a close, not a bridge error.
+            WsError::Io(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                (None, CloseReason::ClientClosed)
+            }
             other => {
                 tracing::debug!(session = %self.handle.public_id, error = %other, "websocket read failed");
                 (None, CloseReason::Error)
