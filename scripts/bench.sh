@@ -190,6 +190,21 @@ stop_bridge() {
   bridge_pid=""
 }
 
+# await_bridge SECONDS MESSAGE LOG COMMAND...: runs COMMAND every 0.1 s until it succeeds; fails
+# with MESSAGE and the tail of LOG when the bridge process exits or SECONDS pass.
+await_bridge() {
+  local deadline=$((SECONDS + $1)) message="$2" log="$3"
+  shift 3
+  until "$@" 2>/dev/null; do
+    if ! kill -0 "$bridge_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "$message; log $log:" >&2
+      tail -n 20 "$log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
 # start_bridge KIND SCENARIO CHANNEL: starts KIND (bridge|node|python) with the channel the
 # scenario needs (fanout | keyed) and the inbound channel; sets bridge_pid and url. Its config
 # and log land in $results/KIND/SCENARIO.{yaml,json,log}.
@@ -235,15 +250,8 @@ EOF
       "${pin_bridge[@]}" "$bin/kafka-ws-bridge" --log-level warn run --config "$work/$name.yaml" >"$out" 2>"$err" &
       bridge_pid=$!
       url="ws://127.0.0.1:$port/ws"
-      local deadline=$((SECONDS + 60))
-      until curl -sf "http://127.0.0.1:$mport/readyz" >/dev/null 2>&1; do
-        if ! kill -0 "$bridge_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-          echo "kafka-ws-bridge did not become ready; log $err:" >&2
-          tail -n 20 "$err" >&2
-          return 1
-        fi
-        sleep 0.1
-      done
+      await_bridge 60 "kafka-ws-bridge did not become ready" "$err" \
+        curl -sf "http://127.0.0.1:$mport/readyz" -o /dev/null || return 1
       ;;
     node | python)
       local chan
@@ -265,16 +273,9 @@ EOF
         "${pin_bridge[@]}" "$py" bench/baselines/python/bridge.py --config "$work/$name.json" >"$out" 2>"$err" &
       fi
       bridge_pid=$!
-      local deadline=$((SECONDS + 90)) line=""
-      until line="$(grep -m1 -o '^READY ws://[^ ]*' "$out" 2>/dev/null)"; do
-        if ! kill -0 "$bridge_pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-          echo "$kind baseline did not print READY; log $err:" >&2
-          tail -n 20 "$err" >&2
-          return 1
-        fi
-        sleep 0.1
-      done
-      url="${line#READY }ws"
+      await_bridge 90 "$kind baseline did not print READY" "$err" grep -q '^READY ws://' "$out" || return 1
+      url="$(grep -m1 -o '^READY ws://[^ ]*' "$out")"
+      url="${url#READY }ws"
       ;;
   esac
 }

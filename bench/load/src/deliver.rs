@@ -100,17 +100,15 @@ async fn session(i: usize, t: Rc<Target>, shared: Rc<Shared>, gate: Rc<Semaphore
     }
     let mut probed = false;
     let outcome: String = 'outer: loop {
-        match ws.fill().await {
-            Ok(0) => break "eof".into(),
-            Ok(_) => {}
-            Err(e) => break format!("io_{:?}", e.kind()),
+        if let Err(end) = ws.read_more(None).await {
+            break end;
         }
         let now = now_us();
         loop {
-            let f = match ws.parse() {
+            let f = match ws.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(_) => break 'outer "bad_frame".into(),
+                Err(end) => break 'outer end,
             };
             match f.op {
                 OP_TEXT => {

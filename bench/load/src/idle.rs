@@ -57,17 +57,15 @@ async fn session(i: usize, o: Rc<IdleOpts>, st: Rc<State>, gate: Rc<Semaphore>) 
     }
     let mut permit = Some(permit);
     while outcome.is_empty() {
-        match ws.fill().await {
-            Ok(0) => outcome = "eof".into(),
-            Ok(_) => {}
-            Err(e) => outcome = format!("io_{:?}", e.kind()),
+        if let Err(end) = ws.read_more(None).await {
+            outcome = end;
         }
         while outcome.is_empty() {
-            let f = match ws.parse() {
+            let f = match ws.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(_) => {
-                    outcome = "bad_frame".into();
+                Err(end) => {
+                    outcome = end;
                     break;
                 }
             };

@@ -81,19 +81,17 @@ async fn client(i: usize, o: Rc<InboundOpts>, t0: u64, t1: u64, totals: Rc<RefCe
         if now > give_up {
             break "gave_up".into();
         }
-        let read = tokio::time::timeout(Duration::from_secs(1), ws.fill()).await;
-        match read {
-            Err(_) => continue,
-            Ok(Ok(0)) => break "eof".into(),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => break format!("io_{:?}", e.kind()),
+        match ws.read_more(Some(Duration::from_secs(1))).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(end) => break end,
         }
         let now = now_us();
         loop {
-            let f = match ws.parse() {
+            let f = match ws.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
-                Err(_) => break 'outer "bad_frame".into(),
+                Err(end) => break 'outer end,
             };
             match f.op {
                 OP_TEXT => {

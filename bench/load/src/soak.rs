@@ -166,19 +166,19 @@ async fn subscriber(i: usize, o: Rc<SoakOpts>, s: Rc<Soak>) {
             } else {
                 Duration::from_millis(200)
             };
-            let read =
-                tokio::time::timeout(budget.min(Duration::from_millis(200)), ws.fill()).await;
-            match read {
-                Err(_) => continue,
-                Ok(Ok(0)) => break "eof".into(),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => break format!("io_{:?}", e.kind()),
+            match ws
+                .read_more(Some(budget.min(Duration::from_millis(200))))
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(end) => break end,
             }
             loop {
-                let f = match ws.parse() {
+                let f = match ws.next_frame() {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
-                    Err(_) => break 'conn "bad_frame".into(),
+                    Err(end) => break 'conn end,
                 };
                 match f.op {
                     OP_TEXT => {
@@ -363,17 +363,16 @@ async fn publish_loop(j: usize, o: &SoakOpts, s: &Soak, probe: bool) {
             let wait = next
                 .saturating_duration_since(tokio::time::Instant::now())
                 .clamp(Duration::from_millis(1), Duration::from_millis(100));
-            match tokio::time::timeout(wait, ws.fill()).await {
-                Err(_) => continue,
-                Ok(Ok(0)) => break "eof".into(),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => break format!("io_{:?}", e.kind()),
+            match ws.read_more(Some(wait)).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(end) => break end,
             }
             loop {
-                let f = match ws.parse() {
+                let f = match ws.next_frame() {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
-                    Err(_) => break 'conn "bad_frame".into(),
+                    Err(end) => break 'conn end,
                 };
                 match f.op {
                     OP_TEXT => {

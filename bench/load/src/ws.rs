@@ -165,6 +165,29 @@ impl Ws {
         }
     }
 
+    /// Reads more bytes within `wait` (forever when None): Ok(true) when bytes arrived,
+    /// Ok(false) when the wait passed, Err(outcome) when the connection ended (`eof`,
+    /// `io_<kind>`).
+    pub async fn read_more(&mut self, wait: Option<std::time::Duration>) -> Result<bool, String> {
+        let read = match wait {
+            Some(wait) => match tokio::time::timeout(wait, self.fill()).await {
+                Ok(read) => read,
+                Err(_) => return Ok(false),
+            },
+            None => self.fill().await,
+        };
+        match read {
+            Ok(0) => Err("eof".into()),
+            Ok(_) => Ok(true),
+            Err(e) => Err(format!("io_{:?}", e.kind())),
+        }
+    }
+
+    /// [`Self::parse`] with a malformed frame as the outcome that ends the connection.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, String> {
+        self.parse().map_err(|_| "bad_frame".to_owned())
+    }
+
     /// Reads more bytes; Ok(0) at end of stream. Cancel-safe.
     pub async fn fill(&mut self) -> io::Result<usize> {
         if self.start == self.end {
