@@ -134,11 +134,11 @@ done
 if [ "$mode" = smoke ]; then
   say "cargo build -p kafka-ws-bridge -p kwb-load (debug)"
   cargo build --quiet -p kafka-ws-bridge -p kwb-load
-  bin="$repo/target/debug"
+  bin="${CARGO_TARGET_DIR:-$repo/target}/debug"
 else
   say "cargo build --release -p kafka-ws-bridge -p kwb-load"
   cargo build --quiet --release -p kafka-ws-bridge -p kwb-load
-  bin="$repo/target/release"
+  bin="${CARGO_TARGET_DIR:-$repo/target}/release"
 fi
 load="$bin/kwb-load"
 

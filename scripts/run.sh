@@ -10,7 +10,7 @@ config="${1:-bridge.yaml}"
 
 echo "==> building kafka-ws-bridge (release)"
 cargo build --release --quiet
-bridge=target/release/kafka-ws-bridge
+bridge="${CARGO_TARGET_DIR:-target}/release/kafka-ws-bridge"
 
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   ensure_tansu

@@ -58,7 +58,7 @@ trap 'status=130; exit 130' INT TERM
 command -v jq >/dev/null || { echo "jq is required" >&2; exit 1; }
 echo "==> cargo build --release -p kafka-ws-bridge -p kwb-load" >&2
 cargo build --quiet --release -p kafka-ws-bridge -p kwb-load
-bin="$repo/target/release"
+bin="${CARGO_TARGET_DIR:-$repo/target}/release"
 
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   ensure_tansu
