@@ -21,8 +21,10 @@ use warp::{Filter, Rejection};
 
 use super::{json_error, session, WsContext};
 
-/// Bytes read from the socket at a time (and allocated per connection for reading).
-const READ_BUFFER_BYTES: usize = 4096;
+/// Bytes read from the socket at a time (and allocated per connection for reading). Clients
+/// send little (subscribes, publishes), and tungstenite zeroes this much before every read
+/// attempt, so it is kept small: 1 KiB instead of 4 saved 3 KiB of RSS per idle session.
+const READ_BUFFER_BYTES: usize = 1024;
 /// Outgoing bytes gathered before a write; a batch is flushed at its end regardless.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// Hard cap of outgoing bytes buffered for one connection.
