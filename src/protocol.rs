@@ -1,41 +1,69 @@
 //! Client protocol v1: decoding client frames (with errors precise enough to send back) and
 //! encoding server frames. Outbound `message` frames are encoded once per record into a
-//! [`Frame`], a reference-counted UTF-8 buffer that every receiving session shares.
+//! [`Frame`], a reference-counted buffer holding the complete WebSocket frame, which every
+//! receiving session writes to its socket as it is.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// An encoded server frame, cheap to clone (reference counted).
+/// An encoded server frame, cheap to clone (reference counted), held as the complete WebSocket
+/// text frame: server frames are not masked, so these bytes are the same for every session and
+/// go to each connection's socket as they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame(Utf8Bytes);
+pub struct Frame {
+    wire: Bytes,
+    header: usize,
+}
 
 impl Frame {
+    /// The JSON text.
     pub fn as_str(&self) -> &str {
-        self.0.as_str()
+        std::str::from_utf8(&self.wire[self.header..]).expect("built from a String")
     }
 
+    /// Length of the JSON text.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.wire.len() - self.header
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 
-    /// The shared buffer, for the WebSocket writer.
-    pub fn to_utf8_bytes(&self) -> Utf8Bytes {
-        self.0.clone()
+    /// The whole frame as written to the connection: header (FIN, text opcode, length), then
+    /// the text.
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
     }
 }
 
 impl From<String> for Frame {
     fn from(text: String) -> Self {
-        Frame(Utf8Bytes::from(text))
+        let len = text.len();
+        let mut wire = Vec::with_capacity(len + 10);
+        wire.push(0x81); // FIN, opcode 1 (text)
+        match len {
+            0..=125 => wire.push(len as u8),
+            126..=0xFFFF => {
+                wire.push(126);
+                wire.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                wire.push(127);
+                wire.extend_from_slice(&(len as u64).to_be_bytes());
+            }
+        }
+        let header = wire.len();
+        wire.extend_from_slice(text.as_bytes());
+        Frame {
+            wire: Bytes::from(wire),
+            header,
+        }
     }
 }
 
@@ -577,6 +605,26 @@ pub fn key_at_pointer(value: &Value, pointer: &str) -> Option<String> {
 mod tests {
     use super::*;
     use crate::config::Format;
+
+    #[test]
+    fn a_frame_on_the_wire_is_what_tungstenite_would_write() {
+        use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(len);
+            let frame = Frame::from(text.clone());
+            let mut expected = Vec::new();
+            tokio_tungstenite::tungstenite::protocol::frame::Frame::message(
+                text.clone(),
+                OpCode::Data(Data::Text),
+                true,
+            )
+            .format(&mut expected)
+            .unwrap();
+            assert_eq!(frame.wire(), expected.as_slice(), "length {len}");
+            assert_eq!(frame.as_str(), text);
+            assert_eq!(frame.len(), len);
+        }
+    }
 
     fn decode_err(text: &str) -> (Option<String>, String) {
         let err = decode_client(text).unwrap_err();

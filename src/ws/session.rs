@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -38,6 +39,8 @@ const MAX_RESUME_PARTITIONS: usize = 1024;
 
 /// Most frames written per flush.
 const WRITE_BATCH: usize = 256;
+/// Most bytes of small frames joined into one write.
+const JOIN_BYTES: usize = 64 * 1024;
 /// How long a close frame may take to leave, and the peer to answer it, before the connection
 /// is dropped anyway.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -215,14 +218,28 @@ impl Session {
                 (frames, close) = self.handle.outbox.next_batch(std::mem::take(&mut batch), WRITE_BATCH) => {
                     batch = frames;
                     if !batch.is_empty() {
-                        let written = tokio::select! {
-                            result = write_batch(socket, &mut batch, &self.ctx.hub) => result,
+                        let mut written = 0;
+                        let result = tokio::select! {
+                            result = write_frames(socket.get_mut(), &batch, &mut written) => result.map_err(|_| None),
                             close = self.handle.outbox.aborted() => Err(Some(close)),
                         };
-                        match written {
-                            Ok(bytes) => self.ctx.metrics.bytes_sent.inc_by(bytes),
+                        match result {
+                            Ok(()) => {
+                                let payload: usize = batch.iter().map(|o| o.frame.len()).sum();
+                                self.ctx.metrics.bytes_sent.inc_by(payload as u64);
+                                record_latencies(&mut batch, &self.ctx.hub);
+                            }
                             Err(Some(close)) => {
-                                // Closed (e.g. overflow) while the peer was not reading.
+                                // Closed (e.g. overflow) while the peer was not reading. A frame
+                                // cut in the middle must be finished before the close frame can
+                                // follow it; if the peer does not take it in time, the
+                                // connection is dropped without one.
+                                if written > 0 {
+                                    let rest = write_frames(socket.get_mut(), &batch, &mut written);
+                                    if !matches!(tokio::time::timeout(CLOSE_TIMEOUT, rest).await, Ok(Ok(()))) {
+                                        return reason_for(close);
+                                    }
+                                }
                                 send_close(socket, close).await;
                                 return reason_for(close);
                             }
@@ -737,22 +754,55 @@ async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-/// Writes a batch with one flush; the bytes written, or `Err(None)` on a transport error.
-/// Then records each live record's delivery latency (Kafka timestamp → written).
-async fn write_batch(
-    socket: &mut Socket,
-    batch: &mut Vec<Outgoing>,
-    hub: &Hub,
-) -> Result<u64, Option<Close>> {
-    let mut bytes = 0;
-    for outgoing in batch.iter() {
-        bytes += outgoing.frame.len() as u64;
-        socket
-            .feed(Message::Text(outgoing.frame.to_utf8_bytes()))
-            .await
-            .map_err(|_| None)?;
+/// Writes a batch of frames straight to the connection, already encoded for the wire (shared
+/// by every session; see [`Frame::wire`]). Consecutive frames are joined into one buffer of up to
+/// [`JOIN_BYTES`] (the kernel takes one contiguous buffer faster than many small pieces), so a
+/// batch of small frames is one `write()`; a larger frame is written from its shared buffer.
+/// `written` counts the batch's bytes written so far: a write that is abandoned can be finished
+/// by calling again with the same batch.
+///
+/// tungstenite, which reads the connection and writes pings, pongs and the close frame, never
+/// holds unsent bytes here: each of its writes is flushed before the session goes on.
+async fn write_frames<W>(io: &mut W, batch: &[Outgoing], written: &mut usize) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let wire = |i: usize| batch[i].frame.wire();
+    let (mut first, mut start) = (0, 0);
+    while first < batch.len() {
+        // Frames first..end make the next write.
+        let (mut end, mut size) = (first + 1, wire(first).len());
+        while end < batch.len() && size + wire(end).len() <= JOIN_BYTES {
+            size += wire(end).len();
+            end += 1;
+        }
+        if *written < start + size {
+            let joined: Vec<u8>;
+            let bytes = if end == first + 1 {
+                wire(first)
+            } else {
+                let mut buffer = Vec::with_capacity(size);
+                for i in first..end {
+                    buffer.extend_from_slice(wire(i));
+                }
+                joined = buffer;
+                &joined
+            };
+            while *written < start + size {
+                let n = io.write(&bytes[*written - start..]).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                *written += n;
+            }
+        }
+        (first, start) = (end, start + size);
     }
-    socket.flush().await.map_err(|_| None)?;
+    io.flush().await
+}
+
+/// Records each live record's delivery latency (Kafka timestamp → written) and empties the batch.
+fn record_latencies(batch: &mut Vec<Outgoing>, hub: &Hub) {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
@@ -763,7 +813,6 @@ async fn write_batch(
             .delivery_latency
             .observe(latency);
     }
-    Ok(bytes)
 }
 
 async fn send_close(socket: &mut Socket, close: Close) {
@@ -796,5 +845,101 @@ fn reason_for(close: Close) -> CloseReason {
         4002 => CloseReason::TokenExpired,
         1001 => CloseReason::Shutdown,
         _ => CloseReason::Error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// Takes at most `per_write` bytes per write, and refuses writes (pending) once `budget`
+    /// bytes are taken, like a socket whose peer stopped reading.
+    struct Trickle {
+        taken: Vec<u8>,
+        per_write: usize,
+        budget: usize,
+        writes: usize,
+    }
+
+    impl tokio::io::AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.per_write).min(self.budget);
+            if n == 0 {
+                return Poll::Pending;
+            }
+            self.budget -= n;
+            self.writes += 1;
+            self.taken.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn batch(sizes: &[usize]) -> Vec<Outgoing> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Outgoing {
+                frame: Frame::from(format!("{i}").repeat(size)),
+                stamp: None,
+            })
+            .collect()
+    }
+
+    fn concatenated(batch: &[Outgoing]) -> Vec<u8> {
+        batch.iter().flat_map(|o| o.frame.wire().to_vec()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_small_frames_is_one_write_and_large_frames_go_alone() {
+        let batch = batch(&[10, 200, 3, 70_000, 5, 6]);
+        let mut io = Trickle {
+            taken: Vec::new(),
+            per_write: usize::MAX,
+            budget: usize::MAX,
+            writes: 0,
+        };
+        let mut written = 0;
+        write_frames(&mut io, &batch, &mut written).await.unwrap();
+        assert_eq!(io.taken, concatenated(&batch));
+        assert_eq!(written, io.taken.len());
+        // [10, 200, 3] joined, 70,000 alone, [5, 6] joined.
+        assert_eq!(io.writes, 3);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_write_is_finished_where_it_stopped() {
+        let batch = batch(&[100, 2_000, 70_000, 300, 1]);
+        let all = concatenated(&batch);
+        for cut in [1, 99, 102, 2_105, 50_000, all.len() - 1] {
+            let mut io = Trickle {
+                taken: Vec::new(),
+                per_write: 777,
+                budget: cut,
+                writes: 0,
+            };
+            let mut written = 0;
+            let stalled =
+                futures_util::FutureExt::now_or_never(write_frames(&mut io, &batch, &mut written));
+            assert!(stalled.is_none(), "the write waits for the peer");
+            assert_eq!(written, cut);
+            io.budget = usize::MAX;
+            write_frames(&mut io, &batch, &mut written).await.unwrap();
+            assert_eq!(io.taken, all, "cut at {cut}");
+        }
     }
 }

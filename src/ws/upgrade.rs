@@ -25,9 +25,10 @@ use super::{json_error, session, WsContext};
 /// send little (subscribes, publishes), and tungstenite zeroes this much before every read
 /// attempt, so it is kept small: 1 KiB instead of 4 saved 3 KiB of RSS per idle session.
 const READ_BUFFER_BYTES: usize = 1024;
-/// Outgoing bytes gathered before a write; a batch is flushed at its end regardless.
+/// tungstenite writes only pings, pongs and the close frame (sessions write their frames
+/// themselves, see `session::write_frames`); its write buffer stays small.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
-/// Hard cap of outgoing bytes buffered for one connection.
+/// Hard cap of the bytes tungstenite buffers for one connection.
 const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 
 pub(super) fn route(
