@@ -265,7 +265,10 @@ async fn supervise(parts: Parts, stop: CancellationToken) {
     let producer = parts.producer;
     let (helpers, helpers_stop) = parts.helpers;
     let remaining = deadline.saturating_duration_since(Instant::now());
-    let blocking = tokio::task::spawn_blocking(move || {
+    // Side by side: the consumer's final offset commit waits for the broker without a time
+    // limit of its own (librdkafka), so it must not hold up the producer's flush. Whatever is
+    // still stuck at the deadline is abandoned: `main` does not wait for it either.
+    let consumer = tokio::task::spawn_blocking(move || {
         helpers_stop.store(true, Ordering::Release);
         for thread in helpers {
             let _ = thread.join();
@@ -273,6 +276,8 @@ async fn supervise(parts: Parts, stop: CancellationToken) {
         if let Some(consumer) = consumer {
             consumer.stop();
         }
+    });
+    let producer = tokio::task::spawn_blocking(move || {
         if let Some(producer) = producer {
             if let Err(e) = producer.flush(remaining) {
                 tracing::warn!(error = %e, in_flight = producer.in_flight(), "producer flush incomplete");
@@ -280,8 +285,16 @@ async fn supervise(parts: Parts, stop: CancellationToken) {
         }
     });
     let remaining = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
-    if tokio::time::timeout(remaining, blocking).await.is_err() {
-        tracing::warn!("shutdown deadline reached while stopping kafka clients");
+    if tokio::time::timeout(remaining, async {
+        let _ = tokio::join!(consumer, producer);
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!(
+            "shutdown deadline reached while stopping kafka clients (broker unreachable?): \
+             offsets routed since the last commit will be routed again after a restart"
+        );
     }
     parts.ops_stop.cancel();
     tracing::info!(

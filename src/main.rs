@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use kafka_ws_bridge::app::{self, Listeners};
@@ -151,7 +152,7 @@ fn run(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let started = async {
             let listeners = Listeners::bind(&plan).await?;
             app::start(plan, listeners).await
@@ -166,7 +167,12 @@ fn run(path: &Path) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // The shutdown has already waited as long as `shutdown_timeout` allows; a Kafka client
+    // call still blocked (e.g. the final offset commit with the broker gone) must not keep
+    // the process alive, as dropping the runtime would.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 /// Resolves on the first SIGTERM or SIGINT; a second one exits at once.

@@ -598,3 +598,38 @@ async fn a_second_signal_exits_at_once() {
         asked.elapsed()
     );
 }
+
+/// With the broker gone, the final offset commit cannot finish (librdkafka waits for it without
+/// a time limit); the bridge still exits 0 within `shutdown_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_the_broker_gone_exits_within_the_shutdown_timeout() {
+    let mut broker = OwnBroker::start();
+    let bootstrap = broker.bootstrap();
+    let topic = create_topic_at(&bootstrap, "gone", 1, &[]).await;
+    let mut process = BridgeProcess::spawn(&common::config_text_at(
+        &bootstrap,
+        &format!(
+            "server: {{listen: '127.0.0.1:0', shutdown_timeout_ms: 3000}}\nauth: {{mode: none}}\nchannels:\n  - {{name: c, topic: {topic}, subscribe: {{allow: anonymous}}}}\n"
+        ),
+    ));
+    process.wait_ready().await;
+    // A record routed, so the final commit has an offset to commit.
+    let mut reader = Client::connect(&process.ws_url).await;
+    reader.subscribe("c", None).await;
+    TestProducer::at(&bootstrap)
+        .send(&topic, None, None, b"{\"n\": 1}", &[])
+        .await;
+    assert_eq!(reader.expect("message").await["data"]["n"], 1);
+    broker.kill();
+    let asked = Instant::now();
+    process.signal("TERM");
+    let code = tokio::task::spawn_blocking(move || process.wait_exit(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "exit code after {took:?}");
+    assert!(
+        took < Duration::from_secs(6),
+        "took {took:?} (shutdown_timeout 3 s)"
+    );
+}
