@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use crate::hist::Hist;
 use crate::kafka::Pacer;
 use crate::procstat::{now_us, CpuMeter};
-use crate::ws::{find_u64, Url, Ws, OP_TEXT};
+use crate::ws::{find_u64, Url, Ws};
 
 #[derive(Clone)]
 pub struct Target {
@@ -105,34 +105,25 @@ async fn session(i: usize, t: Rc<Target>, shared: Rc<Shared>, gate: Rc<Semaphore
         }
         let now = now_us();
         loop {
-            let f = match ws.next_frame() {
+            let f = match ws.next_text().await {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(end) => break 'outer end,
             };
-            match f.op {
-                OP_TEXT => {
-                    let p = ws.payload(&f);
-                    if let Some(ts) = find_u64(p, b"\"ts\"") {
-                        shared.received.set(shared.received.get() + 1);
-                        shared.last_rx_us.set(now);
-                        if ts >= shared.win_start.get() && ts < shared.win_end.get() {
-                            shared.in_window.set(shared.in_window.get() + 1);
-                            shared.hist.borrow_mut().record(now.saturating_sub(ts));
-                        }
-                        if !probed {
-                            probed = true;
-                            shared.probed.set(shared.probed.get() + 1);
-                        }
-                    } else {
-                        control(p, &shared);
-                    }
+            let p = ws.payload(&f);
+            if let Some(ts) = find_u64(p, b"\"ts\"") {
+                shared.received.set(shared.received.get() + 1);
+                shared.last_rx_us.set(now);
+                if ts >= shared.win_start.get() && ts < shared.win_end.get() {
+                    shared.in_window.set(shared.in_window.get() + 1);
+                    shared.hist.borrow_mut().record(now.saturating_sub(ts));
                 }
-                _ => {
-                    if let Some(end) = ws.on_control(&f).await {
-                        break 'outer end;
-                    }
+                if !probed {
+                    probed = true;
+                    shared.probed.set(shared.probed.get() + 1);
                 }
+            } else {
+                control(p, &shared);
             }
         }
     };

@@ -88,38 +88,29 @@ async fn client(i: usize, o: Rc<InboundOpts>, t0: u64, t1: u64, totals: Rc<RefCe
         }
         let now = now_us();
         loop {
-            let f = match ws.next_frame() {
+            let f = match ws.next_text().await {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(end) => break 'outer end,
             };
-            match f.op {
-                OP_TEXT => {
-                    let p = ws.payload(&f);
-                    if memchr::memmem::find(p, b"\"type\":\"ack\"").is_some() {
-                        if let Some(id) = find_u64(p, b"\"id\"") {
-                            if let Some(sent) = pending.remove(&id) {
-                                let mut t = totals.borrow_mut();
-                                t.acked += 1;
-                                if sent >= t0 && sent < t1 {
-                                    t.acked_in_window += 1;
-                                    t.hist.record(now.saturating_sub(sent));
-                                }
-                            }
-                        }
-                    } else if let Ok(v) = serde_json::from_slice::<Value>(p) {
-                        if v["type"] == "error" {
-                            let code = v["code"].as_str().unwrap_or("?").to_owned();
-                            *totals.borrow_mut().errors.entry(code).or_default() += 1;
-                            if let Some(id) = v["id"].as_u64() {
-                                pending.remove(&id);
-                            }
+            let p = ws.payload(&f);
+            if memchr::memmem::find(p, b"\"type\":\"ack\"").is_some() {
+                if let Some(id) = find_u64(p, b"\"id\"") {
+                    if let Some(sent) = pending.remove(&id) {
+                        let mut t = totals.borrow_mut();
+                        t.acked += 1;
+                        if sent >= t0 && sent < t1 {
+                            t.acked_in_window += 1;
+                            t.hist.record(now.saturating_sub(sent));
                         }
                     }
                 }
-                _ => {
-                    if let Some(end) = ws.on_control(&f).await {
-                        break 'outer end;
+            } else if let Ok(v) = serde_json::from_slice::<Value>(p) {
+                if v["type"] == "error" {
+                    let code = v["code"].as_str().unwrap_or("?").to_owned();
+                    *totals.borrow_mut().errors.entry(code).or_default() += 1;
+                    if let Some(id) = v["id"].as_u64() {
+                        pending.remove(&id);
                     }
                 }
             }

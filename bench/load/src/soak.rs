@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::procstat::{cpu_secs, now_us, rss_kib};
-use crate::ws::{Url, Ws, OP_TEXT};
+use crate::ws::{Url, Ws};
 
 pub struct SoakOpts {
     pub url: Url,
@@ -175,100 +175,88 @@ async fn subscriber(i: usize, o: Rc<SoakOpts>, s: Rc<Soak>) {
                 Err(end) => break end,
             }
             loop {
-                let f = match ws.next_frame() {
+                let f = match ws.next_text().await {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(end) => break 'conn end,
                 };
-                match f.op {
-                    OP_TEXT => {
-                        let v: Value = match serde_json::from_slice(ws.payload(&f)) {
-                            Ok(v) => v,
-                            Err(_) => {
-                                bump(&s.errors, "unparsable_frame".into());
-                                continue;
-                            }
+                let v: Value = match serde_json::from_slice(ws.payload(&f)) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        bump(&s.errors, "unparsable_frame".into());
+                        continue;
+                    }
+                };
+                let mut subs = s.subs.borrow_mut();
+                let sub = &mut subs[i];
+                match v["type"].as_str() {
+                    Some("subscribed") => {
+                        sub.connected = true;
+                        let positions: HashMap<i64, i64> = v["positions"]
+                            .as_object()
+                            .map(|m| {
+                                m.iter()
+                                    .filter_map(|(p, o)| Some((p.parse().ok()?, o.as_i64()?)))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        if sub.initial.is_none() {
+                            sub.initial = Some(positions.clone());
+                        }
+                        if v["gap"].as_bool() == Some(true) {
+                            sub.gaps += 1;
+                        }
+                        replay_left = v["replayed"].as_u64().unwrap_or(0);
+                        sub.replayed += replay_left;
+                        live_positions = Some(positions);
+                        if replay_left == 0 {
+                            apply(&mut sub.positions, live_positions.take());
+                        }
+                    }
+                    Some("message") => {
+                        let (Some(p), Some(off)) = (v["partition"].as_i64(), v["offset"].as_i64())
+                        else {
+                            bump(&s.errors, "message_without_position".into());
+                            continue;
                         };
-                        let mut subs = s.subs.borrow_mut();
-                        let sub = &mut subs[i];
-                        match v["type"].as_str() {
-                            Some("subscribed") => {
-                                sub.connected = true;
-                                let positions: HashMap<i64, i64> = v["positions"]
-                                    .as_object()
-                                    .map(|m| {
-                                        m.iter()
-                                            .filter_map(|(p, o)| {
-                                                Some((p.parse().ok()?, o.as_i64()?))
-                                            })
-                                            .collect()
-                                    })
-                                    .unwrap_or_default();
-                                if sub.initial.is_none() {
-                                    sub.initial = Some(positions.clone());
-                                }
-                                if v["gap"].as_bool() == Some(true) {
-                                    sub.gaps += 1;
-                                }
-                                replay_left = v["replayed"].as_u64().unwrap_or(0);
-                                sub.replayed += replay_left;
-                                live_positions = Some(positions);
-                                if replay_left == 0 {
-                                    apply(&mut sub.positions, live_positions.take());
-                                }
+                        let k = key(p, off);
+                        let n = sub.received.entry(k).or_default();
+                        *n += 1;
+                        if *n > 1 {
+                            sub.duplicates += 1;
+                        }
+                        if last_in_conn.get(&p).is_some_and(|&last| last >= off) {
+                            sub.out_of_order += 1;
+                        }
+                        last_in_conn.insert(p, off);
+                        let e = sub.positions.entry(p).or_insert(off);
+                        *e = (*e).max(off);
+                        if replay_left > 0 {
+                            replay_left -= 1;
+                            if replay_left == 0 {
+                                apply(&mut sub.positions, live_positions.take());
                             }
-                            Some("message") => {
-                                let (Some(p), Some(off)) =
-                                    (v["partition"].as_i64(), v["offset"].as_i64())
-                                else {
-                                    bump(&s.errors, "message_without_position".into());
-                                    continue;
-                                };
-                                let k = key(p, off);
-                                let n = sub.received.entry(k).or_default();
-                                *n += 1;
-                                if *n > 1 {
-                                    sub.duplicates += 1;
-                                }
-                                if last_in_conn.get(&p).is_some_and(|&last| last >= off) {
-                                    sub.out_of_order += 1;
-                                }
-                                last_in_conn.insert(p, off);
-                                let e = sub.positions.entry(p).or_insert(off);
-                                *e = (*e).max(off);
-                                if replay_left > 0 {
-                                    replay_left -= 1;
-                                    if replay_left == 0 {
-                                        apply(&mut sub.positions, live_positions.take());
-                                    }
-                                }
-                                let data = &v["data"];
-                                if data["probe"].as_bool() == Some(true) {
-                                    sub.got_probe = true;
-                                } else if let (Some(pb), Some(seq)) =
-                                    (data["pub"].as_u64(), data["seq"].as_u64())
-                                {
-                                    let mut seen = s.seen.borrow_mut();
-                                    let first = *seen.entry(k).or_insert((pb, seq));
-                                    if first != (pb, seq) {
-                                        s.mismatches.set(s.mismatches.get() + 1);
-                                    }
-                                }
+                        }
+                        let data = &v["data"];
+                        if data["probe"].as_bool() == Some(true) {
+                            sub.got_probe = true;
+                        } else if let (Some(pb), Some(seq)) =
+                            (data["pub"].as_u64(), data["seq"].as_u64())
+                        {
+                            let mut seen = s.seen.borrow_mut();
+                            let first = *seen.entry(k).or_insert((pb, seq));
+                            if first != (pb, seq) {
+                                s.mismatches.set(s.mismatches.get() + 1);
                             }
-                            Some("error") => {
-                                bump(
-                                    &s.errors,
-                                    format!("subscriber_{}", v["code"].as_str().unwrap_or("?")),
-                                );
-                            }
-                            _ => {}
                         }
                     }
-                    _ => {
-                        if let Some(end) = ws.on_control(&f).await {
-                            break 'conn end;
-                        }
+                    Some("error") => {
+                        bump(
+                            &s.errors,
+                            format!("subscriber_{}", v["code"].as_str().unwrap_or("?")),
+                        );
                     }
+                    _ => {}
                 }
             }
         };
@@ -369,46 +357,37 @@ async fn publish_loop(j: usize, o: &SoakOpts, s: &Soak, probe: bool) {
                 Err(end) => break end,
             }
             loop {
-                let f = match ws.next_frame() {
+                let f = match ws.next_text().await {
                     Ok(Some(f)) => f,
                     Ok(None) => break,
                     Err(end) => break 'conn end,
                 };
-                match f.op {
-                    OP_TEXT => {
-                        let Ok(v) = serde_json::from_slice::<Value>(ws.payload(&f)) else {
-                            bump(&s.errors, "unparsable_frame".into());
-                            continue;
-                        };
-                        let id = v["id"].as_str().unwrap_or_default().to_owned();
-                        match v["type"].as_str() {
-                            Some("ack") => {
-                                if let Some(seq) = pending.remove(&id) {
-                                    if !probe {
-                                        let (p, off) = (
-                                            v["partition"].as_i64().unwrap_or(-1),
-                                            v["offset"].as_i64().unwrap_or(-1),
-                                        );
-                                        s.acked.borrow_mut().insert(key(p, off), (j as u64, seq));
-                                        s.acked_count.set(s.acked_count.get() + 1);
-                                    }
-                                }
-                            }
-                            Some("error") => {
-                                pending.remove(&id);
-                                bump(
-                                    &s.errors,
-                                    format!("publish_{}", v["code"].as_str().unwrap_or("?")),
+                let Ok(v) = serde_json::from_slice::<Value>(ws.payload(&f)) else {
+                    bump(&s.errors, "unparsable_frame".into());
+                    continue;
+                };
+                let id = v["id"].as_str().unwrap_or_default().to_owned();
+                match v["type"].as_str() {
+                    Some("ack") => {
+                        if let Some(seq) = pending.remove(&id) {
+                            if !probe {
+                                let (p, off) = (
+                                    v["partition"].as_i64().unwrap_or(-1),
+                                    v["offset"].as_i64().unwrap_or(-1),
                                 );
+                                s.acked.borrow_mut().insert(key(p, off), (j as u64, seq));
+                                s.acked_count.set(s.acked_count.get() + 1);
                             }
-                            _ => {}
                         }
                     }
-                    _ => {
-                        if let Some(end) = ws.on_control(&f).await {
-                            break 'conn end;
-                        }
+                    Some("error") => {
+                        pending.remove(&id);
+                        bump(
+                            &s.errors,
+                            format!("publish_{}", v["code"].as_str().unwrap_or("?")),
+                        );
                     }
+                    _ => {}
                 }
             }
         };

@@ -363,6 +363,20 @@ impl Ws {
         self.flush().await
     }
 
+    /// The next complete text frame already read, answering pings and closes on the way: None
+    /// when the buffer holds no more, Err with the outcome when the connection ends.
+    pub async fn next_text(&mut self) -> Result<Option<Frame>, String> {
+        while let Some(f) = self.next_frame()? {
+            if f.op == OP_TEXT {
+                return Ok(Some(f));
+            }
+            if let Some(end) = self.on_control(&f).await {
+                return Err(end);
+            }
+        }
+        Ok(None)
+    }
+
     /// Handles a ping (answered) or a close (answered, then the connection ends): the outcome
     /// that ends the connection (`write_error`, `close_<code>`), or None to read on.
     pub async fn on_control(&mut self, f: &Frame) -> Option<String> {
