@@ -401,39 +401,25 @@ async fn publish_loop(j: usize, o: &SoakOpts, s: &Soak, probe: bool) {
     }
 }
 
-/// Records each subscriber still misses: acked after its first positions, not received.
-fn missing(s: &Soak) -> Vec<u64> {
+/// Per subscriber: how many acked records it should receive (acked after its first positions)
+/// and how many of those it has not received.
+fn coverage(s: &Soak) -> Vec<(u64, u64)> {
     let acked = s.acked.borrow();
     s.subs
         .borrow()
         .iter()
         .map(|sub| {
             let initial = sub.initial.clone().unwrap_or_default();
-            acked
-                .keys()
-                .filter(|&&k| {
-                    let (p, off) = ((k >> 40) as i64, (k & ((1 << 40) - 1)) as i64);
-                    off > initial.get(&p).copied().unwrap_or(-1) && !sub.received.contains_key(&k)
-                })
-                .count() as u64
-        })
-        .collect()
-}
-
-fn expected(s: &Soak) -> Vec<u64> {
-    let acked = s.acked.borrow();
-    s.subs
-        .borrow()
-        .iter()
-        .map(|sub| {
-            let initial = sub.initial.clone().unwrap_or_default();
-            acked
-                .keys()
-                .filter(|&&k| {
-                    let (p, off) = ((k >> 40) as i64, (k & ((1 << 40) - 1)) as i64);
-                    off > initial.get(&p).copied().unwrap_or(-1)
-                })
-                .count() as u64
+            let due = acked.keys().filter(|&&k| {
+                let (p, off) = ((k >> 40) as i64, (k & ((1 << 40) - 1)) as i64);
+                off > initial.get(&p).copied().unwrap_or(-1)
+            });
+            due.fold((0, 0), |(expected, missing), k| {
+                (
+                    expected + 1,
+                    missing + u64::from(!sub.received.contains_key(k)),
+                )
+            })
         })
         .collect()
 }
@@ -519,7 +505,7 @@ pub async fn run(o: SoakOpts) -> (Value, bool) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     loop {
         let pubs_done = s.active_publishers.get() == 0;
-        let still: u64 = missing(&s).iter().sum();
+        let still: u64 = coverage(&s).iter().map(|&(_, missing)| missing).sum();
         let connected = s.subs.borrow().iter().filter(|x| x.connected).count();
         if pubs_done && still == 0 && connected == o.subscribers {
             break;
@@ -539,9 +525,9 @@ pub async fn run(o: SoakOpts) -> (Value, bool) {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    let exp = expected(&s);
-    let miss = missing(&s);
+    let coverage = coverage(&s);
     let subs = s.subs.borrow();
+    let (exp, miss): (Vec<u64>, Vec<u64>) = coverage.into_iter().unzip();
     let received_expected: Vec<u64> = exp.iter().zip(&miss).map(|(e, m)| e - m).collect();
     let lost: u64 = miss.iter().sum();
     let duplicates: u64 = subs.iter().map(|x| x.duplicates).sum();
