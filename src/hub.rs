@@ -44,11 +44,25 @@ pub enum Route<'a> {
     },
 }
 
-/// Outcome of one fan-out, for counting.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Outcome of one fan-out.
+#[derive(Default)]
 pub struct Fanout {
     pub delivered: u64,
     pub dropped: u64,
+    /// Sessions whose queue went over its bounds while their socket still takes bytes: their
+    /// writer is behind, not their client ([`Pushed::Behind`]).
+    pub behind: Vec<Arc<SessionHandle>>,
+}
+
+impl Fanout {
+    /// Blocks the calling thread (the Kafka consumer's) until every session left behind has
+    /// caught up, stopped draining or closed ([`Outbox::wait_for_writer`]): a burst is paced by
+    /// the sessions that take it instead of closing them. Called with no hub lock held.
+    pub fn wait_for_writers(self) {
+        for session in &self.behind {
+            session.outbox.wait_for_writer();
+        }
+    }
 }
 
 /// A subscribed session, with the positions a replay already covered.
@@ -406,7 +420,8 @@ impl Hub {
     }
 
     /// Routes a live record: remembers it (snapshot, history) and queues its frame on every
-    /// session the route selects, under the channel's slow-client policy.
+    /// session the route selects, under the channel's slow-client policy. The caller waits for
+    /// the sessions the result lists as behind ([`Fanout::wait_for_writers`]).
     pub fn deliver(&self, id: ChannelId, route: Route<'_>, held: &Held, tombstone: bool) -> Fanout {
         let routes = self.channel(id);
         let key_hash = match (routes.policy, route) {
@@ -474,6 +489,10 @@ impl Hub {
                 routes.policy,
             ) {
                 Pushed::Queued => fanout.delivered += 1,
+                Pushed::Behind => {
+                    fanout.delivered += 1;
+                    fanout.behind.push(subscriber.session.clone());
+                }
                 Pushed::QueuedWithDrop => {
                     fanout.delivered += 1;
                     fanout.dropped += 1;
@@ -702,7 +721,10 @@ mod tests {
             id,
             public_id: format!("s{id}"),
             user: user.map(str::to_owned),
-            outbox: Outbox::new(64),
+            outbox: Outbox::new(crate::outbox::Bounds {
+                messages: 64,
+                bytes: usize::MAX,
+            }),
         })
     }
 

@@ -223,7 +223,8 @@ impl ChannelPipe {
             },
             _ => Route::Key(encoded.key.as_deref()),
         };
-        hub.deliver(self.id, route, &encoded.held, encoded.tombstone);
+        hub.deliver(self.id, route, &encoded.held, encoded.tombstone)
+            .wait_for_writers();
     }
 
     /// Decodes once, extracts the key once, encodes the frame once.
@@ -332,7 +333,10 @@ mod tests {
             id,
             public_id: format!("s{id}"),
             user: None,
-            outbox: Outbox::new(64),
+            outbox: Outbox::new(crate::outbox::Bounds {
+                messages: 64,
+                bytes: usize::MAX,
+            }),
         })
     }
 

@@ -1,14 +1,25 @@
-//! A session's bounded outbound queue. The Kafka side pushes shared frames without ever waiting;
-//! the session's writer drains everything queued in one go and writes it as one batch. When the
-//! queue is full the channel's `on_slow_client` policy decides: close the session (4001), drop
-//! the channel's oldest queued message, or replace the queued message of the same key.
+//! A session's bounded outbound queue. The Kafka side pushes shared frames; the session's
+//! writer drains everything queued in one go and writes it as one batch.
 //!
-//! Bounds: at most `capacity` messages, plus control frames (acks, errors, pongs) which the
-//! session only produces while it has room for them ([`Outbox::has_control_room`]).
+//! A session is slow only when its **socket** stops taking bytes. The bounds (`messages`,
+//! `bytes`) count what waits behind a socket that does not drain: a push that finds the queue
+//! over a bound while the writer's last write is parked on a full kernel send buffer is handled
+//! by the channel's `on_slow_client` policy (close with 4001, drop the channel's oldest queued
+//! message, or keep only the newest per key). A push that finds the queue over a bound while the
+//! socket still takes bytes is queued anyway ([`Pushed::Behind`]): the writer has only not been
+//! scheduled yet (a burst pushed faster than the task runs). The pusher then waits for the
+//! writer ([`Outbox::wait_for_writer`]) before routing more, so a draining session paces the
+//! Kafka consumer instead of being closed, and the queue stays within a message of its bounds.
+//! A writer that does not catch up within [`WRITER_GRACE`] is treated like a blocked socket.
+//!
+//! Control frames (acks, errors, pongs) are bounded apart: the session only produces them while
+//! it has room for them ([`Outbox::has_control_room`]).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::Notify;
 
 use crate::config::SlowClientPolicy;
@@ -16,6 +27,21 @@ use crate::protocol::Frame;
 
 /// Control frames one session may have queued before it stops reading client frames.
 pub const CONTROL_LIMIT: usize = 256;
+
+/// How long a pusher waits for the writer of a session whose socket still takes bytes to bring
+/// its queue back within bounds. Past it the session counts as slow, like a blocked socket: a
+/// writer starved that long cannot keep up, and the consumer must not wait on it longer.
+pub const WRITER_GRACE: Duration = Duration::from_secs(1);
+
+/// The bounds of a session's queue of live messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    /// `server.send_queue_messages`.
+    pub messages: usize,
+    /// `server.send_queue_bytes` (frames as written, headers included). A single frame larger
+    /// than this is still queued when nothing else is.
+    pub bytes: usize,
+}
 
 /// How the session's connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +56,9 @@ pub struct Close {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
     Queued,
+    /// Queued over the bounds while the socket takes bytes: the writer is behind, not the
+    /// client. The pusher should [`Outbox::wait_for_writer`] before routing more.
+    Behind,
     /// Queued after dropping (or replacing) an older message of the channel.
     QueuedWithDrop,
     /// The new message itself was dropped (queue full of other channels' messages).
@@ -68,11 +97,23 @@ pub struct Outgoing {
 
 struct State {
     queue: VecDeque<Entry>,
-    /// Live messages queued (bounded by `capacity`).
+    /// Live messages queued, and their bytes on the wire (bounded by `bounds`).
     messages: usize,
+    bytes: usize,
     controls: usize,
     replays: usize,
     close: Option<Close>,
+    /// Pushers waiting in [`Outbox::wait_for_writer`].
+    waiters: usize,
+    /// A pusher waited [`WRITER_GRACE`] in vain; until the queue is back within bounds, the
+    /// session is treated as slow.
+    starved: bool,
+}
+
+impl State {
+    fn within(&self, bounds: Bounds) -> bool {
+        self.messages < bounds.messages && (self.messages == 0 || self.bytes < bounds.bytes)
+    }
 }
 
 pub struct Outbox {
@@ -81,7 +122,13 @@ pub struct Outbox {
     wake: Notify,
     /// Wakes the reader: control frames fell below the limit (or the session is closing).
     room: Notify,
-    capacity: usize,
+    /// Wakes pushers waiting for the writer: the queue is back within bounds, the socket
+    /// blocked, or the session is closing.
+    caught_up: Condvar,
+    /// The writer's current write waits for the kernel (the socket's send buffer is full): the
+    /// client is not taking bytes.
+    blocked: AtomicBool,
+    bounds: Bounds,
 }
 
 /// Close code for a session that fell too far behind.
@@ -94,28 +141,41 @@ pub const SLOW_CLIENT_CLOSE: Close = Close {
 fn clear(state: &mut State) {
     state.queue.clear();
     state.messages = 0;
+    state.bytes = 0;
     state.controls = 0;
     state.replays = 0;
 }
 
+/// Bytes a queued message counts for.
+fn size(frame: &Frame) -> usize {
+    frame.wire().len()
+}
+
 impl Outbox {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(bounds: Bounds) -> Self {
         Outbox {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 messages: 0,
+                bytes: 0,
                 controls: 0,
                 replays: 0,
                 close: None,
+                waiters: 0,
+                starved: false,
             }),
             wake: Notify::new(),
             room: Notify::new(),
-            capacity,
+            caught_up: Condvar::new(),
+            blocked: AtomicBool::new(false),
+            bounds,
         }
     }
 
-    /// Queues a message frame of `channel` (key hash `key`, 0 when none) under the channel's
-    /// slow-client policy. Never waits.
+    /// Queues a message frame of `channel` (key hash `key`, 0 when none). Over the bounds, the
+    /// channel's slow-client policy applies only when the socket does not drain (see the module
+    /// docs); otherwise the frame is queued and [`Pushed::Behind`] asks the caller to wait for
+    /// the writer. Never waits itself.
     pub fn push_message(
         &self,
         frame: &Frame,
@@ -133,32 +193,43 @@ impl Outbox {
             kind: Kind::Message(channel, key),
             timestamp,
         };
-        if state.messages < self.capacity {
+        let within = state.within(self.bounds);
+        if within || !(state.starved || self.blocked.load(Ordering::Acquire)) {
             state.messages += 1;
+            state.bytes += size(frame);
             self.enqueue(&mut state, entry);
-            return Pushed::Queued;
+            return if within {
+                Pushed::Queued
+            } else {
+                Pushed::Behind
+            };
         }
         match policy {
             SlowClientPolicy::Disconnect => {
                 clear(&mut state);
                 state.close = Some(SLOW_CLIENT_CLOSE);
                 drop(state);
-                self.wake.notify_one();
-                self.room.notify_waiters();
+                self.closing_now();
                 Pushed::Overflow
             }
             SlowClientPolicy::LatestPerKey => {
                 // Every queued message of this key goes; the new one joins the tail, so the
                 // key's last frame written is always its newest record.
-                let before = state.queue.len();
-                state
-                    .queue
-                    .retain(|e| e.kind != Kind::Message(channel, key));
-                let removed = before - state.queue.len();
+                let mut removed = 0;
+                let mut removed_bytes = 0;
+                state.queue.retain(|e| {
+                    let same = e.kind == Kind::Message(channel, key);
+                    if same {
+                        removed += 1;
+                        removed_bytes += size(&e.frame);
+                    }
+                    !same
+                });
                 if removed == 0 {
                     return Self::replace_oldest(&mut state, channel, entry);
                 }
-                state.messages -= removed - 1;
+                state.messages = state.messages + 1 - removed;
+                state.bytes = state.bytes + size(&entry.frame) - removed_bytes;
                 state.queue.push_back(entry);
                 Pushed::QueuedWithDrop
             }
@@ -173,12 +244,57 @@ impl Outbox {
             .position(|e| matches!(e.kind, Kind::Message(c, _) if c == channel))
         {
             Some(oldest) => {
-                state.queue.remove(oldest);
+                let old = state
+                    .queue
+                    .remove(oldest)
+                    .expect("position is in the queue");
+                state.bytes = state.bytes + size(&entry.frame) - size(&old.frame);
                 state.queue.push_back(entry);
                 Pushed::QueuedWithDrop
             }
             None => Pushed::Dropped,
         }
+    }
+
+    /// Waits (blocking the calling thread, at most [`WRITER_GRACE`]) until the writer has
+    /// brought the queue back within its bounds, the socket has stopped taking bytes, or the
+    /// session is closing. Called by the Kafka consumer after a [`Pushed::Behind`], outside any
+    /// hub lock. When the grace runs out the session counts as slow from its next push on.
+    pub fn wait_for_writer(&self) {
+        let deadline = Instant::now() + WRITER_GRACE;
+        let mut state = self.state.lock();
+        state.waiters += 1;
+        while !(state.close.is_some()
+            || state.within(self.bounds)
+            || self.blocked.load(Ordering::Acquire))
+        {
+            if self.caught_up.wait_until(&mut state, deadline).timed_out() {
+                state.starved = !state.within(self.bounds);
+                break;
+            }
+        }
+        state.waiters -= 1;
+    }
+
+    /// Called by the writer around each write to the socket: `true` when the kernel would
+    /// block (the client is not taking bytes), `false` once a write made progress.
+    pub fn set_socket_blocked(&self, blocked: bool) {
+        if self.blocked.load(Ordering::Relaxed) == blocked {
+            return;
+        }
+        self.blocked.store(blocked, Ordering::Release);
+        if blocked {
+            // A waiting pusher stops waiting: the session is now judged by the policy.
+            let state = self.state.lock();
+            if state.waiters > 0 {
+                self.caught_up.notify_all();
+            }
+        }
+    }
+
+    /// Whether the writer's current write waits for the kernel.
+    pub fn socket_blocked(&self) -> bool {
+        self.blocked.load(Ordering::Acquire)
     }
 
     /// Queues a control frame (ack, error, pong, subscribed …). Returns false when closing.
@@ -199,7 +315,7 @@ impl Outbox {
         true
     }
 
-    /// Queues replayed records. They do not count against the live capacity (a replay is
+    /// Queues replayed records. They do not count against the live bounds (a replay is
     /// bounded by `server.replay_max_records`), but the session reads no further client frames
     /// until they are written ([`Self::has_control_room`]).
     pub fn push_replay(&self, frames: impl IntoIterator<Item = Frame>) {
@@ -239,8 +355,14 @@ impl Outbox {
         }
         state.close = Some(close);
         drop(state);
+        self.closing_now();
+    }
+
+    /// Wakes everyone who waits on the session: it is closing.
+    fn closing_now(&self) {
         self.wake.notify_one();
         self.room.notify_waiters();
+        self.caught_up.notify_all();
     }
 
     /// The close under way, if any.
@@ -308,6 +430,7 @@ impl Outbox {
             let stamp = match entry.kind {
                 Kind::Message(channel, _) => {
                     state.messages -= 1;
+                    state.bytes -= size(&entry.frame);
                     (entry.timestamp > 0).then_some((channel, entry.timestamp))
                 }
                 Kind::Control => {
@@ -326,6 +449,12 @@ impl Outbox {
         }
         let freed_room = blocked_before && state.controls < CONTROL_LIMIT && state.replays == 0;
         let close = state.close.filter(|_| state.queue.is_empty());
+        if state.within(self.bounds) {
+            state.starved = false;
+            if state.waiters > 0 {
+                self.caught_up.notify_all();
+            }
+        }
         drop(state);
         if freed_room {
             self.room.notify_waiters();
@@ -347,6 +476,16 @@ mod tests {
         Frame::from(text.to_owned())
     }
 
+    /// An outbox of `messages` whose socket does not drain: the bounds apply at once.
+    fn stalled(messages: usize) -> Outbox {
+        let outbox = Outbox::new(Bounds {
+            messages,
+            bytes: usize::MAX,
+        });
+        outbox.set_socket_blocked(true);
+        outbox
+    }
+
     fn drain(outbox: &Outbox) -> Vec<String> {
         let mut out = Vec::new();
         outbox.take(&mut out, usize::MAX);
@@ -355,7 +494,7 @@ mod tests {
 
     #[test]
     fn disconnect_policy_closes_on_overflow() {
-        let outbox = Outbox::new(2);
+        let outbox = stalled(2);
         for text in ["a", "b"] {
             assert_eq!(
                 outbox.push_message(&frame(text), 0, 0, 0, SlowClientPolicy::Disconnect),
@@ -379,7 +518,7 @@ mod tests {
 
     #[test]
     fn drop_oldest_keeps_the_newest() {
-        let outbox = Outbox::new(2);
+        let outbox = stalled(2);
         for text in ["a", "b", "c"] {
             outbox.push_message(&frame(text), 0, 0, 0, SlowClientPolicy::DropOldest);
         }
@@ -389,7 +528,7 @@ mod tests {
 
     #[test]
     fn drop_oldest_only_touches_its_own_channel() {
-        let outbox = Outbox::new(1);
+        let outbox = stalled(1);
         outbox.push_message(&frame("a"), 0, 0, 0, SlowClientPolicy::Disconnect);
         assert_eq!(
             outbox.push_message(&frame("b"), 1, 0, 0, SlowClientPolicy::DropOldest),
@@ -400,7 +539,7 @@ mod tests {
 
     #[test]
     fn latest_per_key_keeps_only_the_newest_of_a_key() {
-        let outbox = Outbox::new(3);
+        let outbox = stalled(3);
         let push = |name, key| {
             outbox.push_message(&frame(name), 0, key, 0, SlowClientPolicy::LatestPerKey)
         };
@@ -418,7 +557,7 @@ mod tests {
 
     #[test]
     fn controls_do_not_count_against_messages_and_graceful_close_drains() {
-        let outbox = Outbox::new(1);
+        let outbox = stalled(1);
         assert!(outbox.push_control(frame("ack")));
         assert_eq!(
             outbox.push_message(&frame("m"), 0, 0, 0, SlowClientPolicy::Disconnect),
@@ -442,7 +581,7 @@ mod tests {
 
     #[test]
     fn control_room_is_bounded() {
-        let outbox = Outbox::new(1);
+        let outbox = stalled(1);
         for _ in 0..CONTROL_LIMIT {
             outbox.push_control(frame("x"));
         }
@@ -454,7 +593,7 @@ mod tests {
 
     #[test]
     fn replays_bypass_the_capacity_but_pause_reading() {
-        let outbox = Outbox::new(1);
+        let outbox = stalled(1);
         outbox.push_replay((0..5).map(|i| frame(&format!("r{i}"))));
         assert!(
             !outbox.has_control_room(),
@@ -470,7 +609,10 @@ mod tests {
 
     #[tokio::test]
     async fn writer_wakes_on_push_from_another_thread() {
-        let outbox = std::sync::Arc::new(Outbox::new(8));
+        let outbox = std::sync::Arc::new(Outbox::new(Bounds {
+            messages: 8,
+            bytes: 1 << 20,
+        }));
         let pusher = outbox.clone();
         let thread = std::thread::spawn(move || {
             pusher.push_message(&frame("x"), 0, 0, 0, SlowClientPolicy::Disconnect);
@@ -483,5 +625,111 @@ mod tests {
         .expect("woken");
         thread.join().unwrap();
         assert_eq!((close, out.len()), (None, 1));
+    }
+
+    fn push(outbox: &Outbox, text: &str) -> Pushed {
+        outbox.push_message(&frame(text), 0, 0, 0, SlowClientPolicy::Disconnect)
+    }
+
+    #[test]
+    fn over_the_bounds_a_draining_socket_queues_and_asks_to_wait() {
+        let outbox = Outbox::new(Bounds {
+            messages: 2,
+            bytes: usize::MAX,
+        });
+        assert_eq!(push(&outbox, "a"), Pushed::Queued);
+        assert_eq!(push(&outbox, "b"), Pushed::Queued);
+        for text in ["c", "d", "e"] {
+            assert_eq!(
+                push(&outbox, text),
+                Pushed::Behind,
+                "the client is not slow"
+            );
+        }
+        assert_eq!(outbox.closing(), None);
+        // The socket now stops taking bytes: the next push over the bounds is slow.
+        outbox.set_socket_blocked(true);
+        assert_eq!(push(&outbox, "f"), Pushed::Overflow);
+        assert_eq!(outbox.closing().map(|c| c.code), Some(4001));
+    }
+
+    #[test]
+    fn the_byte_bound_counts_frames_as_written() {
+        let outbox = Outbox::new(Bounds {
+            messages: 1000,
+            bytes: 450,
+        });
+        outbox.set_socket_blocked(true);
+        // Frames of 100 bytes of text and a 2-byte header: 102 bytes each on the wire.
+        let text = "x".repeat(100);
+        for _ in 0..4 {
+            assert_eq!(push(&outbox, &text), Pushed::Queued);
+        }
+        assert_eq!(
+            push(&outbox, &text),
+            Pushed::Queued,
+            "408 bytes < 450 before it"
+        );
+        assert_eq!(push(&outbox, &text), Pushed::Overflow, "510 bytes queued");
+    }
+
+    #[test]
+    fn one_frame_larger_than_the_byte_bound_still_goes_alone() {
+        let outbox = Outbox::new(Bounds {
+            messages: 10,
+            bytes: 10,
+        });
+        outbox.set_socket_blocked(true);
+        assert_eq!(push(&outbox, &"y".repeat(100)), Pushed::Queued);
+        assert_eq!(push(&outbox, "z"), Pushed::Overflow);
+    }
+
+    #[test]
+    fn a_waiting_pusher_resumes_when_the_writer_catches_up_or_the_socket_blocks() {
+        let outbox = std::sync::Arc::new(Outbox::new(Bounds {
+            messages: 4,
+            bytes: usize::MAX,
+        }));
+        for i in 0..10 {
+            push(&outbox, &i.to_string());
+        }
+        let writer = outbox.clone();
+        let thread = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            writer.take(&mut out, 8);
+            out.len()
+        });
+        let started = Instant::now();
+        outbox.wait_for_writer();
+        assert!(started.elapsed() < WRITER_GRACE, "woken by the writer");
+        assert_eq!(thread.join().unwrap(), 8);
+        assert_eq!(outbox.queued_messages(), 2);
+
+        for i in 0..10 {
+            push(&outbox, &i.to_string());
+        }
+        let socket = outbox.clone();
+        let thread = std::thread::spawn(move || socket.set_socket_blocked(true));
+        outbox.wait_for_writer();
+        assert!(
+            started.elapsed() < WRITER_GRACE,
+            "woken by the blocked socket"
+        );
+        thread.join().unwrap();
+        assert_eq!(push(&outbox, "late"), Pushed::Overflow);
+    }
+
+    #[test]
+    fn a_writer_that_does_not_catch_up_within_the_grace_is_slow() {
+        let outbox = Outbox::new(Bounds {
+            messages: 1,
+            bytes: usize::MAX,
+        });
+        push(&outbox, "a");
+        assert_eq!(push(&outbox, "b"), Pushed::Behind);
+        let started = Instant::now();
+        outbox.wait_for_writer();
+        assert!(started.elapsed() >= WRITER_GRACE);
+        assert_eq!(push(&outbox, "c"), Pushed::Overflow);
     }
 }

@@ -378,11 +378,7 @@ async fn isolation_under_load_50_users_2_sessions_5000_records() {
     const USERS: usize = 50;
     const RECORDS: usize = 5000;
     let topic = create_topic("isolation", 4).await;
-    let bridge = TestBridge::start(&format!(
-        "server: {{send_queue_messages: 8192}}\n{}",
-        balances_config(&topic)
-    ))
-    .await;
+    let bridge = TestBridge::start(&balances_config(&topic)).await;
     let started = Instant::now();
     // Produce while sessions connect and subscribe; note when each produce started.
     let producer_topic = topic.clone();

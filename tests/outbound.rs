@@ -84,7 +84,7 @@ async fn by_key_delivers_exactly_each_keys_records_in_partition_order() {
     const RECORDS: usize = 2000;
     let topic = create_topic("balances", 4).await;
     let bridge = TestBridge::start(&format!(
-        "auth: {{mode: none}}\nserver: {{send_queue_messages: 4096}}\nchannels:\n  - name: balances\n    topic: {topic}\n    key: {{from: record_key}}\n    deliver: by_key\n    subscribe: {{allow: anonymous, keys: any}}\n"
+        "auth: {{mode: none}}\nchannels:\n  - name: balances\n    topic: {topic}\n    key: {{from: record_key}}\n    deliver: by_key\n    subscribe: {{allow: anonymous, keys: any}}\n"
     ))
     .await;
     let mut sessions: Vec<(String, Client)> = Vec::new();

@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use kafka_ws_bridge::config::{self, SlowClientPolicy};
-use kafka_ws_bridge::outbox::Outbox;
+use kafka_ws_bridge::outbox::{Bounds, Outbox, Pushed};
 use kafka_ws_bridge::protocol::{self, Frame};
 use kafka_ws_bridge::state::{ChannelMemory, Held, MemoryLimits, Target};
 use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
 
 /// JSON-ish text built from the protocol's own vocabulary, so that many inputs get past the
 /// JSON parser and exercise the per-type checks.
@@ -112,13 +113,16 @@ proptest! {
         }
     }
 
-    /// The outbox never holds more live messages than its capacity, never loses control
+    /// The outbox never holds more live messages than its bounds (plus the one a draining
+    /// socket lets through before the pusher waits for the writer), never loses control
     /// frames, keeps each drop_oldest channel's messages in order and each latest_per_key
     /// key's messages in order (so a key's last frame is its newest record).
     #[test]
-    fn the_outbox_keeps_its_bounds_and_order(ops in prop::collection::vec((0u8..4, 0u32..3, 0u64..4), 1..400)) {
+    fn the_outbox_keeps_its_bounds_and_order(ops in prop::collection::vec((0u8..5, 0u32..3, 0u64..4), 1..400)) {
         let capacity = 8;
-        let outbox = Outbox::new(capacity);
+        let outbox = Outbox::new(Bounds { messages: capacity, bytes: usize::MAX });
+        outbox.set_socket_blocked(true);
+        let mut blocked = true;
         let mut next = BTreeMap::<u32, u64>::new();
         let mut controls_pushed = 0;
         let mut controls_taken = 0;
@@ -130,26 +134,24 @@ proptest! {
                     let n = next.entry(channel).or_insert(0);
                     *n += 1;
                     let frame = Frame::from(format!("{channel}:{n}/{key}"));
-                    outbox.push_message(&frame, channel, key, 1, policies[channel as usize]);
-                    prop_assert!(outbox.queued_messages() <= capacity);
+                    let pushed = outbox.push_message(&frame, channel, key, 1, policies[channel as usize]);
+                    prop_assert!(outbox.queued_messages() <= capacity + 1);
+                    if pushed == Pushed::Behind {
+                        prop_assert!(!blocked, "behind only while the socket drains");
+                        // The pusher waits for the writer: here, the writer takes until the
+                        // queue is within its bounds again.
+                        while outbox.queued_messages() >= capacity {
+                            controls_taken += take_checked(&outbox, &mut last_taken)?;
+                        }
+                    }
                 }
                 2 => {
                     if outbox.push_control(Frame::from("c:0".to_owned())) { controls_pushed += 1; }
                 }
+                3 => controls_taken += take_checked(&outbox, &mut last_taken)?,
                 _ => {
-                    let mut out = Vec::new();
-                    outbox.take(&mut out, 5);
-                    for taken in out {
-                        let (channel, n) = taken.frame.as_str().split_once(':').unwrap();
-                        if channel == "c" { controls_taken += 1; continue; }
-                        let (channel, rest) = (channel.parse::<u32>().unwrap(), n);
-                        let (n, key) = rest.split_once('/').unwrap();
-                        let (n, key): (u64, u64) = (n.parse().unwrap(), key.parse().unwrap());
-                        // drop_oldest channels stay in order; latest_per_key keys do.
-                        let scope = if channel == 1 { (channel, key) } else { (channel, 0) };
-                        let previous = last_taken.insert(scope, n).unwrap_or(0);
-                        prop_assert!(n > previous, "{:?} went from {} to {}", scope, previous, n);
-                    }
+                    blocked = !blocked;
+                    outbox.set_socket_blocked(blocked);
                 }
             }
         }
@@ -187,4 +189,33 @@ proptest! {
             }
         }
     }
+}
+
+/// Takes up to 5 frames as the writer would, checks the order of the messages (drop_oldest
+/// channels in order; latest_per_key keys in order) and returns how many control frames it took.
+fn take_checked(
+    outbox: &Outbox,
+    last_taken: &mut BTreeMap<(u32, u64), u64>,
+) -> Result<usize, TestCaseError> {
+    let mut out = Vec::new();
+    outbox.take(&mut out, 5);
+    let mut controls = 0;
+    for taken in out {
+        let (channel, rest) = taken.frame.as_str().split_once(':').unwrap();
+        if channel == "c" {
+            controls += 1;
+            continue;
+        }
+        let channel = channel.parse::<u32>().unwrap();
+        let (n, key) = rest.split_once('/').unwrap();
+        let (n, key): (u64, u64) = (n.parse().unwrap(), key.parse().unwrap());
+        let scope = if channel == 1 {
+            (channel, key)
+        } else {
+            (channel, 0)
+        };
+        let previous = last_taken.insert(scope, n).unwrap_or(0);
+        prop_assert!(n > previous, "{:?} went from {} to {}", scope, previous, n);
+    }
+    Ok(controls)
 }

@@ -87,7 +87,7 @@ async fn one_stalled_session_among_100_readers_of_100000_records() {
     const RECORDS: usize = 100_000;
     let topic = create_topic("firehose", 2).await;
     let process = BridgeProcess::spawn(&common::config_text(&format!(
-        "server: {{listen: '127.0.0.1:0', send_queue_messages: 20000}}\nauth: {{mode: none}}\nchannels:\n  - {{name: feed, topic: {topic}, subscribe: {{allow: anonymous}}}}\n"
+        "server: {{listen: '127.0.0.1:0'}}\nauth: {{mode: none}}\nchannels:\n  - {{name: feed, topic: {topic}, subscribe: {{allow: anonymous}}}}\n"
     )));
     process.wait_ready().await;
     let rss_start = process.rss_bytes();

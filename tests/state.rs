@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 fn balances(topic: &str, extra: &str) -> String {
     format!(
-        "auth: {{mode: none}}\nserver: {{send_queue_messages: 4096}}\nchannels:\n  - name: balances\n    topic: {topic}\n    key: {{from: record_key}}\n    deliver: by_key\n    subscribe: {{allow: anonymous, keys: any}}\n{extra}"
+        "auth: {{mode: none}}\nchannels:\n  - name: balances\n    topic: {topic}\n    key: {{from: record_key}}\n    deliver: by_key\n    subscribe: {{allow: anonymous, keys: any}}\n{extra}"
     )
 }
 
@@ -357,8 +357,8 @@ async fn resume_before_the_earliest_retained_offset_reports_a_gap() {
     let bridge = TestBridge::start_text(&common::config_text_at(
         &bootstrap,
         &balances(&topic, "    history: 10\n").replace(
-            "send_queue_messages: 4096",
-            "send_queue_messages: 4096, replay_max_records: 30",
+            "auth: {mode: none}\n",
+            "auth: {mode: none}\nserver: {replay_max_records: 30}\n",
         ),
     ))
     .await;

@@ -130,10 +130,16 @@ pub struct ServerConfig {
     /// Most subscriptions one session may hold at once.
     #[serde(default = "default_max_subscriptions")]
     pub max_subscriptions_per_session: usize,
-    /// Bound of each session's outbound queue, in messages. A session that falls this far
-    /// behind is handled by its channel's `on_slow_client` policy.
+    /// Bound of each session's outbound queue, in messages: how many may wait behind a socket
+    /// that has stopped taking bytes (the kernel's send buffer is full) before the channel's
+    /// `on_slow_client` policy applies. While the socket drains, a burst is paced instead
+    /// (docs/operations.md, "Slow clients").
     #[serde(default = "default_send_queue_messages")]
     pub send_queue_messages: usize,
+    /// The same bound in bytes (frames as written to the connection): whichever of the two is
+    /// reached first applies. A single larger frame is still sent when nothing else waits.
+    #[serde(default = "default_send_queue_bytes")]
+    pub send_queue_bytes: usize,
     /// Most records replayed for one `resume` or `history` request (and most read from Kafka
     /// to serve it); a longer replay starts later and reports `gap: true`.
     #[serde(default = "default_replay_max_records")]
@@ -547,6 +553,9 @@ fn default_max_subscriptions() -> usize {
 fn default_send_queue_messages() -> usize {
     1024
 }
+fn default_send_queue_bytes() -> usize {
+    1024 * 1024
+}
 fn default_handshake_timeout_ms() -> u64 {
     10_000
 }
@@ -603,6 +612,7 @@ impl Default for ServerConfig {
             max_connections: default_max_connections(),
             max_subscriptions_per_session: default_max_subscriptions(),
             send_queue_messages: default_send_queue_messages(),
+            send_queue_bytes: default_send_queue_bytes(),
             replay_max_records: default_replay_max_records(),
             max_inflight_publishes: default_max_inflight_publishes(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),

@@ -510,6 +510,7 @@ impl Semantic<'_> {
                 1,
             ),
             ("server.send_queue_messages", server.send_queue_messages, 1),
+            ("server.send_queue_bytes", server.send_queue_bytes, 1024),
             (
                 "server.max_inflight_publishes",
                 server.max_inflight_publishes,

@@ -39,7 +39,8 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     pub max_connections: usize,
     pub max_subscriptions: usize,
-    pub send_queue_messages: usize,
+    /// Bounds of each session's outbound queue.
+    pub send_queue: crate::outbox::Bounds,
     pub max_inflight_publishes: usize,
 }
 
@@ -109,7 +110,10 @@ impl WsContext {
                 max_frame_bytes: server.max_frame_bytes,
                 max_connections: server.max_connections,
                 max_subscriptions: server.max_subscriptions_per_session,
-                send_queue_messages: server.send_queue_messages,
+                send_queue: crate::outbox::Bounds {
+                    messages: server.send_queue_messages,
+                    bytes: server.send_queue_bytes,
+                },
                 max_inflight_publishes: server.max_inflight_publishes,
             },
             max_sessions_per_user: plan.config.auth.max_sessions_per_user,

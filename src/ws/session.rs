@@ -147,7 +147,7 @@ pub(super) async fn run(
         id,
         public_id: uuid::Uuid::new_v4().simple().to_string(),
         user: identity.user.clone(),
-        outbox: Outbox::new(ctx.limits.send_queue_messages),
+        outbox: Outbox::new(ctx.limits.send_queue),
     });
     let finished = CancellationToken::new();
     let replaced = ctx
@@ -219,8 +219,9 @@ impl Session {
                     batch = frames;
                     if !batch.is_empty() {
                         let mut written = 0;
+                        let mut io = Watched::new(socket.get_mut(), &self.handle.outbox);
                         let result = tokio::select! {
-                            result = write_frames(socket.get_mut(), &batch, &mut written) => result.map_err(|_| None),
+                            result = write_frames(&mut io, &batch, &mut written) => result.map_err(|_| None),
                             close = self.handle.outbox.aborted() => Err(Some(close)),
                         };
                         match result {
@@ -799,6 +800,49 @@ where
         (first, start) = (end, start + size);
     }
     io.flush().await
+}
+
+/// The connection as the writer sees it: tells the outbox whether the kernel takes bytes
+/// (a write returned `Pending`: the send buffer is full) — what makes a session slow.
+struct Watched<'a, W> {
+    io: &'a mut W,
+    outbox: &'a Outbox,
+}
+
+impl<'a, W> Watched<'a, W> {
+    fn new(io: &'a mut W, outbox: &'a Outbox) -> Self {
+        Watched { io, outbox }
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<'_, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut *this.io).poll_write(cx, buf);
+        this.outbox.set_socket_blocked(poll.is_pending());
+        poll
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut *this.io).poll_flush(cx);
+        this.outbox.set_socket_blocked(poll.is_pending());
+        poll
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.io).poll_shutdown(cx)
+    }
 }
 
 /// Records each live record's delivery latency (Kafka timestamp → written) and empties the batch.

@@ -1,0 +1,207 @@
+//! Bursts: a client that reads is never closed as slow, however many records reach it at once.
+//! The send-queue bounds count only what waits behind a socket that stopped taking bytes
+//! (docs/operations.md, "Slow clients"); these tests use the default bounds (1024 messages,
+//! 1 MiB) and bursts many times larger, produced in large batches so the consumer hands the
+//! bridge thousands of records per fetch.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{bootstrap, create_topic, TestBridge, DEADLINE};
+use futures_util::StreamExt;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Rounds of the repeated bursts; `KWB_BURST_ROUNDS` raises or lowers them.
+fn rounds(default: usize) -> usize {
+    std::env::var("KWB_BURST_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Records of about 130 bytes, `{"seq": n, "pad": …}`, all at once: sent without waiting for
+/// each, in batches of up to 10,000, returning when Kafka has acknowledged all of them.
+async fn burst(topic: &str, key: Option<&str>, seqs: std::ops::Range<u64>) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .create()
+        .expect("producer");
+    let pad = "p".repeat(100);
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    for seq in seqs {
+        let value = json!({"seq": seq, "pad": pad}).to_string();
+        let producer = producer.clone();
+        let topic = topic.to_owned();
+        let key = key.map(str::to_owned);
+        pending.push(async move {
+            let mut record = FutureRecord::<str, str>::to(&topic).payload(&value);
+            if let Some(key) = &key {
+                record = record.key(key);
+            }
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+        });
+    }
+    while pending.next().await.is_some() {}
+}
+
+/// The `seq` of a message frame, read without parsing the whole frame (a test client reading
+/// millions of frames in a debug build must not be the bottleneck).
+fn seq_of(text: &str) -> Option<u64> {
+    let start = text.find("\"seq\":")? + 6;
+    let digits: String = text[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// Reads message frames until `seqs` have arrived, in order, each once. Fails on a close, a
+/// gap, a duplicate or the deadline.
+async fn read_in_order(
+    client: &mut common::Client,
+    seqs: std::ops::Range<u64>,
+    who: &str,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + DEADLINE * 4;
+    let mut next = seqs.start;
+    while next < seqs.end {
+        let message = match tokio::time::timeout_at(deadline, client.ws.next()).await {
+            Err(_) => return Err(format!("{who}: waited in vain for seq {next}")),
+            Ok(None) | Ok(Some(Err(_))) => {
+                return Err(format!("{who}: connection lost at seq {next}"))
+            }
+            Ok(Some(Ok(message))) => message,
+        };
+        match message {
+            Message::Text(text) => {
+                if !text.as_str().starts_with("{\"type\":\"message\"") {
+                    continue;
+                }
+                let seq =
+                    seq_of(text.as_str()).ok_or_else(|| format!("{who}: no seq in {text}"))?;
+                if seq != next {
+                    return Err(format!("{who}: expected seq {next}, got {seq}"));
+                }
+                next += 1;
+            }
+            Message::Close(frame) => {
+                return Err(format!(
+                    "{who}: closed at seq {next} (received {} of {}): {frame:?}",
+                    next - seqs.start,
+                    seqs.end - seqs.start
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+const BY_KEY: &str = "auth: {mode: none}\nchannels:\n  - name: keyed\n    topic: TOPIC\n    key: {from: record_key}\n    deliver: by_key\n    subscribe: {allow: anonymous, keys: any}\n";
+
+async fn slow_closes(bridge: &TestBridge) -> f64 {
+    bridge
+        .metric("kafka_ws_bridge_sessions_closed_total{reason=\"slow_client\"}")
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_client_takes_repeated_bursts_to_its_key_without_a_close() {
+    let topic = create_topic("burst-key", 1).await;
+    let bridge = TestBridge::start(&BY_KEY.replace("TOPIC", &topic)).await;
+    let mut client = bridge.connect().await;
+    client.subscribe("keyed", Some("K")).await;
+    let mut seq = 0;
+    let rounds = rounds(20);
+    let mut failures = Vec::new();
+    for round in 0..rounds {
+        // 3,000 records (about 400 KB), then every fifth round 30,000 (about 4 MB).
+        let size = if round % 5 == 4 { 30_000 } else { 3_000 };
+        let (_, read) = tokio::join!(
+            burst(&topic, Some("K"), seq..seq + size),
+            read_in_order(&mut client, seq..seq + size, "client")
+        );
+        if let Err(e) = read {
+            failures.push(format!("round {round} ({size} records): {e}"));
+            break;
+        }
+        seq += size;
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(slow_closes(&bridge).await, 0.0);
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcast_burst_reaches_a_hundred_reading_sessions_without_a_close() {
+    let topic = create_topic("burst-all", 1).await;
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}\nchannels:\n  - {{name: feed, topic: {topic}, subscribe: {{allow: anonymous}}}}\n"
+    ))
+    .await;
+    const SESSIONS: usize = 100;
+    const RECORDS: u64 = 30_000;
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        let mut client = bridge.connect().await;
+        client.subscribe("feed", None).await;
+        clients.push(client);
+    }
+    let mut seq = 0;
+    for round in 0..rounds(2) {
+        let readers: Vec<_> = clients
+            .drain(..)
+            .enumerate()
+            .map(|(i, mut client)| {
+                let seqs = seq..seq + RECORDS;
+                tokio::spawn(async move {
+                    let read = read_in_order(&mut client, seqs, &format!("session {i}")).await;
+                    (client, read)
+                })
+            })
+            .collect();
+        burst(&topic, None, seq..seq + RECORDS).await;
+        let mut failures = Vec::new();
+        for reader in readers {
+            let (client, read) = reader.await.unwrap();
+            if let Err(e) = read {
+                failures.push(e);
+            }
+            clients.push(client);
+        }
+        assert!(failures.is_empty(), "round {round}: {failures:#?}");
+        seq += RECORDS;
+    }
+    assert_eq!(slow_closes(&bridge).await, 0.0);
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_that_replays_five_thousand_records_during_a_live_burst_does_not_close() {
+    let topic = create_topic("burst-resume", 1).await;
+    let bridge = TestBridge::start(&BY_KEY.replace("TOPIC", &topic)).await;
+    // The client saw nothing yet; 5,000 records wait for it in Kafka.
+    burst(&topic, Some("K"), 0..5_000).await;
+    let mut client = bridge.connect().await;
+    client
+        .send(json!({"type": "subscribe", "id": "s", "channel": "keyed", "key": "K", "resume": {"0": -1}}))
+        .await;
+    // A live burst follows at once, while the replay is being written.
+    let (_, read) = tokio::join!(
+        burst(&topic, Some("K"), 5_000..8_000),
+        read_in_order(&mut client, 0..8_000, "resuming client")
+    );
+    read.unwrap();
+    assert_eq!(slow_closes(&bridge).await, 0.0);
+    bridge.stop().await;
+}
