@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bootstrap, create_topic, TestBridge, DEADLINE};
+use common::{bootstrap, create_topic, create_topic_at, OwnBroker, TestBridge, DEADLINE};
 use futures_util::StreamExt;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -26,8 +26,12 @@ fn rounds(default: usize) -> usize {
 /// Records of about 130 bytes, `{"seq": n, "pad": …}`, all at once: sent without waiting for
 /// each, in batches of up to 10,000, returning when Kafka has acknowledged all of them.
 async fn burst(topic: &str, key: Option<&str>, seqs: std::ops::Range<u64>) {
+    burst_at(&bootstrap(), topic, key, seqs).await;
+}
+
+async fn burst_at(bootstrap: &str, topic: &str, key: Option<&str>, seqs: std::ops::Range<u64>) {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "200000")
@@ -202,6 +206,58 @@ async fn a_resume_that_replays_five_thousand_records_during_a_live_burst_does_no
         read_in_order(&mut client, 0..8_000, "resuming client")
     );
     read.unwrap();
+    assert_eq!(slow_closes(&bridge).await, 0.0);
+    bridge.stop().await;
+}
+
+/// After a broker restart the consumer may rejoin its group and route again what it routed since
+/// its last commit: a burst of records the client already has. It must not be closed for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catch_up_after_a_broker_restart_does_not_close_a_reading_client() {
+    let mut broker = OwnBroker::start();
+    let at = broker.bootstrap();
+    let topic = create_topic_at(&at, "burst-restart", 1, &[]).await;
+    let bridge = TestBridge::start_text(&common::config_text_at(
+        &at,
+        &BY_KEY.replace("TOPIC", &topic),
+    ))
+    .await;
+    let mut client = bridge.connect().await;
+    client.subscribe("keyed", Some("K")).await;
+    let (_, read) = tokio::join!(
+        burst_at(&at, &topic, Some("K"), 0..5_000),
+        read_in_order(&mut client, 0..5_000, "client")
+    );
+    read.unwrap();
+
+    broker.kill();
+    broker.restart();
+    burst_at(&at, &topic, Some("K"), 5_000..10_000).await;
+    // Records routed again after the restart come first (the client drops them by offset, as
+    // the JS client does); then the new ones, in order. No close.
+    let deadline = tokio::time::Instant::now() + DEADLINE * 4;
+    let (mut next, mut again) = (5_000, 0);
+    while next < 10_000 {
+        let message = tokio::time::timeout_at(deadline, client.ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("waited in vain for seq {next}"))
+            .unwrap_or_else(|| panic!("connection lost at seq {next}"))
+            .unwrap_or_else(|e| panic!("connection failed at seq {next}: {e}"));
+        match message {
+            Message::Text(text) if text.as_str().starts_with("{\"type\":\"message\"") => {
+                let seq = seq_of(text.as_str()).expect("seq");
+                if seq < next {
+                    again += 1;
+                } else {
+                    assert_eq!(seq, next, "in order after the restart");
+                    next += 1;
+                }
+            }
+            Message::Close(frame) => panic!("closed at seq {next}: {frame:?}"),
+            _ => {}
+        }
+    }
+    println!("after the broker restart: {again} records routed again, 5000 new ones, no close");
     assert_eq!(slow_closes(&bridge).await, 0.0);
     bridge.stop().await;
 }
