@@ -299,10 +299,18 @@ async fn drop_oldest_and_latest_per_key_keep_a_slow_session_connected() {
 
 /// One publish; returns the answer frame.
 async fn publish(writer: &mut Client, id: &str) -> Value {
+    publish_within(writer, id, DEADLINE).await
+}
+
+/// One publish whose answer may take up to `wait`.
+async fn publish_within(writer: &mut Client, id: &str, wait: Duration) -> Value {
     writer
         .send(json!({"type": "publish", "id": id, "channel": "feed-in", "data": {"id": id}}))
         .await;
-    writer.recv().await
+    match writer.next_event(wait).await {
+        Event::Frame(frame) => frame,
+        other => panic!("expected the answer to publish {id}, got {other:?}"),
+    }
 }
 
 /// Kills the broker mid-traffic and starts it again; the producer is idempotent (the default).
@@ -316,7 +324,9 @@ async fn outage_scenario(outlasted: bool) {
     let mut broker = OwnBroker::start();
     let bootstrap = broker.bootstrap();
     let topic = create_topic_at(&bootstrap, "outage", 1, &[]).await;
-    let timeout_ms = if outlasted { 20_000 } else { 2_000 };
+    // The long timeout covers a broker restart: a JVM start, then librdkafka's reconnect backoff
+    // (up to 10 s).
+    let timeout_ms: u64 = if outlasted { 45_000 } else { 2_000 };
     let text = common::config_text_at(
         &bootstrap,
         &format!(
@@ -361,7 +371,8 @@ async fn outage_scenario(outlasted: bool) {
     if outlasted {
         // A publish during the outage waits for Kafka…
         let during = tokio::spawn(async move {
-            let answer = publish(&mut writer, "during").await;
+            let wait = Duration::from_millis(timeout_ms + 5_000);
+            let answer = publish_within(&mut writer, "during", wait).await;
             (writer, answer)
         });
         tokio::time::sleep(Duration::from_secs(2)).await;
