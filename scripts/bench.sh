@@ -9,11 +9,13 @@
 #   KAFKA_BOOTSTRAP=host:9092 scripts/bench.sh   # against an existing cluster
 #
 # What it does (docs/performance.md explains each scenario and every setting):
-#   - installs what is missing: Tansu (scripts/lib/broker.sh), `npm ci` for the Node baseline,
-#     a venv for the Python one (as bench/baselines/smoke.sh does);
+#   - installs what is missing: the local broker (scripts/lib/broker.sh: Apache Kafka, or Tansu
+#     with KWB_BROKER=tansu), `npm ci` for the Node baseline, a venv for the Python one (as
+#     bench/baselines/smoke.sh does);
 #   - builds kafka-ws-bridge and kwb-load (release; debug with --smoke);
-#   - without KAFKA_BOOTSTRAP: a FRESH Tansu broker for every measurement (Tansu's fetch cost
-#     grows with what earlier runs left behind, see docs/performance.md), pinned to core 1;
+#   - without KAFKA_BOOTSTRAP: one local Apache Kafka broker pinned to core 1, fresh topics for
+#     every measurement (with KWB_BROKER=tansu: a FRESH Tansu broker for every measurement, as
+#     Tansu's fetch cost grows with what earlier runs left behind, see docs/performance.md);
 #     with it: fresh topics on that cluster for every measurement;
 #   - the floor (plain librdkafka consumer) and the plain-producer reference, then for each
 #     bridge the scenarios a-f, each on a freshly started bridge process pinned to core 0, the
@@ -129,7 +131,7 @@ fi
 for b in "${bridges[@]}"; do
   case "$b" in node) ensure_node_deps ;; python) ensure_python_deps ;; esac
 done
-[ -n "$external_kafka" ] || ensure_tansu
+[ -n "$external_kafka" ] || ensure_broker
 
 if [ "$mode" = smoke ]; then
   say "cargo build -p kafka-ws-bridge -p kwb-load (debug)"
@@ -154,14 +156,17 @@ fi
 # ---- broker per measurement --------------------------------------------------------------------
 
 broker_pid_arg=()
-fresh_broker() { # fresh_broker NAME: a new empty Tansu (or the external cluster)
-  stop_broker
-  BROKER_PID=""
-  broker_pid_arg=()
+fresh_broker() { # fresh_broker: a new empty Tansu; the running Kafka broker; the external cluster
   if [ -n "$external_kafka" ]; then
     export KAFKA_BOOTSTRAP="$external_kafka"
     return 0
   fi
+  if [ "$KWB_BROKER" = kafka ] && [ -n "${BROKER_PID:-}" ] && pid_alive "$BROKER_PID"; then
+    return 0 # fresh topics are enough on Kafka
+  fi
+  stop_broker
+  BROKER_PID=""
+  broker_pid_arg=()
   rm -rf "$work/broker"
   start_broker "$work/broker" "$(free_port)"
   if [ ${#pin_load[@]} -gt 0 ]; then taskset -apc 1 "$BROKER_PID" >/dev/null; fi
@@ -229,7 +234,8 @@ kafka:
   bootstrap_servers: $KAFKA_BOOTSTRAP
   group_id_prefix: bench-$kind
   auto_offset_reset: latest
-  # Tansu answers a fetch only when this expires: the same value for every bridge.
+  # The same fetch wait for every consumer (on Tansu, which answers a fetch only when it
+  # expires, it is the latency floor).
   consumer_properties: {fetch.wait.max.ms: $FETCH_WAIT_MS}
 server:
   listen: 127.0.0.1:$port
@@ -344,7 +350,7 @@ versions="$(jq -n \
   --arg python "$("$py" --version 2>/dev/null | awk '{print $2}' || echo -)" \
   --arg aiokafka "$(sed -n 's/^aiokafka==//p' bench/baselines/python/requirements.txt)" \
   --arg websockets "$(sed -n 's/^websockets==//p' bench/baselines/python/requirements.txt)" \
-  --arg broker "$([ -n "$external_kafka" ] && echo "external cluster $external_kafka" || echo "Tansu $("$(tansu_bin)" --version | awk '{print $2}') (sqlite storage)")" \
+  --arg broker "$([ -n "$external_kafka" ] && echo "external cluster $external_kafka" || broker_description)" \
   '{"kafka-ws-bridge": $bridge, rustc: $rustc, librdkafka: $librdkafka, node: $node, kafkajs: $kafkajs,
     ws: $ws, python: $python, aiokafka: $aiokafka, websockets: $websockets, broker: $broker}')"
 

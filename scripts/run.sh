@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the bridge on bridge.yaml with a local Kafka broker, from a fresh machine:
-# builds the bridge, installs and starts Tansu (unless KAFKA_BOOTSTRAP names a cluster), creates
-# the example topics, prints how to try it, and runs until Ctrl-C.
+# builds the bridge, fetches and starts Apache Kafka (KWB_BROKER=tansu: Tansu; nothing when
+# KAFKA_BOOTSTRAP names a cluster), creates the example topics, prints how to try it, and runs
+# until Ctrl-C. The local broker's data is kept in .local/<broker> between runs.
 # Usage: scripts/run.sh [config]   (default: bridge.yaml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,15 +14,15 @@ cargo build --release --quiet
 bridge="${CARGO_TARGET_DIR:-target}/release/kafka-ws-bridge"
 
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  ensure_tansu
+  ensure_broker
   port=9092
   if port_open "$port"; then
     port="$(free_port)"
     echo "==> port 9092 is taken; starting the local broker on $port instead"
   fi
-  start_broker "$PWD/.local/tansu" "$port"
   trap stop_broker EXIT
-  echo "==> Tansu broker at $KAFKA_BOOTSTRAP (data in .local/tansu, kept between runs)"
+  start_broker "$PWD/.local/$KWB_BROKER" "$port"
+  echo "==> $(broker_description) at $KAFKA_BOOTSTRAP (data in .local/$KWB_BROKER, kept between runs)"
 else
   echo "==> using the Kafka cluster at $KAFKA_BOOTSTRAP"
 fi

@@ -61,9 +61,9 @@ cargo build --quiet --release -p kafka-ws-bridge -p kwb-load
 bin="${CARGO_TARGET_DIR:-$repo/target}/release"
 
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  ensure_tansu
+  ensure_broker
   start_broker "$work/broker" "$(free_port)"
-  echo "==> Tansu broker at $KAFKA_BOOTSTRAP (data in $work/broker)" >&2
+  echo "==> $(broker_description) at $KAFKA_BOOTSTRAP (data in $work/broker)" >&2
 else
   echo "==> using the Kafka cluster at $KAFKA_BOOTSTRAP" >&2
 fi
@@ -78,7 +78,6 @@ instance_id: soak-$suffix
 kafka:
   bootstrap_servers: $KAFKA_BOOTSTRAP
   group_id_prefix: soak
-  consumer_properties: {fetch.wait.max.ms: 10}
 server:
   listen: 127.0.0.1:$port
 metrics:

@@ -1,19 +1,34 @@
 #!/usr/bin/env bash
 # Runs the whole test suite against a real Kafka broker.
-#   - KAFKA_BOOTSTRAP set: use that cluster (e.g. Apache Kafka in Docker).
-#   - otherwise: install Tansu if missing, start it on a free port in a temp dir, stop it after.
+#   - KAFKA_BOOTSTRAP set: use that cluster (nothing is started).
+#   - otherwise: Apache Kafka (fetched once with Maven; needs Java 17), or Tansu with
+#     KWB_BROKER=tansu, started on a free port in a temp dir and stopped after
+#     (scripts/lib/broker.sh). Tests that need a broker of their own start more of the same.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh --test outbound).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/broker.sh
 
 started=$SECONDS
+status=0
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  ensure_tansu
+  ensure_broker
+  # The tests' own brokers (tests/common/mod.rs) follow the same choice, fallback included.
+  export KWB_BROKER
   broker_dir="$(mktemp -d -t kwb-broker-XXXXXX)"
-  trap 'stop_broker; rm -rf "$broker_dir"' EXIT
+  cleanup() {
+    stop_broker
+    if [ "$status" -eq 0 ]; then
+      rm -rf "$broker_dir"
+    else
+      echo "==> the broker's log is kept: $broker_dir/broker.log" >&2
+    fi
+  }
+  trap cleanup EXIT
+  status=1 # keeps the log when the start fails
   start_broker "$broker_dir" "$(free_port)"
-  echo "==> Tansu broker at $KAFKA_BOOTSTRAP (data in $broker_dir)"
+  status=0
+  echo "==> $(broker_description) at $KAFKA_BOOTSTRAP (data in $broker_dir)"
 else
   echo "==> using the Kafka cluster at $KAFKA_BOOTSTRAP"
 fi
@@ -21,7 +36,6 @@ fi
 # promtool (Debian package `prometheus`) is installed by this check when missing; the Rust
 # tests use it too.
 scripts/check-dashboards.sh
-status=0
 # A hung test must fail the run with a message, not eat CI's whole time budget.
 limit="${KWB_TEST_TIMEOUT:-45m}"
 # Without arguments: every crate of the workspace (the bridge and the benchmark's load generator).

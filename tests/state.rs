@@ -7,11 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{create_topic, Client, TestBridge, TestProducer};
-use rdkafka::admin::{AdminClient, AdminOptions};
-use rdkafka::client::DefaultClientContext;
+use common::{create_topic, Client, TestBridge, TestProducer, DEADLINE};
 use rdkafka::config::ClientConfig;
-use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 fn balances(topic: &str, extra: &str) -> String {
@@ -273,15 +270,20 @@ async fn resume_beyond_memory_is_served_from_kafka() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_before_the_earliest_retained_offset_reports_a_gap() {
-    // A broker of its own that applies retention every second (a pass scans its whole database,
-    // too heavy for the shared broker).
-    let broker = common::OwnBroker::start_with_storage("sqlite://tansu.db?maintenance_interval=1s");
+    // A broker of its own that applies retention every second.
+    let broker = common::OwnBroker::start_with_fast_retention();
     let bootstrap = broker.bootstrap();
+    // Kafka deletes whole segments: segment.ms rolls a new one when a record's timestamp is more
+    // than 10 minutes past the segment's first, so the old records end in a segment of their own.
     let topic = common::create_topic_at(
         &bootstrap,
         "retention",
         1,
-        &[("cleanup.policy", "delete"), ("retention.ms", "600000")],
+        &[
+            ("cleanup.policy", "delete"),
+            ("retention.ms", "600000"),
+            ("segment.ms", "600000"),
+        ],
     )
     .await;
     let producer = TestProducer::at(&bootstrap);
@@ -302,26 +304,15 @@ async fn resume_before_the_earliest_retained_offset_reports_a_gap() {
             )
             .await;
     }
-    // Wait for the broker to apply retention; brokers that only drop whole segments (Apache
-    // Kafka) get the same cut through DeleteRecords instead.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while common::watermarks_at(&bootstrap, &topic, 0).0 < 200
-        && std::time::Instant::now() < deadline
-    {
+    // The broker applies retention by itself.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while common::watermarks_at(&bootstrap, &topic, 0).0 < 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "retention not applied: watermarks {:?}",
+            common::watermarks_at(&bootstrap, &topic, 0)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if common::watermarks_at(&bootstrap, &topic, 0).0 < 200 {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
-        let mut cut = TopicPartitionList::new();
-        cut.add_partition_offset(&topic, 0, Offset::Offset(200))
-            .unwrap();
-        admin
-            .delete_records(&cut, &AdminOptions::new())
-            .await
-            .expect("delete records");
     }
     assert_eq!(
         common::watermarks_at(&bootstrap, &topic, 0),

@@ -4,8 +4,9 @@
 #   bench/baselines/smoke.sh             # both
 #   bench/baselines/smoke.sh python      # one of them
 #
-#   - KAFKA_BOOTSTRAP set: use that cluster; otherwise start a Tansu broker on a free port in a
-#     temp dir (scripts/lib/broker.sh) and stop it afterwards.
+#   - KAFKA_BOOTSTRAP set: use that cluster; otherwise start a local broker (Apache Kafka, or
+#     Tansu with KWB_BROKER=tansu) on a free port in a temp dir (scripts/lib/broker.sh) and stop
+#     it afterwards.
 #   - Installs what is missing: `npm ci` in node/, a venv at python/.venv with requirements.txt
 #     (PYTHON picks the interpreter; default python3.11, else python3).
 #   - Creates three random topics, then for each baseline: writes a config, starts it, waits
@@ -74,9 +75,9 @@ done
 # ---- broker and topics -----------------------------------------------------------------------
 
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
-  ensure_tansu
+  ensure_broker
   start_broker "$work/broker" "$(free_port)"
-  echo "==> Tansu broker at $KAFKA_BOOTSTRAP (data in $work/broker)"
+  echo "==> $(broker_description) at $KAFKA_BOOTSTRAP (data in $work/broker)"
 else
   echo "==> using the Kafka cluster at $KAFKA_BOOTSTRAP"
 fi

@@ -1,6 +1,352 @@
-# Shared by scripts/*.sh: install and run a local Tansu broker (a Kafka-compatible broker).
-# Source it, then call ensure_tansu / start_broker / stop_broker.
-#
+# Shared by scripts/*.sh: install and run the local broker the tests and scripts use.
+#   KWB_BROKER=kafka (default): Apache Kafka (version pinned in scripts/kafka/pom.xml), its jars
+#     fetched once with Maven into $KWB_CACHE, run in KRaft mode as one broker+controller.
+#     Needs Java 17 or newer (a JDK: scripts/kafka/Ready.java is compiled); without it the
+#     scripts say so and use Tansu instead.
+#   KWB_BROKER=tansu: Tansu, a Kafka-compatible broker installed with cargo (docs/development.md
+#     lists its quirks).
+# Source it, then call ensure_broker / start_broker DIR PORT / stop_broker. scripts/kafka/broker.sh
+# offers the same to programs (the Rust tests' own brokers).
+
+KWB_BROKER="${KWB_BROKER:-kafka}"
+KWB_CACHE="${KWB_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kafka-ws-bridge}"
+kwb_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+# ---- shared ------------------------------------------------------------------------------------
+
+free_port() {
+  if command -v python3 >/dev/null 2>&1; then
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    return
+  fi
+  # Without Python: a random port of the ephemeral range that nothing listens on.
+  local port
+  while :; do
+    port=$((32768 + RANDOM % 28000))
+    port_open "$port" || { echo "$port"; return; }
+  done
+}
+
+port_open() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Seconds since $1 (an $EPOCHREALTIME), one decimal.
+elapsed_since() {
+  awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
+}
+
+# pid_alive PID: the process exists and is not a zombie (a killed broker whose parent is gone
+# may stay a zombie when nothing reaps it).
+pid_alive() {
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+# ensure_broker: installs what the chosen broker needs. Falls back to Tansu (and says why) when
+# Apache Kafka cannot run here.
+ensure_broker() {
+  case "$KWB_BROKER" in
+    kafka)
+      local why
+      why="$(kafka_java_problem)"
+      if [ -n "$why" ]; then
+        echo "==> Apache Kafka needs Java 17 or newer: $why." >&2
+        echo "    Install a JDK (Debian: apt-get install openjdk-17-jdk-headless) to use it; using Tansu instead." >&2
+        KWB_BROKER=tansu
+        export KWB_BROKER
+        ensure_tansu
+        return
+      fi
+      ensure_kafka
+      ;;
+    tansu) ensure_tansu ;;
+    *) echo "KWB_BROKER=$KWB_BROKER: expected kafka or tansu" >&2; return 2 ;;
+  esac
+}
+
+# start_broker DIR PORT: starts the chosen broker with its data in DIR (kept when it is there
+# already) and waits until it is ready; sets BROKER_PID and exports KAFKA_BOOTSTRAP.
+start_broker() {
+  case "$KWB_BROKER" in
+    kafka) kafka_start "$1" "$2" ;;
+    tansu) tansu_start "$1" "$2" ;;
+    *) echo "KWB_BROKER=$KWB_BROKER: expected kafka or tansu" >&2; return 2 ;;
+  esac
+}
+
+stop_broker() {
+  if [ -n "${BROKER_PID:-}" ]; then
+    case "$KWB_BROKER" in
+      kafka) kafka_stop_pid "$BROKER_PID" ;;
+      *) tansu_stop ;;
+    esac
+  fi
+}
+
+# A one-line description of the chosen broker, for the scripts' output and the bench table.
+broker_description() {
+  case "$KWB_BROKER" in
+    kafka) echo "Apache Kafka $KAFKA_VERSION (KRaft, single node)" ;;
+    tansu) echo "Tansu $("$(tansu_bin)" --version | awk '{print $2}') (sqlite storage)" ;;
+  esac
+}
+
+# ---- Apache Kafka ------------------------------------------------------------------------------
+
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$kwb_root/scripts/kafka/pom.xml")"
+kafka_home="$KWB_CACHE/kafka-$KAFKA_VERSION"
+# A 512 MiB heap is plenty for tests and benchmarks on one node; Kafka itself serves reads from
+# the page cache. G1 as in Kafka's own scripts (start time is the same as with SerialGC here).
+KWB_KAFKA_HEAP_OPTS="${KWB_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
+KWB_KAFKA_JVM_OPTS="${KWB_KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20}"
+
+java_bin() {
+  if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then
+    echo "$JAVA_HOME/bin/java"
+  else
+    command -v java 2>/dev/null
+  fi
+}
+
+# Prints why Java cannot run the Kafka broker here (nothing when it can).
+kafka_java_problem() {
+  local java version major
+  java="$(java_bin)"
+  if [ -z "$java" ]; then
+    echo "no \`java\` on PATH (nor in \$JAVA_HOME)"
+    return
+  fi
+  version="$("$java" -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n 1)"
+  major="${version%%.*}"
+  [ "$major" = 1 ] && major="$(echo "$version" | cut -d. -f2)"
+  if ! [ "$major" -ge 17 ] 2>/dev/null; then
+    echo "$java is version ${version:-unknown}"
+    return
+  fi
+  # Ready.java is compiled here, which needs the compiler a JDK has and a JRE lacks.
+  if [ ! -x "$(dirname "$(readlink -f "$java")")/javac" ]; then
+    echo "$java is a Java $major runtime without the compiler (a JRE, not a JDK)"
+  fi
+  return 0
+}
+
+# ensure_kafka: the broker's jars in $kafka_home/libs, fetched with Maven once, then the
+# class-data-sharing archive (kafka_make_cds). A marker holding the pom's checksum is written
+# only after a complete download: a half download, or a changed pom, is fetched again.
+# Concurrent callers (parallel tests) wait for each other.
+ensure_kafka() {
+  local marker="$kafka_home/complete" want cds
+  want="$(sha256sum "$kwb_root/scripts/kafka/pom.xml" | cut -d' ' -f1)"
+  cds="$(kafka_cds_archive)"
+  if [ "$(cat "$marker" 2>/dev/null)" = "$want" ] && { [ -f "$cds" ] || [ -f "$cds.failed" ]; }; then
+    return 0
+  fi
+  mkdir -p "$kafka_home"
+  (
+    flock 9
+    if [ "$(cat "$marker" 2>/dev/null)" != "$want" ]; then
+      kafka_download "$want" || exit 1
+    fi
+    if [ ! -f "$cds" ] && [ ! -f "$cds.failed" ]; then
+      kafka_make_cds "$cds"
+    fi
+  ) 9>"$kafka_home.lock"
+}
+
+# kafka_download CHECKSUM: the Maven step of ensure_kafka; CHECKSUM goes into the marker.
+kafka_download() {
+  local marker="$kafka_home/complete"
+  if ! command -v mvn >/dev/null 2>&1; then
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    echo "==> installing Maven with apt-get (it fetches the Kafka jars)" >&2
+    "${sudo[@]}" apt-get install -y --no-install-recommends maven >&2 ||
+      { "${sudo[@]}" apt-get update >&2 && "${sudo[@]}" apt-get install -y --no-install-recommends maven >&2; } ||
+      { echo "Maven (mvn) is needed once to fetch Apache Kafka; install it, or use KWB_BROKER=tansu" >&2; return 1; }
+  fi
+  local started="$EPOCHREALTIME"
+  echo "==> fetching Apache Kafka $KAFKA_VERSION with Maven into $kafka_home (once)" >&2
+  rm -rf "$kafka_home/libs" "$kafka_home/libs.partial" "$marker"
+  if ! mvn -B -q -f "$kwb_root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$kafka_home/libs.partial" >"$kafka_home/maven.log" 2>&1; then
+    echo "fetching Apache Kafka $KAFKA_VERSION failed; the end of $kafka_home/maven.log:" >&2
+    tail -n 30 "$kafka_home/maven.log" >&2
+    return 1
+  fi
+  mv "$kafka_home/libs.partial" "$kafka_home/libs"
+  echo "$1" >"$marker"
+  echo "==> Apache Kafka $KAFKA_VERSION fetched in $(elapsed_since "$started") s ($(du -sh "$kafka_home/libs" | cut -f1))" >&2
+}
+
+# The class-data-sharing archive for the java in use (a new Java installation gets its own).
+kafka_cds_archive() {
+  local java
+  java="$(readlink -f "$(java_bin)")"
+  echo "$kafka_home/cds-$(echo "$java $(stat -c %Y "$java")" | sha256sum | cut -c1-12).jsa"
+}
+
+# kafka_make_cds ARCHIVE: records the classes a broker loads while it starts, in one training
+# start and stop (about 10 s, once); later starts map them from ARCHIVE instead of loading and
+# verifying them again, which takes a quarter (about 1 s) off a start on 2 cores. Optional: when it
+# fails, brokers start without it (and it is not tried again).
+kafka_make_cds() {
+  local archive="$1" dir started="$EPOCHREALTIME"
+  dir="$(mktemp -d -t kwb-kafka-cds-XXXXXX)"
+  echo "==> recording the classes Kafka loads at start, for faster starts (once)" >&2
+  if KWB_KAFKA_CDS_OPTS="-XX:ArchiveClassesAtExit=$archive.partial" \
+    kafka_start "$dir" "$(free_port)" 2>>"$dir/broker.log"; then
+    kafka_stop_pid "$BROKER_PID" # the JVM writes the archive as it exits
+  fi
+  if [ -s "$archive.partial" ]; then
+    mv "$archive.partial" "$archive"
+    echo "==> class-data-sharing archive written in $(elapsed_since "$started") s" >&2
+  else
+    rm -f "$archive.partial"
+    touch "$archive.failed"
+    echo "==> no class-data-sharing archive (Kafka starts without it); log: $dir/broker.log" >&2
+    return 0
+  fi
+  rm -rf "$dir"
+}
+
+# kafka_java: runs java with the broker's classpath.
+kafka_java() {
+  "$(java_bin)" -cp "$kafka_home/libs/*" "$@"
+}
+
+# kafka_ready HOST:PORT SECONDS PID: scripts/kafka/Ready.java, compiled once per version of the
+# file (as a source file it costs a second and a half of compiling at every start).
+kafka_ready() {
+  local src="$kwb_root/scripts/kafka/Ready.java" classes tmp
+  classes="$kafka_home/ready-$(sha256sum "$src" | cut -c1-12)"
+  if [ ! -f "$classes/Ready.class" ]; then
+    tmp="$(mktemp -d "$kafka_home/ready.XXXXXX")"
+    if "$(dirname "$(readlink -f "$(java_bin)")")/javac" -nowarn -cp "$kafka_home/libs/*" -d "$tmp" "$src" >&2; then
+      mv -T "$tmp" "$classes" 2>/dev/null || rm -rf "$tmp" # another start compiled it first
+    else
+      rm -rf "$tmp"
+      return 1
+    fi
+  fi
+  "$(java_bin)" -cp "$classes:$kafka_home/libs/*" Ready "$@"
+}
+
+# kafka_start DIR PORT [KEY=VALUE...]: one broker+controller (KRaft) listening on PORT, its
+# controller on a second free port; data in DIR/data, log in DIR/broker.log, pid in
+# DIR/broker.pid. A DIR that holds data already is started again as it was (same controller
+# port, same cluster). KEY=VALUE pairs are added to (and override) the server properties.
+# Returns once the broker answers a metadata request; sets BROKER_PID, exports KAFKA_BOOTSTRAP.
+kafka_start() {
+  local dir="$1" port="$2" started="$EPOCHREALTIME" controller cluster
+  shift 2
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  if [ -s "$dir/controller.port" ] && [ -s "$dir/data/meta.properties" ] &&
+    ! port_open "$(cat "$dir/controller.port")"; then
+    controller="$(cat "$dir/controller.port")"
+  else
+    # A new cluster, or the old controller port is taken now: the controller may move, as
+    # its quorum (this one node) is identified by node id, not by address.
+    controller="$(free_port)"
+    while [ "$controller" = "$port" ]; do controller="$(free_port)"; done
+  fi
+  kafka_properties "$dir" "$port" "$controller" "$@" >"$dir/server.properties"
+  if [ ! -s "$dir/data/meta.properties" ]; then
+    # A random cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid).
+    cluster="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    if ! kafka_java kafka.tools.StorageTool format --cluster-id "$cluster" \
+      --config "$dir/server.properties" >>"$dir/broker.log" 2>&1; then
+      echo "formatting the Kafka storage in $dir/data failed; its log ($dir/broker.log):" >&2
+      tail -n 20 "$dir/broker.log" >&2
+      return 1
+    fi
+  fi
+  echo "$controller" >"$dir/controller.port"
+  local cds="${KWB_KAFKA_CDS_OPTS:-}"
+  if [ -z "$cds" ] && [ -f "$(kafka_cds_archive)" ]; then
+    cds="-XX:SharedArchiveFile=$(kafka_cds_archive)"
+  fi
+  # shellcheck disable=SC2086 # the option variables hold several words on purpose
+  "$(java_bin)" $KWB_KAFKA_HEAP_OPTS $KWB_KAFKA_JVM_OPTS $cds -XX:+ExitOnOutOfMemoryError \
+    -Djava.awt.headless=true -Dlog4j2.configurationFile="$kwb_root/scripts/kafka/log4j2.properties" \
+    -cp "$kafka_home/libs/*" kafka.Kafka "$dir/server.properties" \
+    </dev/null >>"$dir/broker.log" 2>&1 &
+  BROKER_PID=$!
+  echo "$BROKER_PID" >"$dir/broker.pid"
+  export KAFKA_BOOTSTRAP="127.0.0.1:$port"
+  if ! kafka_ready "$KAFKA_BOOTSTRAP" "${KWB_KAFKA_START_TIMEOUT:-90}" "$BROKER_PID"; then
+    echo "Apache Kafka did not become ready; the end of its log ($dir/broker.log):" >&2
+    tail -n 40 "$dir/broker.log" >&2
+    kafka_stop_pid "$BROKER_PID"
+    return 1
+  fi
+  echo "==> Apache Kafka $KAFKA_VERSION ready at $KAFKA_BOOTSTRAP in $(elapsed_since "$started") s (log: $dir/broker.log)" >&2
+}
+
+# kafka_properties DIR PORT CONTROLLER_PORT [KEY=VALUE...]: the server.properties of one
+# single-node cluster, tuned for tests (see docs/development.md).
+kafka_properties() {
+  local dir="$1" port="$2" controller="$3"
+  shift 3
+  cat <<EOF
+# Written by scripts/lib/broker.sh at every start; edits are lost.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+# One node: every internal topic has one replica, and few partitions (each one costs start time
+# when the first group or transaction creates its topic).
+num.partitions=1
+default.replication.factor=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.num.partitions=1
+min.insync.replicas=1
+# Tests create their topics through the admin API; auto-creation serves scripts/run.sh users.
+auto.create.topics.enable=true
+# After a kill -9, the restarted broker may register again only once its old session has
+# expired: 3 s instead of 9 s (heartbeats every 0.5 s instead of 2 s, to match).
+broker.heartbeat.interval.ms=500
+broker.session.timeout.ms=3000
+# A new consumer group is served at once instead of after 3 s.
+group.initial.rebalance.delay.ms=0
+# Retention (retention.ms, DeleteRecords aside) applied within a second or two, so tests can
+# watch it happen; the default checks every 5 minutes, the first time after 30 s.
+log.retention.check.interval.ms=1000
+log.initial.task.delay.ms=0
+EOF
+  local kv
+  for kv in "$@"; do echo "$kv"; done
+}
+
+# kafka_stop_pid PID: SIGTERM (Kafka shuts down cleanly), SIGKILL after 30 s.
+kafka_stop_pid() {
+  local pid="$1" deadline=$((SECONDS + 30))
+  kill -TERM "$pid" 2>/dev/null || return 0
+  while pid_alive "$pid"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "Apache Kafka (pid $pid) still running 30 s after SIGTERM: killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+  done
+  wait "$pid" 2>/dev/null || true
+}
+
+# ---- Tansu -------------------------------------------------------------------------------------
 # Tansu is run from its own directory with `--storage-engine sqlite://tansu.db`: the sqlite path
 # is relative to the working directory (an absolute sqlite:/// path does not work), and the
 # `memory://` engine reports wrong offsets.
@@ -25,16 +371,8 @@ ensure_tansu() {
   [ -n "$(tansu_bin)" ] || { echo "tansu was installed but is not on PATH or in ~/.cargo/bin" >&2; return 1; }
 }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-port_open() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# start_broker DIR PORT: runs Tansu with its data in DIR; sets BROKER_PID and KAFKA_BOOTSTRAP.
-start_broker() {
+# tansu_start DIR PORT: runs Tansu with its data in DIR; sets BROKER_PID and KAFKA_BOOTSTRAP.
+tansu_start() {
   local dir="$1" port="$2" bin
   bin="$(tansu_bin)"
   mkdir -p "$dir"
@@ -59,7 +397,7 @@ start_broker() {
   done
 }
 
-stop_broker() {
+tansu_stop() {
   if [ -n "${BROKER_PID:-}" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
     kill "$BROKER_PID" 2>/dev/null || true
     wait "$BROKER_PID" 2>/dev/null || true

@@ -99,7 +99,8 @@ fn client_config(plan: &Plan, client: Client, defaults: &[(&str, &str)]) -> Clie
 
 /// The outbound consumer's settings. Offsets are committed automatically from the records
 /// handed to the bridge; `fetch.wait.max.ms` is lowered from librdkafka's 500 ms because some
-/// brokers (Tansu) answer a fetch only when it expires, which would add that much latency.
+/// Kafka-compatible brokers (Tansu) answer a fetch only when it expires, which would add that
+/// much latency (Apache Kafka answers as soon as data arrives; there it only bounds idle polls).
 pub fn consumer_config(plan: &Plan) -> ClientConfig {
     let group_id = plan.group_id();
     let mut config = client_config(

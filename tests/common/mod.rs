@@ -32,7 +32,7 @@ pub fn bootstrap() -> String {
     std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| {
         panic!(
             "KAFKA_BOOTSTRAP is not set: the integration tests need a real Kafka broker.\n\
-             Run `scripts/test.sh` (installs and starts a local Tansu broker), or start any\n\
+             Run `scripts/test.sh` (fetches and starts a local Apache Kafka), or start any\n\
              Kafka and run `KAFKA_BOOTSTRAP=host:port cargo test`."
         )
     })
@@ -256,7 +256,6 @@ pub async fn read_topic_at(bootstrap: &str, topic: &str, count: usize) -> Vec<Re
         .set("group.id", format!("reader-{}", random_suffix()))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
         .create()
         .expect("consumer");
     consumer.subscribe(&[topic]).expect("subscribe");
@@ -315,7 +314,7 @@ pub fn config_text(body: &str) -> String {
 pub fn config_text_at(bootstrap: &str, body: &str) -> String {
     format!(
         "instance_id: test-{id}\n\
-         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{fetch.wait.max.ms: 10, statistics.interval.ms: 250}}\n\
+         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250}}\n\
          metrics: {{listen: '127.0.0.1:0'}}\n{body}",
         id = random_suffix(),
     )
@@ -727,33 +726,75 @@ impl Drop for TempDir {
     }
 }
 
-/// A Tansu broker of a test's own, which the test may kill and restart (same data, same port).
+/// A broker of a test's own, which the test may kill and restart (same data, same port): Apache
+/// Kafka (one node, through `scripts/kafka/broker.sh`), or Tansu when `KWB_BROKER=tansu` (as
+/// `scripts/test.sh` exports it when it chose Tansu). Kafka's start blocks for seconds: use it in
+/// multi-threaded tests, where the blocking waits leave the runtime's other workers running.
 pub struct OwnBroker {
-    child: Option<std::process::Child>,
+    kind: OwnBrokerKind,
+    /// Whether a broker process runs now (started and neither killed nor stopped since).
+    running: bool,
+    /// Data, log, pid: kept across restarts, removed on drop.
     dir: TempDir,
     pub port: u16,
-    storage: String,
+}
+
+enum OwnBrokerKind {
+    /// `KEY=VALUE` lines added to its server.properties. The script runs the broker detached and
+    /// keeps its pid in `dir`.
+    Kafka { properties: Vec<String> },
+    /// Tansu's `--storage-engine` URL, and the process while it runs.
+    Tansu {
+        storage: String,
+        child: Option<std::process::Child>,
+    },
 }
 
 impl OwnBroker {
     pub fn start() -> OwnBroker {
-        Self::start_with_storage("sqlite://tansu.db")
+        Self::start_with(&[], "sqlite://tansu.db")
     }
 
-    /// With `sqlite://tansu.db?maintenance_interval=1s` Tansu applies topic retention
-    /// (cleanup.policy=delete, retention.ms) every second instead of every ten minutes. (Not
-    /// for the shared broker: each pass scans the whole database.)
-    pub fn start_with_storage(storage: &str) -> OwnBroker {
+    /// A broker that applies topic retention (`cleanup.policy=delete`, `retention.ms`) within
+    /// about a second instead of minutes: on Kafka a retention check every second from the start
+    /// (it deletes whole segments only: give the topic a `segment.ms` so old records end in a
+    /// closed segment); on Tansu a maintenance pass every second (each one scans the whole
+    /// database, too heavy for the shared broker).
+    pub fn start_with_fast_retention() -> OwnBroker {
+        Self::start_with(
+            &[
+                ("log.retention.check.interval.ms", "1000"),
+                ("log.initial.task.delay.ms", "0"),
+            ],
+            "sqlite://tansu.db?maintenance_interval=1s",
+        )
+    }
+
+    /// Kafka with extra server properties, or Tansu with this storage URL.
+    fn start_with(kafka_properties: &[(&str, &str)], tansu_storage: &str) -> OwnBroker {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let kind = if std::env::var("KWB_BROKER").as_deref() == Ok("tansu") {
+            OwnBrokerKind::Tansu {
+                storage: tansu_storage.to_owned(),
+                child: None,
+            }
+        } else {
+            OwnBrokerKind::Kafka {
+                properties: kafka_properties
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect(),
+            }
+        };
         let mut broker = OwnBroker {
-            child: None,
+            kind,
+            running: false,
             dir: TempDir::new("own-broker"),
             port,
-            storage: storage.to_owned(),
         };
         broker.restart();
         broker
@@ -763,69 +804,143 @@ impl OwnBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn binary() -> std::path::PathBuf {
-        let home = std::env::var("CARGO_HOME")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|_| {
-                std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo")
-            });
-        let installed = home.join("bin/tansu");
-        if installed.exists() {
-            return installed;
-        }
-        let on_path = std::process::Command::new("sh")
-            .args(["-c", "command -v tansu"])
-            .output()
-            .unwrap();
-        assert!(
-            on_path.status.success(),
-            "this test runs a broker of its own and needs the `tansu` binary: run scripts/test.sh (installs it) or cargo install tansu --locked --features libsql"
-        );
-        std::path::PathBuf::from(String::from_utf8(on_path.stdout).unwrap().trim())
-    }
-
-    /// Starts (again) on the same port with the same data.
+    /// Starts (again) on the same port with the same data; returns once it serves requests
+    /// (Kafka: answers a metadata request; Tansu: opens its port).
     pub fn restart(&mut self) {
-        assert!(self.child.is_none());
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path.join("broker.log"))
-            .unwrap();
-        let child = std::process::Command::new(Self::binary())
-            .current_dir(&self.dir.path)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", &self.storage])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start tansu");
-        self.child = Some(child);
-        let deadline = Instant::now() + DEADLINE;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not open its port");
-            std::thread::sleep(Duration::from_millis(20));
+        assert!(!self.running, "the broker runs already");
+        match &mut self.kind {
+            OwnBrokerKind::Kafka { properties } => {
+                let dir = self.dir.path.to_str().unwrap().to_owned();
+                let port = self.port.to_string();
+                let owner = std::process::id().to_string();
+                let mut args = vec!["start", &dir, &port, "--owner", &owner];
+                args.extend(properties.iter().map(String::as_str));
+                kafka_script(&args);
+            }
+            OwnBrokerKind::Tansu { storage, child } => {
+                *child = Some(start_tansu(&self.dir.path, self.port, storage));
+            }
         }
+        self.running = true;
     }
 
-    /// Kills the broker process outright (SIGKILL).
+    /// Kills the broker process outright (SIGKILL); returns once it is gone.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        match &mut self.kind {
+            OwnBrokerKind::Kafka { .. } if self.running => {
+                kafka_script(&["kill", self.dir.path.to_str().unwrap()]);
+            }
+            OwnBrokerKind::Kafka { .. } => {}
+            OwnBrokerKind::Tansu { child, .. } => {
+                if let Some(mut child) = child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
         }
+        self.running = false;
     }
 }
 
 impl Drop for OwnBroker {
     fn drop(&mut self) {
-        self.kill();
+        if matches!(self.kind, OwnBrokerKind::Kafka { .. }) && self.running {
+            // A clean stop (SIGTERM; Kafka takes well under a second) before the data goes.
+            let dir = self.dir.path.to_str().unwrap().to_owned();
+            blocking(|| {
+                let _ = std::process::Command::new(kafka_script_path())
+                    .args(["stop", &dir])
+                    .stdin(std::process::Stdio::null())
+                    .output();
+            });
+            self.running = false;
+        } else {
+            self.kill();
+        }
     }
+}
+
+fn kafka_script_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka/broker.sh")
+}
+
+/// Runs `scripts/kafka/broker.sh ARGS`; panics with its output (which ends with the broker's
+/// log when a start failed) unless it succeeds.
+fn kafka_script(args: &[&str]) {
+    let output = blocking(|| {
+        std::process::Command::new(kafka_script_path())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run scripts/kafka/broker.sh")
+    });
+    assert!(
+        output.status.success(),
+        "scripts/kafka/broker.sh {} failed ({}):\n{}{}",
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+}
+
+/// Runs a blocking wait without stalling the tokio worker it is called on (when there is one).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn tansu_binary() -> std::path::PathBuf {
+    let home = std::env::var("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cargo")
+        });
+    let installed = home.join("bin/tansu");
+    if installed.exists() {
+        return installed;
+    }
+    let on_path = std::process::Command::new("sh")
+        .args(["-c", "command -v tansu"])
+        .output()
+        .unwrap();
+    assert!(
+        on_path.status.success(),
+        "with KWB_BROKER=tansu this test runs a Tansu broker of its own and needs the `tansu` binary: run scripts/test.sh (installs it) or cargo install tansu --locked --features libsql"
+    );
+    std::path::PathBuf::from(String::from_utf8(on_path.stdout).unwrap().trim())
+}
+
+/// Tansu in `dir` (its sqlite path is relative to the working directory), once its port is open.
+fn start_tansu(dir: &std::path::Path, port: u16, storage: &str) -> std::process::Child {
+    let url = format!("tcp://127.0.0.1:{port}");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("broker.log"))
+        .unwrap();
+    let child = std::process::Command::new(tansu_binary())
+        .current_dir(dir)
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ])
+        .args(["--storage-engine", storage])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("start tansu");
+    let deadline = Instant::now() + DEADLINE;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "tansu did not open its port");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
 }

@@ -33,7 +33,7 @@ export function bootstrap() {
     throw new Error(
       "KAFKA_BOOTSTRAP is not set: these tests need a Kafka broker. Run them through " +
         "scripts/test.sh (which starts one), or start one (source scripts/lib/broker.sh; " +
-        "start_broker DIR PORT) and export KAFKA_BOOTSTRAP=host:port",
+        "ensure_broker; start_broker DIR PORT) and export KAFKA_BOOTSTRAP=host:port",
     );
   }
   return servers;
@@ -89,7 +89,6 @@ export function makeConfig({ port = 0, instanceId = unique("kwb-js"), ...overrid
     instance_id: instanceId,
     kafka: {
       bootstrap_servers: bootstrap(),
-      consumer_properties: { "fetch.wait.max.ms": 10 },
       producer_properties: { "linger.ms": 1 },
       ...kafka,
     },

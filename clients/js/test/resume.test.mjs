@@ -112,7 +112,7 @@ describe("reconnect and resume", () => {
     // After a crash, the restarted consumer waits for the dead member's group session to time
     // out before it gets partitions (librdkafka's default: 45 s); shorten it.
     const kafka = {
-      consumer_properties: { "fetch.wait.max.ms": 10, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500 },
+      consumer_properties: { "session.timeout.ms": 6000, "heartbeat.interval.ms": 500 },
     };
     const subscriberConfig = writeConfig(
       makeConfig({ port, instanceId: unique("js-subscriber"), kafka, ...channels() }),
