@@ -128,6 +128,13 @@ const IDLE_CLOSE: Close = Close {
     drain: false,
 };
 
+/// The session writes nothing more (its task is ending): records stop queueing.
+const STOPPED: Close = Close {
+    code: 1000,
+    reason: "closed",
+    drain: false,
+};
+
 const TOKEN_EXPIRED_CLOSE: Close = Close {
     code: 4002,
     reason: "token expired",
@@ -286,6 +293,7 @@ impl Session {
                     }
                     let idle = self.ctx.limits.idle_timeout;
                     if idle.is_some_and(|idle| self.last_heard.elapsed() > idle) {
+                        self.handle.outbox.close(IDLE_CLOSE);
                         send_close(socket, IDLE_CLOSE).await;
                         return CloseReason::IdleTimeout;
                     }
@@ -681,6 +689,9 @@ impl Session {
                 (None, CloseReason::Error)
             }
         };
+        // Nothing more is written: records stop queueing now, not when the linger ends (a
+        // pusher must not wait for a writer that has stopped).
+        self.handle.outbox.close(STOPPED);
         if let Some((code, text)) = close {
             tracing::info!(session = %self.handle.public_id, reason = %text, "closing session");
             close_and_linger(
@@ -703,11 +714,7 @@ impl Session {
                 .hub
                 .unsubscribe(*channel_id, key.as_deref(), &self.handle);
         }
-        self.handle.outbox.close(Close {
-            code: 1000,
-            reason: "closed",
-            drain: false,
-        });
+        self.handle.outbox.close(STOPPED);
         for (channel_id, key) in self.subscriptions.drain() {
             self.ctx
                 .hub
