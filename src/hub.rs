@@ -433,6 +433,17 @@ impl Hub {
             _ => 0,
         };
         let mut state = routes.state.lock();
+        if state
+            .memory
+            .live_next(held.partition)
+            .is_some_and(|next| held.offset < next)
+        {
+            // Routed before: the consumer went back to its last commit (a rebalance, a group
+            // coordinator that moved) and reads again what live sessions already have.
+            drop(state);
+            routes.metrics.dropped_redelivered.inc();
+            return Fanout::default();
+        }
         state.memory.advance(held.partition, held.offset);
         if routes.limits.keeps_anything() {
             let key = match route {
@@ -862,6 +873,31 @@ mod tests {
 
     fn at(offsets: std::ops::Range<i64>) -> Vec<String> {
         offsets.map(|o| format!("{{\"p\":0,\"o\":{o}}}")).collect()
+    }
+
+    #[test]
+    fn records_read_again_after_a_rebalance_are_not_routed_twice() {
+        let hub = hub(&["{name: c, topic: t}"]);
+        let s = session(1, None);
+        hub.subscribe(0, None, &s, ok());
+        for offset in 0..5 {
+            hub.deliver(0, Route::Key(None), &held(0, offset), false);
+        }
+        // The consumer went back to offset 2 (its last commit) on partition 0.
+        for offset in 2..7 {
+            hub.deliver(0, Route::Key(None), &held(0, offset), false);
+        }
+        // Another partition is not affected.
+        hub.deliver(0, Route::Key(None), &held(1, 0), false);
+        let offsets: Vec<String> = frames(&s).into_iter().skip(1).collect();
+        assert_eq!(
+            offsets,
+            (0..7)
+                .map(|o| format!("{{\"p\":0,\"o\":{o}}}"))
+                .chain(["{\"p\":1,\"o\":0}".to_owned()])
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(hub.channel(0).metrics.dropped_redelivered.get(), 3);
     }
 
     #[test]

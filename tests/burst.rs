@@ -1,6 +1,6 @@
 //! Bursts: a client that reads is never closed as slow, however many records reach it at once.
 //! The send-queue bounds count only what waits behind a socket that stopped taking bytes
-//! (docs/operations.md, "Slow clients"); these tests use the default bounds (1024 messages,
+//! (docs/operations.md, "Slow clients"); these tests use the default bounds (8192 messages,
 //! 1 MiB) and bursts many times larger, produced in large batches so the consumer hands the
 //! bridge thousands of records per fetch.
 

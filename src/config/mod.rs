@@ -551,7 +551,7 @@ fn default_max_subscriptions() -> usize {
     100
 }
 fn default_send_queue_messages() -> usize {
-    1024
+    8192
 }
 fn default_send_queue_bytes() -> usize {
     1024 * 1024

@@ -820,7 +820,7 @@ mod tests {
     fn minimal_config_loads_with_defaults() {
         let plan = load_text(BASE).unwrap();
         assert_eq!(plan.listen, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(plan.config.server.send_queue_messages, 1024);
+        assert_eq!(plan.config.server.send_queue_messages, 8192);
         assert_eq!(plan.group_id(), "kafka-ws-bridge.a");
         let warnings: Vec<String> = plan.warnings.iter().map(ToString::to_string).collect();
         assert_eq!(

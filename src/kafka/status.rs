@@ -50,6 +50,12 @@ struct Inner {
     /// 0 until its first statistics.
     consumer_brokers_up: Option<usize>,
     producer_brokers_up: Option<usize>,
+    /// Whether each client has any connection up, the bootstrap one included: after a long
+    /// outage librdkafka re-bootstraps, forgets the brokers it had learned and keeps only the
+    /// bootstrap connection until a request needs more, so an idle client is connected (and
+    /// Kafka reachable) while it counts no learned broker.
+    consumer_connected: bool,
+    producer_connected: bool,
     assignment: BTreeMap<(String, i32), PartitionStatus>,
     /// Topics the consumer subscribed to.
     topics: Vec<String>,
@@ -124,10 +130,17 @@ impl KafkaStatus {
             .values()
             .filter(|b| b.nodeid >= 0 && b.state == "UP")
             .count();
+        let connected = stats.brokers.values().any(|b| b.state == "UP");
         let mut inner = self.inner.lock();
         match role {
-            Role::Consumer => inner.consumer_brokers_up = Some(up),
-            Role::Producer => inner.producer_brokers_up = Some(up),
+            Role::Consumer => {
+                inner.consumer_brokers_up = Some(up);
+                inner.consumer_connected = connected;
+            }
+            Role::Producer => {
+                inner.producer_brokers_up = Some(up);
+                inner.producer_connected = connected;
+            }
         }
         let brokers_up = inner
             .consumer_brokers_up
@@ -285,15 +298,13 @@ impl KafkaStatus {
         }
     }
 
-    /// True when every client has at least one broker connection (vacuously true when the
-    /// config needs no client) and none failed fatally.
+    /// True when every client has at least one connection up, a bootstrap one included
+    /// (vacuously true when the config needs no client), and none failed fatally.
     pub fn reachable(&self) -> bool {
         let inner = self.inner.lock();
-        inner.fatal.is_none()
-            && [inner.consumer_brokers_up, inner.producer_brokers_up]
-                .iter()
-                .flatten()
-                .all(|up| *up > 0)
+        let consumer = inner.consumer_brokers_up.is_none() || inner.consumer_connected;
+        let producer = inner.producer_brokers_up.is_none() || inner.producer_connected;
+        inner.fatal.is_none() && consumer && producer
     }
 
     /// Positions to commit for partitions a new group has not committed yet.
