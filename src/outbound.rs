@@ -360,10 +360,12 @@ mod tests {
         value: &'a [u8],
         headers: &'a [(&'a str, Option<&'a [u8]>)],
     ) -> Record<'a> {
+        // Each record a new offset, as the consumer reads them (one read again is skipped).
+        static OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
         Record {
             topic,
             partition: 1,
-            offset: 9,
+            offset: OFFSET.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             timestamp: Some(5),
             key,
             value: Some(value),
