@@ -52,6 +52,8 @@ pub struct Fanout {
     /// Sessions whose queue went over its bounds while their socket still takes bytes: their
     /// writer is behind, not their client ([`Pushed::Behind`]).
     pub behind: Vec<Arc<SessionHandle>>,
+    /// The channel sheds (drop_oldest, latest_per_key) rather than waits for a blocked socket.
+    pub shed: bool,
 }
 
 impl Fanout {
@@ -59,8 +61,14 @@ impl Fanout {
     /// caught up, stopped draining or closed ([`Outbox::wait_for_writer`]): a burst is paced by
     /// the sessions that take it instead of closing them. Called with no hub lock held.
     pub fn wait_for_writers(self) {
+        if self.behind.is_empty() {
+            return;
+        }
+        // One deadline for all: sessions that stopped reading cost the consumer one grace at
+        // most, not one each.
+        let deadline = std::time::Instant::now() + crate::outbox::WRITER_GRACE;
         for session in &self.behind {
-            session.outbox.wait_for_writer();
+            session.outbox.wait_for_writer(deadline, self.shed);
         }
     }
 }
@@ -479,7 +487,10 @@ impl Hub {
             _ => &mut [],
         };
         let unrouted = targets.is_empty() && routes.deliver == Deliver::Reply;
-        let mut fanout = Fanout::default();
+        let mut fanout = Fanout {
+            shed: routes.policy != SlowClientPolicy::Disconnect,
+            ..Fanout::default()
+        };
         for subscriber in targets.iter_mut() {
             if let Some(buffer) = &mut subscriber.buffer {
                 buffer.records.push_back(held.clone());

@@ -1,16 +1,18 @@
 //! A session's bounded outbound queue. The Kafka side pushes shared frames; the session's
 //! writer drains everything queued in one go and writes it as one batch.
 //!
-//! A session is slow only when its **socket** stops taking bytes. The bounds (`messages`,
-//! `bytes`) count what waits behind a socket that does not drain: a push that finds the queue
-//! over a bound while the writer's last write is parked on a full kernel send buffer is handled
-//! by the channel's `on_slow_client` policy (close with 4001, drop the channel's oldest queued
-//! message, or keep only the newest per key). A push that finds the queue over a bound while the
-//! socket still takes bytes is queued anyway ([`Pushed::Behind`]): the writer has only not been
-//! scheduled yet (a burst pushed faster than the task runs). The pusher then waits for the
-//! writer ([`Outbox::wait_for_writer`]) before routing more, so a draining session paces the
-//! Kafka consumer instead of being closed, and the queue stays within a message of its bounds.
-//! A writer that does not catch up within [`WRITER_GRACE`] is treated like a blocked socket.
+//! A session is slow only when it does not take its records: its socket stops taking bytes, or
+//! takes them too slowly to bring the queue back within its bounds (`messages`, `bytes`) within
+//! [`WRITER_GRACE`]. A push that finds the queue over a bound is queued anyway
+//! ([`Pushed::Behind`]) and the pusher then waits for the session ([`Outbox::wait_for_writer`])
+//! before routing more: a burst is paced by the sessions that take it instead of closing them,
+//! and the queue stays within a message of its bounds. A session that has not caught up when the
+//! wait ends is handled by the channel's `on_slow_client` policy from then on (close with 4001,
+//! drop the channel's oldest queued message, or keep only the newest per key), until its queue
+//! is back within bounds. Channels that shed (`drop_oldest`, `latest_per_key`) do not wait for a
+//! socket that stopped taking bytes (the writer's last write is parked on a full kernel send
+//! buffer): they shed at once, as their users chose; they wait only while the socket drains and
+//! the session's task has not caught up yet.
 //!
 //! Control frames (acks, errors, pongs) are bounded apart: the session only produces them while
 //! it has room for them ([`Outbox::has_control_room`]).
@@ -28,9 +30,9 @@ use crate::protocol::Frame;
 /// Control frames one session may have queued before it stops reading client frames.
 pub const CONTROL_LIMIT: usize = 256;
 
-/// How long a pusher waits for the writer of a session whose socket still takes bytes to bring
-/// its queue back within bounds. Past it the session counts as slow, like a blocked socket: a
-/// writer starved that long cannot keep up, and the consumer must not wait on it longer.
+/// How long a pusher waits for a session to bring its queue back within bounds. Past it the
+/// session counts as slow: a client (or a writer) that cannot catch up within that time does not
+/// keep up, and the consumer must not wait on it longer.
 pub const WRITER_GRACE: Duration = Duration::from_secs(1);
 
 /// The bounds of a session's queue of live messages.
@@ -194,7 +196,11 @@ impl Outbox {
             timestamp,
         };
         let within = state.within(self.bounds);
-        if within || !(state.starved || self.blocked.load(Ordering::Acquire)) {
+        // Over the bounds, a disconnect channel paces the consumer while the session may still
+        // catch up; shedding channels shed as soon as the socket stops taking bytes.
+        let pace = !state.starved
+            && (policy == SlowClientPolicy::Disconnect || !self.blocked.load(Ordering::Acquire));
+        if within || pace {
             state.messages += 1;
             state.bytes += size(frame);
             self.enqueue(&mut state, entry);
@@ -256,20 +262,28 @@ impl Outbox {
         }
     }
 
-    /// Waits (blocking the calling thread, at most [`WRITER_GRACE`]) until the writer has
-    /// brought the queue back within its bounds, the socket has stopped taking bytes, or the
-    /// session is closing. Called by the Kafka consumer after a [`Pushed::Behind`], outside any
-    /// hub lock. When the grace runs out the session counts as slow from its next push on.
-    pub fn wait_for_writer(&self) {
-        let deadline = Instant::now() + WRITER_GRACE;
+    /// Waits (blocking the calling thread, until `deadline` at most) until the writer has
+    /// brought the queue back within its bounds or the session is closing — or, with `shed`
+    /// (a channel that drops rather than waits), until the socket stops taking bytes. Called by
+    /// the Kafka consumer after a [`Pushed::Behind`], outside any hub lock. When the deadline
+    /// passes first the session counts as slow until its queue is back within bounds.
+    pub fn wait_for_writer(&self, deadline: Instant, shed: bool) {
         let mut state = self.state.lock();
         state.waiters += 1;
         while !(state.close.is_some()
             || state.within(self.bounds)
-            || self.blocked.load(Ordering::Acquire))
+            || (shed && self.blocked.load(Ordering::Acquire)))
         {
             if self.caught_up.wait_until(&mut state, deadline).timed_out() {
                 state.starved = !state.within(self.bounds);
+                if state.starved {
+                    tracing::warn!(
+                        messages = state.messages,
+                        bytes = state.bytes,
+                        socket_blocked = self.blocked.load(Ordering::Acquire),
+                        "a session did not catch up in time: slow"
+                    );
+                }
                 break;
             }
         }
@@ -462,6 +476,12 @@ impl Outbox {
         close
     }
 
+    /// Marks the session slow, as a wait that ran out does.
+    #[cfg(test)]
+    fn starve(&self) {
+        self.state.lock().starved = true;
+    }
+
     /// Live messages queued, for tests and status.
     pub fn queued_messages(&self) -> usize {
         self.state.lock().messages
@@ -476,13 +496,19 @@ mod tests {
         Frame::from(text.to_owned())
     }
 
-    /// An outbox of `messages` whose socket does not drain: the bounds apply at once.
+    /// An outbox of `messages` whose socket does not drain and whose wait ran out: the
+    /// bounds apply at once, whatever the policy.
     fn stalled(messages: usize) -> Outbox {
-        let outbox = Outbox::new(Bounds {
+        stalled_bounds(Bounds {
             messages,
             bytes: usize::MAX,
-        });
+        })
+    }
+
+    fn stalled_bounds(bounds: Bounds) -> Outbox {
+        let outbox = Outbox::new(bounds);
         outbox.set_socket_blocked(true);
+        outbox.starve();
         outbox
     }
 
@@ -646,20 +672,27 @@ mod tests {
                 "the client is not slow"
             );
         }
-        assert_eq!(outbox.closing(), None);
-        // The socket now stops taking bytes: the next push over the bounds is slow.
+        let shed =
+            |text: &str| outbox.push_message(&frame(text), 0, 0, 0, SlowClientPolicy::DropOldest);
+        assert_eq!(shed("f"), Pushed::Behind, "the socket still takes bytes");
+        // The socket stops taking bytes: a shedding channel sheds at once, a disconnect
+        // channel still waits for the client to catch up.
         outbox.set_socket_blocked(true);
-        assert_eq!(push(&outbox, "f"), Pushed::Overflow);
+        assert_eq!(shed("g"), Pushed::QueuedWithDrop);
+        assert_eq!(push(&outbox, "h"), Pushed::Behind);
+        assert_eq!(outbox.closing(), None);
+        // It does not catch up in time: slow.
+        outbox.wait_for_writer(Instant::now() + Duration::from_millis(20), false);
+        assert_eq!(push(&outbox, "i"), Pushed::Overflow);
         assert_eq!(outbox.closing().map(|c| c.code), Some(4001));
     }
 
     #[test]
     fn the_byte_bound_counts_frames_as_written() {
-        let outbox = Outbox::new(Bounds {
+        let outbox = stalled_bounds(Bounds {
             messages: 1000,
             bytes: 450,
         });
-        outbox.set_socket_blocked(true);
         // Frames of 100 bytes of text and a 2-byte header: 102 bytes each on the wire.
         let text = "x".repeat(100);
         for _ in 0..4 {
@@ -675,17 +708,16 @@ mod tests {
 
     #[test]
     fn one_frame_larger_than_the_byte_bound_still_goes_alone() {
-        let outbox = Outbox::new(Bounds {
+        let outbox = stalled_bounds(Bounds {
             messages: 10,
             bytes: 10,
         });
-        outbox.set_socket_blocked(true);
         assert_eq!(push(&outbox, &"y".repeat(100)), Pushed::Queued);
         assert_eq!(push(&outbox, "z"), Pushed::Overflow);
     }
 
     #[test]
-    fn a_waiting_pusher_resumes_when_the_writer_catches_up_or_the_socket_blocks() {
+    fn a_waiting_pusher_resumes_when_the_writer_catches_up_or_a_shedding_socket_blocks() {
         let outbox = std::sync::Arc::new(Outbox::new(Bounds {
             messages: 4,
             bytes: usize::MAX,
@@ -700,7 +732,7 @@ mod tests {
             out.len()
         });
         let started = Instant::now();
-        outbox.wait_for_writer();
+        outbox.wait_for_writer(started + WRITER_GRACE, false);
         assert!(started.elapsed() < WRITER_GRACE, "woken by the writer");
         assert_eq!(thread.join().unwrap(), 8);
         assert_eq!(outbox.queued_messages(), 2);
@@ -710,26 +742,29 @@ mod tests {
         }
         let socket = outbox.clone();
         let thread = std::thread::spawn(move || socket.set_socket_blocked(true));
-        outbox.wait_for_writer();
+        outbox.wait_for_writer(started + WRITER_GRACE, true);
         assert!(
             started.elapsed() < WRITER_GRACE,
             "woken by the blocked socket"
         );
         thread.join().unwrap();
-        assert_eq!(push(&outbox, "late"), Pushed::Overflow);
+        assert_eq!(
+            outbox.push_message(&frame("late"), 0, 0, 0, SlowClientPolicy::DropOldest),
+            Pushed::QueuedWithDrop
+        );
     }
 
     #[test]
-    fn a_writer_that_does_not_catch_up_within_the_grace_is_slow() {
+    fn a_session_that_does_not_catch_up_within_the_deadline_is_slow_until_it_has() {
         let outbox = Outbox::new(Bounds {
             messages: 1,
             bytes: usize::MAX,
         });
         push(&outbox, "a");
         assert_eq!(push(&outbox, "b"), Pushed::Behind);
-        let started = Instant::now();
-        outbox.wait_for_writer();
-        assert!(started.elapsed() >= WRITER_GRACE);
+        let deadline = Instant::now() + Duration::from_millis(50);
+        outbox.wait_for_writer(deadline, false);
+        assert!(Instant::now() >= deadline);
         assert_eq!(push(&outbox, "c"), Pushed::Overflow);
     }
 }

@@ -130,10 +130,9 @@ pub struct ServerConfig {
     /// Most subscriptions one session may hold at once.
     #[serde(default = "default_max_subscriptions")]
     pub max_subscriptions_per_session: usize,
-    /// Bound of each session's outbound queue, in messages: how many may wait behind a socket
-    /// that has stopped taking bytes (the kernel's send buffer is full) before the channel's
-    /// `on_slow_client` policy applies. While the socket drains, a burst is paced instead
-    /// (docs/operations.md, "Slow clients").
+    /// Bound of each session's outbound queue, in messages. Over it, the Kafka consumer waits
+    /// (at most 1 s) for the session to catch up; a session that does not is handled by its
+    /// channel's `on_slow_client` policy (docs/operations.md, "Slow clients").
     #[serde(default = "default_send_queue_messages")]
     pub send_queue_messages: usize,
     /// The same bound in bytes (frames as written to the connection): whichever of the two is
