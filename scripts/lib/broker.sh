@@ -260,7 +260,7 @@ kafka_start() {
   kafka_properties "$dir" "$port" "$controller" "$@" >"$dir/server.properties"
   if [ ! -s "$dir/data/meta.properties" ]; then
     cluster="${KWB_KAFKA_CLUSTER_ID:-$(kafka_cluster_id)}"
-    if ! kafka_java kafka.tools.StorageTool format --cluster-id "$cluster" \
+    if ! kafka_java kafka.tools.StorageTool format --cluster-id="$cluster" \
       --config "$dir/server.properties" >>"$dir/broker.log" 2>&1; then
       echo "formatting the Kafka storage in $dir/data failed; its log ($dir/broker.log):" >&2
       tail -n 20 "$dir/broker.log" >&2
