@@ -317,11 +317,16 @@ pub fn config_text(body: &str) -> String {
     config_text_at(&bootstrap(), body)
 }
 
-/// The same, for a given cluster.
+/// The same, for a given cluster. With `KWB_GROUP_PROTOCOL` set (`classic` or `consumer`), the
+/// bridge's consumer uses that group protocol (`scripts/test.sh` runs the outbound and state
+/// tests again with `consumer`, KIP-848's).
 pub fn config_text_at(bootstrap: &str, body: &str) -> String {
+    let protocol = std::env::var("KWB_GROUP_PROTOCOL")
+        .map(|p| format!(", group.protocol: {p}"))
+        .unwrap_or_default();
     format!(
         "instance_id: test-{id}\n\
-         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250}}\n\
+         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250{protocol}}}\n\
          metrics: {{listen: '127.0.0.1:0'}}\n{body}",
         id = random_suffix(),
     )
