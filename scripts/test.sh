@@ -45,6 +45,14 @@ if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
   echo "==> cargo test did not finish within $limit (KWB_TEST_TIMEOUT): a test is hung" >&2
 fi
 if [ "$1" = --workspace ] && [ "$#" -eq 1 ]; then
+  # The consumer group protocol of KIP-848 (group.protocol: consumer) as well as the classic one,
+  # for the tests of what the consumer delivers (tests/common/mod.rs reads KWB_GROUP_PROTOCOL).
+  # Tansu has no such protocol.
+  if [ "$KWB_BROKER" != tansu ]; then
+    echo "==> outbound and state tests again with group.protocol: consumer (KIP-848)"
+    KWB_GROUP_PROTOCOL=consumer timeout --kill-after=30s "$limit" \
+      cargo test --no-fail-fast --test outbound --test state || status=$?
+  fi
   # The JS client against the bridge binary cargo just built, then the demo page in headless
   # Chromium (installed with apt-get by setup.sh when missing).
   echo "==> JS client tests (node --test)"

@@ -232,6 +232,136 @@ async fn lag_reports_the_backlog_while_paused_then_returns_to_zero() {
     bridge.stop().await;
 }
 
+/// Kafka's own view of a group's lag on each partition of `topic`: (high watermark − committed
+/// offset), the committed offsets read with the group's id by a consumer that does not join it.
+fn kafka_lag(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", common::bootstrap())
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|partition| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .expect("watermarks");
+            let committed = match committed
+                .find_partition(topic, partition)
+                .map(|e| e.offset())
+            {
+                Some(rdkafka::Offset::Offset(offset)) => offset,
+                // Nothing committed: the whole partition is behind.
+                _ => 0,
+            };
+            high - committed
+        })
+        .collect()
+}
+
+/// The lag gauge agrees with Kafka's own view of the bridge's consumer group (high watermark −
+/// committed offset) once the bridge has committed what it routed: while delivery is paused
+/// (both count the records produced since) and after it resumes (both 0). The bridge commits
+/// every 5 s (librdkafka's `auto.commit.interval.ms`), and between commits its gauge, which
+/// counts from the last record routed, is ahead of Kafka's view; its watermarks come from
+/// statistics (every 250 ms in tests) and the lag monitor's query (every second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_gauge_agrees_with_kafkas_view_of_the_group() {
+    const KEY: &str = "ops-key-0123456789abcdef";
+    let topic = create_topic("lag-truth", 2).await;
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}\nserver: {{api_keys: [{KEY}]}}\nchannels:\n  - {{name: c, topic: {topic}, subscribe: {{allow: anonymous}}}}\n"
+    ))
+    .await;
+    let (_, status) = http_get(bridge.metrics_addr, "/api/v1/status").await;
+    let group = serde_json::from_str::<Value>(&status).unwrap()["group_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gauges = || async {
+        let mut lags = Vec::new();
+        for p in 0..2 {
+            lags.push(
+                bridge
+                    .metric(&format!(
+                        "kafka_ws_bridge_consumer_lag_messages{{partition=\"{p}\",topic=\"{topic}\"}}"
+                    ))
+                    .await as i64,
+            );
+        }
+        lags
+    };
+    let kafka = || {
+        let (group, topic) = (group.clone(), topic.clone());
+        async move {
+            tokio::task::spawn_blocking(move || kafka_lag(&group, &topic, 2))
+                .await
+                .unwrap()
+        }
+    };
+    // Waits until the gauge and Kafka agree on `expected`; returns how long that took.
+    let agree = |expected: Vec<i64>, what: &'static str| {
+        let (gauges, kafka) = (&gauges, &kafka);
+        async move {
+            let started = Instant::now();
+            loop {
+                let (ours, theirs) = (gauges().await, kafka().await);
+                if ours == expected && theirs == expected {
+                    return started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < DEADLINE,
+                    "{what}: gauge {ours:?}, Kafka {theirs:?}, expected {expected:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let post = |path: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {KEY}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    };
+    let consumed = format!("kafka_ws_bridge_records_consumed_total{{topic=\"{topic}\"}}");
+    let producer = TestProducer::new();
+
+    // Records routed before the pause: once committed, nothing is behind.
+    for n in 0..100 {
+        producer.send(&topic, Some(n % 2), None, b"{}", &[]).await;
+    }
+    bridge.wait_metric(&consumed, 100.0).await;
+    let caught_up = agree(vec![0, 0], "after routing 100 records").await;
+
+    let (status, _) = common::http_request(bridge.metrics_addr, &post("/api/v1/pause")).await;
+    assert_eq!(status, 200);
+    for n in 0..300 {
+        producer
+            .send(&topic, Some(n % 3 / 2), None, b"{}", &[])
+            .await;
+    }
+    // 200 records to partition 0, 100 to partition 1, none routed.
+    let paused = agree(vec![200, 100], "while paused").await;
+    assert_eq!(
+        bridge.metric(&consumed).await,
+        100.0,
+        "nothing routed while paused"
+    );
+
+    let (status, _) = common::http_request(bridge.metrics_addr, &post("/api/v1/resume")).await;
+    assert_eq!(status, 200);
+    bridge.wait_metric(&consumed, 400.0).await;
+    let resumed = agree(vec![0, 0], "after resuming").await;
+    println!(
+        "lag vs Kafka: both 0 {caught_up:.1?} after 100 records were routed; both [200, 100] {paused:.1?} after 300 records were produced while paused; both 0 {resumed:.1?} after the backlog was routed"
+    );
+    bridge.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_as_documented() {
     let (bridge, feed, _) = busy_bridge().await;

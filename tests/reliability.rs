@@ -638,3 +638,57 @@ async fn sigterm_with_the_broker_gone_exits_within_the_shutdown_timeout() {
         "took {took:?} (shutdown_timeout 3 s)"
     );
 }
+
+/// An instance with static membership (`group.instance.id`, docs/operations.md "Restarts")
+/// stopped by `signal` and started again takes its own place in its consumer group at once,
+/// instead of waiting for a dead member's session to expire (10 s, the bridge's
+/// `session.timeout.ms`, under the classic protocol). Under KIP-848's consumer protocol only a
+/// graceful stop qualifies: the member leaves as a static member that will come back, and the
+/// broker keeps its place; after SIGKILL the broker refuses the same instance id
+/// (`UNRELEASED_INSTANCE_ID`, fatal to librdkafka) until the dead member's session expires
+/// (`group.consumer.session.timeout.ms`, 45 s by default).
+async fn static_membership_restart(protocol: &str, signal: &str) {
+    if !common::apache_kafka("static membership") {
+        return;
+    }
+    let topic = create_topic("static", 2).await;
+    let id = format!("static-{}", common::random_suffix());
+    let text = format!(
+        "instance_id: {id}\n\
+         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250, group.protocol: {protocol}, group.instance.id: {id}}}\n\
+         metrics: {{listen: '127.0.0.1:0'}}\nserver: {{listen: '127.0.0.1:0'}}\nauth: {{mode: none}}\n\
+         channels:\n  - {{name: c, topic: {topic}, subscribe: {{allow: anonymous}}}}\n",
+        bootstrap = common::bootstrap(),
+    );
+    let mut first = BridgeProcess::spawn(&text);
+    first.wait_ready().await;
+    first.signal(signal);
+    tokio::task::block_in_place(|| first.wait_exit(DEADLINE));
+    let restarted = Instant::now();
+    let second = BridgeProcess::spawn(&text);
+    second.wait_ready().await;
+    let took = restarted.elapsed();
+    println!(
+        "static membership ({protocol} protocol, SIG{signal}): the restarted instance was ready {took:.1?} after its start"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "ready {took:?} after the restart: the old member's session was waited for"
+    );
+    let mut client = Client::connect(&second.ws_url).await;
+    client.subscribe("c", None).await;
+    TestProducer::new()
+        .send(&topic, Some(1), None, b"{\"n\": 1}", &[])
+        .await;
+    assert_eq!(client.expect("message").await["data"]["n"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_with_static_membership_gets_its_partitions_back_at_once() {
+    static_membership_restart("classic", "KILL").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_membership_with_the_consumer_protocol_resumes_at_once_after_a_graceful_stop() {
+    static_membership_restart("consumer", "TERM").await;
+}

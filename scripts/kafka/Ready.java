@@ -2,10 +2,12 @@
 // DescribeCluster), which is what "ready" means to scripts/lib/broker.sh: the port being open
 // is not enough, a KRaft broker accepts connections before it can serve them.
 //
-//   java -cp 'LIBS/*' scripts/kafka/Ready.java HOST:PORT SECONDS [PID]
+//   java -cp 'LIBS/*' scripts/kafka/Ready.java HOST:PORT SECONDS [PID [BROKERS]]
 //
-// Exits 0 once the cluster answers with at least one broker; 1 when SECONDS pass first, or
-// when the process PID (the broker) exits in the meantime. Needs only kafka-clients.
+// Exits 0 once the cluster answers with at least BROKERS brokers (default 1; a cluster's node
+// waits for all of them: a broker is listed once it is registered and unfenced); 1 when SECONDS
+// pass first, or when the process PID (the broker) exits in the meantime. Needs only
+// kafka-clients.
 
 import java.time.Duration;
 import java.time.Instant;
@@ -17,12 +19,13 @@ import org.apache.kafka.clients.admin.DescribeClusterOptions;
 public class Ready {
     public static void main(String[] args) throws Exception {
         if (args.length < 2) {
-            System.err.println("usage: Ready.java HOST:PORT SECONDS [PID]");
+            System.err.println("usage: Ready.java HOST:PORT SECONDS [PID [BROKERS]]");
             System.exit(2);
         }
         String bootstrap = args[0];
         Instant deadline = Instant.now().plusSeconds(Long.parseLong(args[1]));
-        Long brokerPid = args.length > 2 ? Long.valueOf(args[2]) : null;
+        Long brokerPid = args.length > 2 && !args[2].isEmpty() ? Long.valueOf(args[2]) : null;
+        int wanted = args.length > 3 ? Integer.parseInt(args[3]) : 1;
 
         Properties props = new Properties();
         props.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
@@ -43,10 +46,10 @@ public class Ready {
                             .nodes()
                             .get()
                             .size();
-                    if (brokers > 0) {
+                    if (brokers >= wanted) {
                         System.exit(0);
                     }
-                    lastError = "the cluster answered with no broker";
+                    lastError = "the cluster answered with " + brokers + " of " + wanted + " brokers";
                 } catch (Exception e) {
                     lastError = String.valueOf(e.getCause() != null ? e.getCause() : e);
                 }

@@ -11,12 +11,45 @@
 #        stopped when process PID exits (a test binary that dies without cleaning up).
 #   scripts/kafka/broker.sh stop DIR                SIGTERM, SIGKILL after 30 s
 #   scripts/kafka/broker.sh kill DIR                SIGKILL, returns once the process is gone
+#
+# A cluster of N nodes (each a broker+controller, all in the controller quorum, one cluster id;
+# new topics get N replicas, 2 of them in sync at least):
+#
+#   scripts/kafka/broker.sh cluster-start DIR N [--owner PID] [KEY=VALUE...]
+#        nodes in DIR/node1..N on free ports; returns once all N are ready and prints the
+#        bootstrap list (127.0.0.1:P1,127.0.0.1:P2,...) on stdout
+#   scripts/kafka/broker.sh node-start DIR K [--owner PID]
+#        start node K again (same ports and data), once it is stopped or killed; returns once
+#        the cluster lists all N brokers again
+#   scripts/kafka/broker.sh stop|kill DIR/nodeK     one node, as above
+#   scripts/kafka/broker.sh cluster-stop DIR        SIGTERM to every node at once, SIGKILL
+#                                                   after 30 s
 set -euo pipefail
 source "$(dirname "$0")/../lib/broker.sh"
 
 usage() {
-  sed -n '2,13p' "$0" >&2
+  sed -n '2,27p' "$0" >&2
   exit 2
+}
+
+# watch_owner OWNER BROKER_PID DIR: stops the broker when process OWNER exits. Polls once a
+# second; SIGTERM first so the log says why the broker went away.
+watch_owner() {
+  local owner="$1" broker="$2" dir="$3"
+  (
+    while pid_alive "$owner" && pid_alive "$broker"; do sleep 1; done
+    if pid_alive "$broker"; then
+      echo "[owner $owner exited: stopping the broker]" >>"$dir/broker.log"
+      kafka_stop_pid "$broker"
+    fi
+  ) </dev/null >/dev/null 2>&1 &
+  disown
+}
+
+need_java() {
+  local why
+  why="$(kafka_java_problem)"
+  [ -z "$why" ] || { echo "Apache Kafka needs Java 17 or newer (a JDK): $why" >&2; exit 1; }
 }
 
 # broker_pid DIR: the pid in DIR/broker.pid when that process still runs and is the broker of
@@ -44,25 +77,56 @@ case "$command" in
       owner="${2:?--owner needs a pid}"
       shift 2
     fi
-    why="$(kafka_java_problem)"
-    [ -z "$why" ] || { echo "Apache Kafka needs Java 17 or newer (a JDK): $why" >&2; exit 1; }
+    need_java
     ensure_kafka
     if pid="$(broker_pid "$dir")"; then
       echo "a broker (pid $pid) already runs in $dir" >&2
       exit 1
     fi
     kafka_start "$dir" "$port" "$@"
-    if [ -n "$owner" ]; then
-      # Polls once a second; SIGTERM first so the log says why the broker went away.
-      (
-        while pid_alive "$owner" && pid_alive "$BROKER_PID"; do sleep 1; done
-        if pid_alive "$BROKER_PID"; then
-          echo "[owner $owner exited: stopping the broker]" >>"$dir/broker.log"
-          kafka_stop_pid "$BROKER_PID"
-        fi
-      ) </dev/null >/dev/null 2>&1 &
-      disown
+    [ -z "$owner" ] || watch_owner "$owner" "$BROKER_PID" "$dir"
+    ;;
+  cluster-start)
+    [ $# -ge 2 ] || usage
+    dir="$1" n="$2" owner=""
+    shift 2
+    if [ "${1:-}" = --owner ]; then
+      owner="${2:?--owner needs a pid}"
+      shift 2
     fi
+    need_java
+    ensure_kafka
+    if [ -e "$dir/node1/node.args" ]; then
+      echo "$dir holds a cluster already (start its nodes with node-start)" >&2
+      exit 1
+    fi
+    kafka_cluster_start "$dir" "$n" "$@"
+    if [ -n "$owner" ]; then
+      for ((k = 1; k <= n; k++)); do
+        watch_owner "$owner" "$(cat "$dir/node$k/broker.pid")" "$dir/node$k"
+      done
+    fi
+    ;;
+  node-start)
+    [ $# -eq 2 ] || [ $# -eq 4 ] || usage
+    dir="$1" k="$2" owner=""
+    [ "${3:-}" != --owner ] || owner="$4"
+    need_java
+    if pid="$(broker_pid "$dir/node$k")"; then
+      echo "node $k (pid $pid) already runs in $dir" >&2
+      exit 1
+    fi
+    kafka_node_start "$dir" "$k"
+    [ -z "$owner" ] || watch_owner "$owner" "$BROKER_PID" "$dir/node$k"
+    ;;
+  cluster-stop)
+    [ $# -eq 1 ] || usage
+    for node in "$1"/node*/; do
+      if pid="$(broker_pid "$node")"; then
+        kafka_stop_pid "$pid" &
+      fi
+    done
+    wait
     ;;
   stop)
     [ $# -eq 1 ] || usage

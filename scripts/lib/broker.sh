@@ -238,12 +238,17 @@ kafka_ready() {
 # DIR/broker.pid. A DIR that holds data already is started again as it was (same controller
 # port, same cluster). KEY=VALUE pairs are added to (and override) the server properties.
 # Returns once the broker answers a metadata request; sets BROKER_PID, exports KAFKA_BOOTSTRAP.
+# A node of a cluster (kafka_node_start) sets KWB_KAFKA_CONTROLLER_PORT (its fixed controller
+# port, which the voters list names), KWB_KAFKA_CLUSTER_ID (the id its storage is formatted
+# with) and KWB_KAFKA_READY_BROKERS (ready once the cluster lists that many brokers).
 kafka_start() {
   local dir="$1" port="$2" started="$EPOCHREALTIME" controller cluster
   shift 2
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
-  if [ -s "$dir/controller.port" ] && [ -s "$dir/data/meta.properties" ] &&
+  if [ -n "${KWB_KAFKA_CONTROLLER_PORT:-}" ]; then
+    controller="$KWB_KAFKA_CONTROLLER_PORT"
+  elif [ -s "$dir/controller.port" ] && [ -s "$dir/data/meta.properties" ] &&
     ! port_open "$(cat "$dir/controller.port")"; then
     controller="$(cat "$dir/controller.port")"
   else
@@ -254,9 +259,8 @@ kafka_start() {
   fi
   kafka_properties "$dir" "$port" "$controller" "$@" >"$dir/server.properties"
   if [ ! -s "$dir/data/meta.properties" ]; then
-    # A random cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid).
-    cluster="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
-    if ! kafka_java kafka.tools.StorageTool format --cluster-id "$cluster" \
+    cluster="${KWB_KAFKA_CLUSTER_ID:-$(kafka_cluster_id)}"
+    if ! kafka_java kafka.tools.StorageTool format --cluster-id="$cluster" \
       --config "$dir/server.properties" >>"$dir/broker.log" 2>&1; then
       echo "formatting the Kafka storage in $dir/data failed; its log ($dir/broker.log):" >&2
       tail -n 20 "$dir/broker.log" >&2
@@ -276,13 +280,79 @@ kafka_start() {
   BROKER_PID=$!
   echo "$BROKER_PID" >"$dir/broker.pid"
   export KAFKA_BOOTSTRAP="127.0.0.1:$port"
-  if ! kafka_ready "$KAFKA_BOOTSTRAP" "${KWB_KAFKA_START_TIMEOUT:-90}" "$BROKER_PID"; then
+  if ! kafka_ready "$KAFKA_BOOTSTRAP" "${KWB_KAFKA_START_TIMEOUT:-90}" "$BROKER_PID" \
+    "${KWB_KAFKA_READY_BROKERS:-1}"; then
     echo "Apache Kafka did not become ready; the end of its log ($dir/broker.log):" >&2
     tail -n 40 "$dir/broker.log" >&2
     kafka_stop_pid "$BROKER_PID"
     return 1
   fi
   echo "==> Apache Kafka $KAFKA_VERSION ready at $KAFKA_BOOTSTRAP in $(elapsed_since "$started") s (log: $dir/broker.log)" >&2
+}
+
+# A random cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's Uuid).
+kafka_cluster_id() {
+  head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='
+}
+
+# kafka_cluster_start DIR N [KEY=VALUE...]: a cluster of N nodes, each a broker+controller in
+# DIR/node1..N with ports of its own, all N in the controller quorum, formatted with one cluster
+# id; internal topics and new topics get N replicas, and at least 2 (when N >= 2) must be in
+# sync. KEY=VALUE pairs go to every node's properties. Each node's settings are kept in
+# DIR/nodeK/node.args, so kafka_node_start can start it again (same ports, same data); each
+# node dir is an ordinary broker dir (broker.pid, broker.log). The nodes start together (a
+# node alone has no quorum); returns once every node is ready and the cluster lists all N
+# brokers, and prints the bootstrap list on stdout.
+kafka_cluster_start() {
+  local dir="$1" n="$2" cluster ports=() port i isr voters="" bootstrap="" pids=() failed=0
+  shift 2
+  [ "$n" -ge 1 ] 2>/dev/null || { echo "kafka_cluster_start: N must be a positive number" >&2; return 2; }
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  cluster="$(kafka_cluster_id)"
+  while [ "${#ports[@]}" -lt $((2 * n)) ]; do
+    port="$(free_port)"
+    [[ " ${ports[*]} " == *" $port "* ]] || ports+=("$port")
+  done
+  isr=$((n < 2 ? n : 2))
+  for ((i = 1; i <= n; i++)); do
+    voters+="${voters:+,}$i@127.0.0.1:${ports[2 * i - 1]}"
+    bootstrap+="${bootstrap:+,}127.0.0.1:${ports[2 * i - 2]}"
+  done
+  for ((i = 1; i <= n; i++)); do
+    mkdir -p "$dir/node$i"
+    # One value a line: port, controller port, cluster id, brokers, then the properties.
+    printf '%s\n' "${ports[2 * i - 2]}" "${ports[2 * i - 1]}" "$cluster" "$n" \
+      "node.id=$i" "controller.quorum.voters=$voters" \
+      "default.replication.factor=$n" "min.insync.replicas=$isr" \
+      "offsets.topic.replication.factor=$n" \
+      "transaction.state.log.replication.factor=$n" "transaction.state.log.min.isr=$isr" \
+      "share.coordinator.state.topic.replication.factor=$n" \
+      "share.coordinator.state.topic.min.isr=$isr" \
+      "$@" >"$dir/node$i/node.args"
+  done
+  for ((i = 1; i <= n; i++)); do
+    kafka_node_start "$dir" "$i" &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || failed=1; done
+  if [ "$failed" -ne 0 ]; then
+    for ((i = 1; i <= n; i++)); do
+      [ -s "$dir/node$i/broker.pid" ] && kafka_stop_pid "$(cat "$dir/node$i/broker.pid")"
+    done
+    return 1
+  fi
+  echo "$bootstrap"
+}
+
+# kafka_node_start DIR K: starts node K of the cluster in DIR (kafka_cluster_start) with its
+# settings, returns once the cluster lists all its brokers again; sets BROKER_PID.
+kafka_node_start() {
+  local dir="$1" k="$2" args=()
+  mapfile -t args <"$dir/node$k/node.args" ||
+    { echo "no cluster node $k in $dir" >&2; return 1; }
+  KWB_KAFKA_CONTROLLER_PORT="${args[1]}" KWB_KAFKA_CLUSTER_ID="${args[2]}" \
+    KWB_KAFKA_READY_BROKERS="${args[3]}" kafka_start "$dir/node$k" "${args[0]}" "${args[@]:4}"
 }
 
 # kafka_properties DIR PORT CONTROLLER_PORT [KEY=VALUE...]: the server.properties of one

@@ -97,26 +97,37 @@ fn client_config(plan: &Plan, client: Client, defaults: &[(&str, &str)]) -> Clie
     config
 }
 
+/// Whether the user chose the consumer group protocol of KIP-848 (`group.protocol: consumer`),
+/// under which the broker owns the session timeout, heartbeats and assignment, and librdkafka
+/// refuses the classic protocol's settings (`session.timeout.ms`, `heartbeat.interval.ms`,
+/// `partition.assignment.strategy`, `group.protocol.type`).
+fn consumer_group_protocol(plan: &Plan) -> bool {
+    user_properties(plan, Client::Consumer)
+        .get("group.protocol")
+        .is_some_and(|protocol| protocol.eq_ignore_ascii_case("consumer"))
+}
+
 /// The outbound consumer's settings. Offsets are committed automatically from the records
 /// handed to the bridge; `fetch.wait.max.ms` is lowered from librdkafka's 500 ms because some
 /// Kafka-compatible brokers (Tansu) answer a fetch only when it expires, which would add that
 /// much latency (Apache Kafka answers as soon as data arrives; there it only bounds idle polls).
 pub fn consumer_config(plan: &Plan) -> ClientConfig {
     let group_id = plan.group_id();
-    let mut config = client_config(
-        plan,
-        Client::Consumer,
-        &[
-            // Each group has one member (this instance): after a crash, its restart gets the
-            // partitions back once the old member's session expires — 10 s, not librdkafka's
-            // 45 s. (Static membership, `group.instance.id`, avoids even that wait on brokers
-            // that support it; see docs/operations.md.)
-            ("session.timeout.ms", "10000"),
+    // Each group has one member (this instance): after a crash, its restart gets the partitions
+    // back once the old member's session expires — 10 s, not librdkafka's 45 s. (Static
+    // membership, `group.instance.id`, avoids even that wait on brokers that support it; see
+    // docs/operations.md.) Not under the consumer protocol, where the broker sets it.
+    let session_timeout =
+        (!consumer_group_protocol(plan)).then_some(("session.timeout.ms", "10000"));
+    let defaults: Vec<(&str, &str)> = session_timeout
+        .into_iter()
+        .chain([
             ("statistics.interval.ms", "1000"),
             ("fetch.wait.max.ms", "50"),
             ("topic.metadata.refresh.interval.ms", "10000"),
-        ],
-    );
+        ])
+        .collect();
+    let mut config = client_config(plan, Client::Consumer, &defaults);
     config.set("group.id", &group_id);
     config.set(
         "auto.offset.reset",
@@ -265,6 +276,32 @@ mod tests {
             check_properties(&plan).is_empty(),
             "{:?}",
             check_properties(&plan)
+        );
+    }
+
+    #[test]
+    fn the_consumer_protocol_gets_no_classic_only_default() {
+        let classic = plan("{}");
+        assert_eq!(
+            consumer_config(&classic).get("session.timeout.ms"),
+            Some("10000")
+        );
+        let consumer = plan("{group.protocol: consumer}");
+        assert_eq!(consumer_config(&consumer).get("session.timeout.ms"), None);
+        assert!(
+            check_properties(&consumer).is_empty(),
+            "{:?}",
+            check_properties(&consumer)
+        );
+        // Set explicitly, a classic-only setting gets librdkafka's own refusal from `check`.
+        let both = plan("{group.protocol: consumer, session.timeout.ms: 6000}");
+        let diagnostics = check_properties(&both);
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        assert!(
+            diagnostics[0]
+                .to_string()
+                .contains("`session.timeout.ms` is not supported for `group.protocol=consumer`"),
+            "{diagnostics:?}"
         );
     }
 

@@ -263,15 +263,22 @@ pub async fn read_topic_at(bootstrap: &str, topic: &str, count: usize) -> Vec<Re
     let deadline = Instant::now() + DEADLINE;
     while records.len() < count {
         let left = deadline.saturating_duration_since(Instant::now());
-        let message = tokio::time::timeout(left, consumer.recv())
+        let message = match tokio::time::timeout(left, consumer.recv())
             .await
             .unwrap_or_else(|_| {
                 panic!(
                     "read {} of {count} records from {topic} before the deadline",
                     records.len()
                 )
-            })
-            .expect("consume");
+            }) {
+            Ok(message) => message,
+            // Reported, not fatal: a broker of a cluster is down (librdkafka goes on with the
+            // others). The deadline bounds the wait.
+            Err(e) => {
+                println!("reading {topic}: {e}");
+                continue;
+            }
+        };
         records.push(ReadRecord {
             partition: message.partition(),
             offset: message.offset(),
@@ -310,11 +317,16 @@ pub fn config_text(body: &str) -> String {
     config_text_at(&bootstrap(), body)
 }
 
-/// The same, for a given cluster.
+/// The same, for a given cluster. With `KWB_GROUP_PROTOCOL` set (`classic` or `consumer`), the
+/// bridge's consumer uses that group protocol (`scripts/test.sh` runs the outbound and state
+/// tests again with `consumer`, KIP-848's).
 pub fn config_text_at(bootstrap: &str, body: &str) -> String {
+    let protocol = std::env::var("KWB_GROUP_PROTOCOL")
+        .map(|p| format!(", group.protocol: {p}"))
+        .unwrap_or_default();
     format!(
         "instance_id: test-{id}\n\
-         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250}}\n\
+         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250{protocol}}}\n\
          metrics: {{listen: '127.0.0.1:0'}}\n{body}",
         id = random_suffix(),
     )
@@ -865,8 +877,8 @@ fn kafka_script_path() -> std::path::PathBuf {
 }
 
 /// Runs `scripts/kafka/broker.sh ARGS`; panics with its output (which ends with the broker's
-/// log when a start failed) unless it succeeds.
-fn kafka_script(args: &[&str]) {
+/// log when a start failed) unless it succeeds. Returns its standard output.
+fn kafka_script(args: &[&str]) -> Vec<u8> {
     let output = blocking(|| {
         std::process::Command::new(kafka_script_path())
             .args(args)
@@ -882,6 +894,7 @@ fn kafka_script(args: &[&str]) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
     );
+    output.stdout
 }
 
 /// Runs a blocking wait without stalling the tokio worker it is called on (when there is one).
@@ -943,4 +956,231 @@ fn start_tansu(dir: &std::path::Path, port: u16, storage: &str) -> std::process:
         std::thread::sleep(Duration::from_millis(20));
     }
     child
+}
+
+/// Whether this run's brokers are Apache Kafka. Tests that need what only Kafka offers (a
+/// cluster of several brokers, SASL_SSL listeners) say they were skipped and return when the
+/// run fell back to Tansu (`KWB_BROKER=tansu`, which scripts/test.sh sets when Java 17 is
+/// missing).
+pub fn apache_kafka(test: &str) -> bool {
+    if std::env::var("KWB_BROKER").as_deref() == Ok("tansu") {
+        println!("SKIPPED {test}: it needs Apache Kafka brokers and this run uses Tansu (KWB_BROKER=tansu)");
+        return false;
+    }
+    true
+}
+
+/// A cluster of Apache Kafka brokers of a test's own (`scripts/kafka/broker.sh cluster-start`):
+/// each node a broker and a voter of the controller quorum, new topics replicated to every
+/// node with 2 replicas in sync at least. Nodes can be killed, stopped and started again (same
+/// ports, same data) one at a time; all are killed on drop (the data goes with them). Starts
+/// block for seconds: use it in multi-threaded tests.
+pub struct Cluster {
+    /// node1..nodeN: data, logs, pids.
+    dir: TempDir,
+    pub bootstrap: String,
+    /// Whether node K (index K-1) runs.
+    running: Vec<bool>,
+}
+
+impl Cluster {
+    /// Starts `nodes` brokers; returns once every one is registered. Extra server properties
+    /// go to every node.
+    pub fn start(nodes: usize, properties: &[(&str, &str)]) -> Cluster {
+        let dir = TempDir::new("cluster");
+        let path = dir.path.to_str().unwrap().to_owned();
+        let (count, owner) = (nodes.to_string(), std::process::id().to_string());
+        let mut args = vec!["cluster-start", &path, &count, "--owner", &owner];
+        let properties: Vec<String> = properties.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        args.extend(properties.iter().map(String::as_str));
+        let output = kafka_script(&args);
+        let bootstrap = String::from_utf8(output).unwrap().trim().to_owned();
+        assert_eq!(
+            bootstrap.split(',').count(),
+            nodes,
+            "bootstrap list {bootstrap:?}"
+        );
+        Cluster {
+            dir,
+            bootstrap,
+            running: vec![true; nodes],
+        }
+    }
+
+    fn node_dir(&self, node: i32) -> String {
+        format!("{}/node{node}", self.dir.path.display())
+    }
+
+    /// Kills node `node` (1-based) outright (SIGKILL); returns once the process is gone.
+    pub fn kill(&mut self, node: i32) {
+        kafka_script(&["kill", &self.node_dir(node)]);
+        self.running[node as usize - 1] = false;
+    }
+
+    /// Stops node `node` cleanly (SIGTERM: Kafka's controlled shutdown moves its leaderships
+    /// first).
+    pub fn stop(&mut self, node: i32) {
+        kafka_script(&["stop", &self.node_dir(node)]);
+        self.running[node as usize - 1] = false;
+    }
+
+    /// Starts node `node` again; returns once the cluster lists every broker again.
+    pub fn restart(&mut self, node: i32) {
+        let (dir, owner) = (
+            self.dir.path.to_str().unwrap().to_owned(),
+            std::process::id().to_string(),
+        );
+        kafka_script(&["node-start", &dir, &node.to_string(), "--owner", &owner]);
+        self.running[node as usize - 1] = true;
+    }
+
+    /// Every topic's partitions (internal ones included) as Kafka's metadata lists them.
+    pub fn partitions(&self) -> Vec<PartitionInfo> {
+        let client: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("metadata client");
+        let metadata = client
+            .fetch_metadata(None, Duration::from_secs(10))
+            .expect("cluster metadata");
+        metadata
+            .topics()
+            .iter()
+            .flat_map(|t| {
+                t.partitions().iter().map(|p| PartitionInfo {
+                    topic: t.name().to_owned(),
+                    partition: p.id(),
+                    leader: p.leader(),
+                    replicas: p.replicas().to_vec(),
+                    isr: p.isr().to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    /// Waits until every partition of every topic has all its replicas in sync (a restarted
+    /// node has caught up). Returns how long that took.
+    pub async fn wait_in_sync(&self) -> Duration {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(60);
+        loop {
+            let partitions = blocking(|| self.partitions());
+            let behind: Vec<String> = partitions
+                .iter()
+                .filter(|p| p.leader < 0 || p.isr.len() < p.replicas.len())
+                .map(|p| format!("{p:?}"))
+                .collect();
+            if behind.is_empty() {
+                return started.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replicas still out of sync after 60 s: {behind:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Creates a topic with one partition per entry of `leaders`, each replicated to every
+    /// node with the given node as its preferred (first) replica, and waits until each
+    /// partition is led by it.
+    pub async fn create_topic(
+        &self,
+        prefix: &str,
+        leaders: &[i32],
+        settings: &[(&str, &str)],
+    ) -> String {
+        let name = format!("{prefix}-{}", random_suffix());
+        let nodes = self.running.len() as i32;
+        let assignment: Vec<Vec<i32>> = leaders
+            .iter()
+            .map(|leader| {
+                std::iter::once(*leader)
+                    .chain((1..=nodes).filter(|n| n != leader))
+                    .collect()
+            })
+            .collect();
+        let replicas: Vec<&[i32]> = assignment.iter().map(Vec::as_slice).collect();
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin client");
+        let mut topic = NewTopic::new(
+            &name,
+            leaders.len() as i32,
+            TopicReplication::Variable(&replicas),
+        );
+        for (key, value) in settings {
+            topic = topic.set(key, value);
+        }
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        for result in admin
+            .create_topics(&[topic], &options)
+            .await
+            .expect("create topic")
+        {
+            result.unwrap_or_else(|(topic, e)| panic!("creating topic {topic}: {e}"));
+        }
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let led: Vec<(i32, i32)> = blocking(|| self.partitions())
+                .into_iter()
+                .filter(|p| p.topic == name)
+                .map(|p| (p.partition, p.leader))
+                .collect();
+            let expected: Vec<(i32, i32)> = (0..).zip(leaders.iter().copied()).collect();
+            let mut sorted = led.clone();
+            sorted.sort();
+            if sorted == expected {
+                return name;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "topic {name}: leaders {led:?}, expected {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The leader of each partition of `topic`, by partition.
+    pub fn leaders(&self, topic: &str) -> Vec<i32> {
+        let mut led: Vec<(i32, i32)> = self
+            .partitions()
+            .into_iter()
+            .filter(|p| p.topic == topic)
+            .map(|p| (p.partition, p.leader))
+            .collect();
+        led.sort();
+        led.into_iter().map(|(_, leader)| leader).collect()
+    }
+}
+
+/// A partition as Kafka's metadata lists it.
+#[derive(Debug)]
+pub struct PartitionInfo {
+    pub topic: String,
+    pub partition: i32,
+    /// The leader's node id, -1 when it has none.
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Killed, not stopped: the data goes anyway, and a clean stop of the last nodes waits
+        // for a quorum that is leaving too (seconds).
+        for (i, running) in self.running.clone().into_iter().enumerate() {
+            if running {
+                let dir = self.node_dir(i as i32 + 1);
+                blocking(|| {
+                    let _ = std::process::Command::new(kafka_script_path())
+                        .args(["kill", &dir])
+                        .stdin(std::process::Stdio::null())
+                        .output();
+                });
+            }
+        }
+    }
 }

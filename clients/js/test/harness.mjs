@@ -4,6 +4,9 @@
 //   BRIDGE_BIN       the bridge binary (default: $CARGO_TARGET_DIR or target, then debug/kafka-ws-bridge, from the repo root)
 //   KAFKA_BOOTSTRAP  host:port of the broker (required; scripts/test.sh starts one and sets it)
 //   KWB_TEST_LOGS=1  echo the bridge's log lines to stderr
+//   KWB_GROUP_PROTOCOL  `classic` or `consumer` (KIP-848): the consumer group protocol of every
+//                    bridge (classic-only settings a test gives are dropped under `consumer`,
+//                    which librdkafka would refuse; the broker owns the session timeout there)
 
 import { spawn, execFile } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
@@ -91,12 +94,24 @@ export function makeConfig({ port = 0, instanceId = unique("kwb-js"), ...overrid
       bootstrap_servers: bootstrap(),
       producer_properties: { "linger.ms": 1 },
       ...kafka,
+      ...groupProtocol(kafka.consumer_properties),
     },
     server: { listen: `127.0.0.1:${port}`, demo_page: true, shutdown_timeout_ms: 3000, ...server },
     metrics: { listen: "127.0.0.1:0" },
     auth: { mode: "none" },
     ...rest,
   };
+}
+
+const CLASSIC_ONLY = ["session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy", "group.protocol.type"];
+
+/** `consumer_properties` with the group protocol KWB_GROUP_PROTOCOL asks for (none: nothing to change). */
+function groupProtocol(consumerProperties = {}) {
+  const protocol = process.env.KWB_GROUP_PROTOCOL;
+  if (!protocol) return {};
+  const properties = { ...consumerProperties, "group.protocol": protocol };
+  if (protocol === "consumer") for (const name of CLASSIC_ONLY) delete properties[name];
+  return { consumer_properties: properties };
 }
 
 const tempDirs = [];
