@@ -162,11 +162,22 @@ async fn a_broadcast_burst_reaches_a_hundred_reading_sessions_without_a_close() 
     .await;
     const SESSIONS: usize = 100;
     const RECORDS: u64 = 30_000;
+    // The clients run on threads of their own, as browsers do: sharing the bridge's two
+    // workers, one client's turn could wait for the bridge's whole fan-out and look stalled.
+    let browsers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let mut clients = Vec::new();
     for _ in 0..SESSIONS {
-        let mut client = bridge.connect().await;
-        client.subscribe("feed", None).await;
-        clients.push(client);
+        let url = bridge.ws_url.clone();
+        let client = browsers.spawn(async move {
+            let mut client = common::Client::connect(&url).await;
+            client.subscribe("feed", None).await;
+            client
+        });
+        clients.push(client.await.unwrap());
     }
     let mut seq = 0;
     for round in 0..rounds(2) {
@@ -175,7 +186,7 @@ async fn a_broadcast_burst_reaches_a_hundred_reading_sessions_without_a_close() 
             .enumerate()
             .map(|(i, mut client)| {
                 let seqs = seq..seq + RECORDS;
-                tokio::spawn(async move {
+                browsers.spawn(async move {
                     let read = read_in_order(&mut client, seqs, &format!("session {i}")).await;
                     (client, read)
                 })
@@ -194,6 +205,8 @@ async fn a_broadcast_burst_reaches_a_hundred_reading_sessions_without_a_close() 
         seq += RECORDS;
     }
     assert_eq!(slow_closes(&bridge).await, 0.0);
+    drop(clients);
+    browsers.shutdown_background();
     bridge.stop().await;
 }
 

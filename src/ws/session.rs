@@ -235,7 +235,16 @@ impl Session {
                             Ok(()) => {
                                 let payload: usize = batch.iter().map(|o| o.frame.len()).sum();
                                 self.ctx.metrics.bytes_sent.inc_by(payload as u64);
+                                let full = batch.len() == WRITE_BATCH;
                                 record_latencies(&mut batch, &self.ctx.hub);
+                                if full {
+                                    // More is queued: let the other sessions write a batch too.
+                                    // Without this, a backlog is written to the end before the
+                                    // task yields, and in a burst to many sessions the last
+                                    // one's turn comes after everyone's whole backlog — long
+                                    // enough for the consumer waiting on it to call it slow.
+                                    tokio::task::yield_now().await;
+                                }
                             }
                             Err(Some(close)) => {
                                 // Closed (e.g. overflow) while the peer was not reading. A frame
