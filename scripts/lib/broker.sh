@@ -240,7 +240,8 @@ kafka_ready() {
 # Returns once the broker answers a metadata request; sets BROKER_PID, exports KAFKA_BOOTSTRAP.
 # A node of a cluster (kafka_node_start) sets KWB_KAFKA_CONTROLLER_PORT (its fixed controller
 # port, which the voters list names), KWB_KAFKA_CLUSTER_ID (the id its storage is formatted
-# with) and KWB_KAFKA_READY_BROKERS (ready once the cluster lists that many brokers).
+# with) and KWB_KAFKA_READY_BROKERS (ready once the cluster lists that many brokers). The
+# array KWB_KAFKA_FORMAT_ARGS holds extra options for formatting a new DIR (--add-scram ...).
 kafka_start() {
   local dir="$1" port="$2" started="$EPOCHREALTIME" controller cluster
   shift 2
@@ -261,7 +262,8 @@ kafka_start() {
   if [ ! -s "$dir/data/meta.properties" ]; then
     cluster="${KWB_KAFKA_CLUSTER_ID:-$(kafka_cluster_id)}"
     if ! kafka_java kafka.tools.StorageTool format --cluster-id="$cluster" \
-      --config "$dir/server.properties" >>"$dir/broker.log" 2>&1; then
+      --config "$dir/server.properties" ${KWB_KAFKA_FORMAT_ARGS[@]+"${KWB_KAFKA_FORMAT_ARGS[@]}"} \
+      >>"$dir/broker.log" 2>&1; then
       echo "formatting the Kafka storage in $dir/data failed; its log ($dir/broker.log):" >&2
       tail -n 20 "$dir/broker.log" >&2
       return 1
