@@ -3,12 +3,16 @@
 # Rust tests' OwnBroker (tests/common/mod.rs):
 #
 #   scripts/kafka/broker.sh install                 fetch Kafka into the cache (once)
-#   scripts/kafka/broker.sh start DIR PORT [--owner PID] [KEY=VALUE...]
+#   scripts/kafka/broker.sh start DIR PORT [--owner PID] [--controller-port PORT]
+#                                 [--add-scram SPEC...] [KEY=VALUE...]
 #        start a single-node broker on 127.0.0.1:PORT with its data, log (broker.log) and pid
 #        (broker.pid) in DIR; a DIR that has data is started again as it was (same controller
 #        port). Returns once the broker answers a metadata request; the broker keeps running.
 #        KEY=VALUE pairs are added to its server.properties. With --owner, the broker is
-#        stopped when process PID exits (a test binary that dies without cleaning up).
+#        stopped when process PID exits (a test binary that dies without cleaning up). With
+#        --controller-port, the controller listens there (KEY=VALUE pairs that redefine
+#        `listeners` need it). --add-scram SPEC (kafka-storage's, such as
+#        'SCRAM-SHA-512=[name=u,password=p]') creates a SCRAM user when DIR is new.
 #   scripts/kafka/broker.sh stop DIR                SIGTERM, SIGKILL after 30 s
 #   scripts/kafka/broker.sh kill DIR                SIGKILL, returns once the process is gone
 #
@@ -28,7 +32,7 @@ set -euo pipefail
 source "$(dirname "$0")/../lib/broker.sh"
 
 usage() {
-  sed -n '2,27p' "$0" >&2
+  sed -n '2,31p' "$0" >&2
   exit 2
 }
 
@@ -73,10 +77,16 @@ case "$command" in
     [ $# -ge 2 ] || usage
     dir="$1" port="$2" owner=""
     shift 2
-    if [ "${1:-}" = --owner ]; then
-      owner="${2:?--owner needs a pid}"
+    KWB_KAFKA_FORMAT_ARGS=()
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --owner) owner="${2:?--owner needs a pid}" ;;
+        --controller-port) export KWB_KAFKA_CONTROLLER_PORT="${2:?--controller-port needs a port}" ;;
+        --add-scram) KWB_KAFKA_FORMAT_ARGS+=(--add-scram "${2:?--add-scram needs a spec}") ;;
+        *) break ;;
+      esac
       shift 2
-    fi
+    done
     need_java
     ensure_kafka
     if pid="$(broker_pid "$dir")"; then

@@ -240,7 +240,8 @@ kafka_ready() {
 # Returns once the broker answers a metadata request; sets BROKER_PID, exports KAFKA_BOOTSTRAP.
 # A node of a cluster (kafka_node_start) sets KWB_KAFKA_CONTROLLER_PORT (its fixed controller
 # port, which the voters list names), KWB_KAFKA_CLUSTER_ID (the id its storage is formatted
-# with) and KWB_KAFKA_READY_BROKERS (ready once the cluster lists that many brokers).
+# with) and KWB_KAFKA_READY_BROKERS (ready once the cluster lists that many brokers). The
+# array KWB_KAFKA_FORMAT_ARGS holds extra options for formatting a new DIR (--add-scram ...).
 kafka_start() {
   local dir="$1" port="$2" started="$EPOCHREALTIME" controller cluster
   shift 2
@@ -261,7 +262,8 @@ kafka_start() {
   if [ ! -s "$dir/data/meta.properties" ]; then
     cluster="${KWB_KAFKA_CLUSTER_ID:-$(kafka_cluster_id)}"
     if ! kafka_java kafka.tools.StorageTool format --cluster-id="$cluster" \
-      --config "$dir/server.properties" >>"$dir/broker.log" 2>&1; then
+      --config "$dir/server.properties" ${KWB_KAFKA_FORMAT_ARGS[@]+"${KWB_KAFKA_FORMAT_ARGS[@]}"} \
+      >>"$dir/broker.log" 2>&1; then
       echo "formatting the Kafka storage in $dir/data failed; its log ($dir/broker.log):" >&2
       tail -n 20 "$dir/broker.log" >&2
       return 1
@@ -280,6 +282,8 @@ kafka_start() {
   BROKER_PID=$!
   echo "$BROKER_PID" >"$dir/broker.pid"
   export KAFKA_BOOTSTRAP="127.0.0.1:$port"
+  # 0: the caller waits (a cluster's first start waits once for all its nodes).
+  [ "${KWB_KAFKA_READY_BROKERS:-1}" != 0 ] || return 0
   if ! kafka_ready "$KAFKA_BOOTSTRAP" "${KWB_KAFKA_START_TIMEOUT:-90}" "$BROKER_PID" \
     "${KWB_KAFKA_READY_BROKERS:-1}"; then
     echo "Apache Kafka did not become ready; the end of its log ($dir/broker.log):" >&2
@@ -304,7 +308,7 @@ kafka_cluster_id() {
 # node alone has no quorum); returns once every node is ready and the cluster lists all N
 # brokers, and prints the bootstrap list on stdout.
 kafka_cluster_start() {
-  local dir="$1" n="$2" cluster ports=() port i isr voters="" bootstrap="" pids=() failed=0
+  local dir="$1" n="$2" started="$EPOCHREALTIME" cluster ports=() port i isr voters="" bootstrap="" pids=() failed=0
   shift 2
   [ "$n" -ge 1 ] 2>/dev/null || { echo "kafka_cluster_start: N must be a positive number" >&2; return 2; }
   mkdir -p "$dir"
@@ -331,28 +335,38 @@ kafka_cluster_start() {
       "share.coordinator.state.topic.min.isr=$isr" \
       "$@" >"$dir/node$i/node.args"
   done
+  # The nodes start at once (each formats its storage and launches its JVM); then one
+  # readiness check for all of them, rather than one JVM more per node on a busy machine.
   for ((i = 1; i <= n; i++)); do
-    kafka_node_start "$dir" "$i" &
+    KWB_KAFKA_READY_BROKERS=0 kafka_node_start "$dir" "$i" &
     pids+=($!)
   done
   for i in "${pids[@]}"; do wait "$i" || failed=1; done
+  if [ "$failed" -eq 0 ] && ! kafka_ready "$bootstrap" "${KWB_KAFKA_START_TIMEOUT:-90}" "" "$n"; then
+    echo "the cluster in $dir did not list its $n brokers; the end of node 1's log:" >&2
+    tail -n 40 "$dir/node1/broker.log" >&2
+    failed=1
+  fi
   if [ "$failed" -ne 0 ]; then
     for ((i = 1; i <= n; i++)); do
       [ -s "$dir/node$i/broker.pid" ] && kafka_stop_pid "$(cat "$dir/node$i/broker.pid")"
     done
     return 1
   fi
+  echo "==> Apache Kafka $KAFKA_VERSION, $n brokers, ready at $bootstrap in $(elapsed_since "$started") s (logs: $dir/node*/broker.log)" >&2
   echo "$bootstrap"
 }
 
 # kafka_node_start DIR K: starts node K of the cluster in DIR (kafka_cluster_start) with its
-# settings, returns once the cluster lists all its brokers again; sets BROKER_PID.
+# settings, returns once the cluster lists all its brokers again (KWB_KAFKA_READY_BROKERS=0:
+# at once); sets BROKER_PID.
 kafka_node_start() {
   local dir="$1" k="$2" args=()
   mapfile -t args <"$dir/node$k/node.args" ||
     { echo "no cluster node $k in $dir" >&2; return 1; }
   KWB_KAFKA_CONTROLLER_PORT="${args[1]}" KWB_KAFKA_CLUSTER_ID="${args[2]}" \
-    KWB_KAFKA_READY_BROKERS="${args[3]}" kafka_start "$dir/node$k" "${args[0]}" "${args[@]:4}"
+    KWB_KAFKA_READY_BROKERS="${KWB_KAFKA_READY_BROKERS:-${args[3]}}" \
+    kafka_start "$dir/node$k" "${args[0]}" "${args[@]:4}"
 }
 
 # kafka_properties DIR PORT CONTROLLER_PORT [KEY=VALUE...]: the server.properties of one

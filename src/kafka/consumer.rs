@@ -33,6 +33,18 @@ pub(super) struct BridgeContext {
 
 impl ClientContext for BridgeContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        // A failed broker connection is logged by librdkafka at error level ("FAIL") and
+        // reported to `error` below with the same text; logged there, at most once in a while.
+        let error_level = matches!(
+            level,
+            RDKafkaLogLevel::Emerg
+                | RDKafkaLogLevel::Alert
+                | RDKafkaLogLevel::Critical
+                | RDKafkaLogLevel::Error
+        );
+        if facility == "FAIL" && error_level {
+            return tracing::debug!(target: "librdkafka", client = ?self.role, facility, "{message}");
+        }
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
@@ -179,12 +191,7 @@ fn poll_loop(
                 sink.record(&record);
                 spare = reuse(headers);
             }
-            Some(Err(e)) => {
-                consumer
-                    .context()
-                    .status
-                    .on_error(Role::Consumer, &e, "while consuming")
-            }
+            Some(Err(e)) => consumer.context().status.on_consume_error(&e),
             None => {}
         }
         commit_initial_positions(&consumer);

@@ -60,6 +60,12 @@ struct Inner {
     /// Topics the consumer subscribed to.
     topics: Vec<String>,
     last_error: Option<(String, Instant)>,
+    /// The last error that says why the clients are failing: not a summary such as "all
+    /// brokers are down", nor a consumer's copy of an error without its reason. Readiness
+    /// shows it rather than such a later, vaguer error.
+    last_cause: Option<(String, Instant)>,
+    /// When each kind of error (see [`log_key`]) was last logged.
+    logged: BTreeMap<String, Instant>,
     /// Whether snapshot channels have been rebuilt from Kafka (true when there are none).
     snapshots_loaded: bool,
     /// Partitions whose start position is resolved but not committed yet (a new group that
@@ -281,9 +287,28 @@ impl KafkaStatus {
             .set(inner.assignment.len() as i64);
     }
 
-    /// Records a client error; logs it unless the same one was logged recently.
+    /// Records a client error (librdkafka's error callback: the error and its reason); logs it
+    /// unless an error of the same kind was logged within [`ERROR_LOG_INTERVAL`], by either
+    /// client. librdkafka reports a failing connection again at every reconnect attempt, with
+    /// a reason that differs only in its timings, so the same text is not the same error.
     pub(super) fn on_error(&self, role: Role, error: &KafkaError, reason: &str) {
-        let message = format!("{error}: {reason}");
+        self.record_error(role, error, Some(reason));
+    }
+
+    /// Records an error the consumer's poll returned. These repeat, without their reason, the
+    /// errors the error callback reported just before (an authentication failure comes as both);
+    /// logged only when no error of the same kind was.
+    pub(super) fn on_consume_error(&self, error: &KafkaError) {
+        self.record_error(Role::Consumer, error, None);
+    }
+
+    /// Returns whether the error was logged.
+    fn record_error(&self, role: Role, error: &KafkaError, reason: Option<&str>) -> bool {
+        let message = match reason {
+            Some(reason) => format!("{error}: {reason}"),
+            None => format!("{error}: while consuming"),
+        };
+        let now = Instant::now();
         let mut inner = self.inner.lock();
         let fatal = matches!(error, KafkaError::MessageConsumptionFatal(_))
             || error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Fatal);
@@ -291,11 +316,34 @@ impl KafkaStatus {
             tracing::error!(client = ?role, error = %message, "fatal kafka client error: restart this instance (two instances with the same instance_id fence each other)");
             inner.fatal = Some(message.clone());
         }
-        let repeat = matches!(&inner.last_error, Some((last, at)) if *last == message && at.elapsed() < ERROR_LOG_INTERVAL);
-        if !repeat {
-            tracing::warn!(client = ?role, error = %message, "kafka client error");
-            inner.last_error = Some((message, Instant::now()));
+        let key = log_key(error, &message);
+        let summary =
+            error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown);
+        if reason.is_some() && !summary {
+            inner.last_cause = Some((message.clone(), now));
         }
+        let recent = |inner: &Inner, key: &str| {
+            inner
+                .logged
+                .get(key)
+                .is_some_and(|at| now.duration_since(*at) < ERROR_LOG_INTERVAL)
+        };
+        // A consumer's copy stands aside for the error it copies (same kind, with a reason).
+        let copy_key = format!("{key} (consumer)");
+        let log = match reason {
+            Some(_) => !recent(&inner, &key),
+            None => !recent(&inner, &key) && !recent(&inner, &copy_key),
+        };
+        if log && !fatal {
+            tracing::warn!(client = ?role, error = %message, "kafka client error");
+        }
+        if log {
+            inner
+                .logged
+                .insert(if reason.is_some() { key } else { copy_key }, now);
+        }
+        inner.last_error = Some((message, now));
+        log
     }
 
     /// True when every client has at least one connection up, a bootstrap one included
@@ -347,12 +395,78 @@ impl KafkaStatus {
         self.inner.lock().assignment.values().cloned().collect()
     }
 
-    /// The last client error, for status pages.
+    /// Why the clients are failing, for status pages: the last error that says why, unless it
+    /// is much older than the last error of any kind.
     pub fn last_error(&self) -> Option<String> {
-        self.inner
-            .lock()
-            .last_error
-            .as_ref()
-            .map(|(e, _)| e.clone())
+        let inner = self.inner.lock();
+        match (&inner.last_cause, &inner.last_error) {
+            (Some((cause, at)), Some((_, last)))
+                if last.duration_since(*at) < ERROR_LOG_INTERVAL =>
+            {
+                Some(cause.clone())
+            }
+            (_, last) => last.as_ref().map(|(e, _)| e.clone()),
+        }
+    }
+}
+
+/// What makes two errors the same for logging: librdkafka's error code (the texts differ from
+/// one reconnect attempt to the next), else the text.
+fn log_key(error: &KafkaError, message: &str) -> String {
+    match error.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::types::RDKafkaErrorCode as Code;
+
+    fn status() -> KafkaStatus {
+        KafkaStatus::new(Arc::new(Metrics::new(&[], &[], &[])))
+    }
+
+    #[test]
+    fn a_failing_connection_is_logged_once_and_readiness_keeps_its_cause() {
+        let status = status();
+        let auth = KafkaError::Global(Code::Authentication);
+        let down = KafkaError::Global(Code::AllBrokersDown);
+        let reason = |ms: u32| {
+            format!(
+                "SASL authentication error: Authentication failed (after {ms}ms in state AUTH_REQ)"
+            )
+        };
+        // The first attempt, by either client, is logged; the next ones (other timings) are not.
+        assert!(status.record_error(Role::Producer, &auth, Some(&reason(406))));
+        assert!(status.record_error(Role::Producer, &down, Some("1/1 brokers are down")));
+        assert!(!status.record_error(Role::Consumer, &auth, Some(&reason(395))));
+        // The consumer's copy of an error already logged with its reason is not logged.
+        assert!(!status.record_error(
+            Role::Consumer,
+            &KafkaError::MessageConsumption(Code::Authentication),
+            None
+        ));
+        assert!(!status.record_error(Role::Consumer, &down, Some("1/1 brokers are down")));
+        assert!(!status.record_error(Role::Producer, &auth, Some(&reason(351))));
+        // Readiness shows the cause, not the summary that came after it.
+        status.record_error(Role::Consumer, &down, Some("1/1 brokers are down"));
+        status.record_error(
+            Role::Consumer,
+            &KafkaError::MessageConsumption(Code::AllBrokersDown),
+            None,
+        );
+        let shown = status.last_error().unwrap();
+        assert!(
+            shown.contains("Authentication failed (after 351ms"),
+            "{shown}"
+        );
+        // A consumer error of another kind, reported only by the poll, is logged.
+        assert!(status.record_error(
+            Role::Consumer,
+            &KafkaError::MessageConsumption(Code::UnknownTopicOrPartition),
+            None
+        ));
     }
 }

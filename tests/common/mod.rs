@@ -603,6 +603,11 @@ impl BridgeProcess {
     /// Writes `text` to a config file and runs `kafka-ws-bridge run` on it with JSON logs;
     /// returns once it has started listening.
     pub fn spawn(text: &str) -> BridgeProcess {
+        Self::spawn_with_env(text, &[])
+    }
+
+    /// The same, with these environment variables set (for `${VAR}` in the config).
+    pub fn spawn_with_env(text: &str, env: &[(&str, &str)]) -> BridgeProcess {
         use std::io::BufRead;
         let dir = TempDir::new("bridge");
         let config = dir.path.join("bridge.yaml");
@@ -610,6 +615,7 @@ impl BridgeProcess {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-ws-bridge"))
             .args(["run", "--log-format", "json", "--config"])
             .arg(&config)
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn the bridge");
@@ -679,6 +685,11 @@ impl BridgeProcess {
             .arg(self.pid().to_string())
             .status()
             .expect("kill");
+    }
+
+    /// How the process ended, if it has.
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     /// Waits for the process to exit; its exit code (None: killed by a signal).
@@ -752,9 +763,10 @@ pub struct OwnBroker {
 }
 
 enum OwnBrokerKind {
-    /// `KEY=VALUE` lines added to its server.properties. The script runs the broker detached and
-    /// keeps its pid in `dir`.
-    Kafka { properties: Vec<String> },
+    /// Arguments of `scripts/kafka/broker.sh start` after the owner: options, then `KEY=VALUE`
+    /// lines added to its server.properties. The script runs the broker detached and keeps its
+    /// pid in `dir`.
+    Kafka { args: Vec<String> },
     /// Tansu's `--storage-engine` URL, and the process while it runs.
     Tansu {
         storage: String,
@@ -784,11 +796,6 @@ impl OwnBroker {
 
     /// Kafka with extra server properties, or Tansu with this storage URL.
     fn start_with(kafka_properties: &[(&str, &str)], tansu_storage: &str) -> OwnBroker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let kind = if std::env::var("KWB_BROKER").as_deref() == Ok("tansu") {
             OwnBrokerKind::Tansu {
                 storage: tansu_storage.to_owned(),
@@ -796,20 +803,35 @@ impl OwnBroker {
             }
         } else {
             OwnBrokerKind::Kafka {
-                properties: kafka_properties
+                args: kafka_properties
                     .iter()
                     .map(|(key, value)| format!("{key}={value}"))
                     .collect(),
             }
         };
+        Self::start_kind(free_port(), kind, TempDir::new("own-broker"))
+    }
+
+    /// Apache Kafka on `port` started with these arguments of `scripts/kafka/broker.sh start`
+    /// (options such as `--add-scram`, then `KEY=VALUE` properties), its data in `dir`.
+    pub fn start_kafka(port: u16, args: Vec<String>, dir: TempDir) -> OwnBroker {
+        Self::start_kind(port, OwnBrokerKind::Kafka { args }, dir)
+    }
+
+    fn start_kind(port: u16, kind: OwnBrokerKind, dir: TempDir) -> OwnBroker {
         let mut broker = OwnBroker {
             kind,
             running: false,
-            dir: TempDir::new("own-broker"),
+            dir,
             port,
         };
         broker.restart();
         broker
+    }
+
+    /// The directory holding its data and log (`broker.log`).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir.path
     }
 
     pub fn bootstrap(&self) -> String {
@@ -821,12 +843,12 @@ impl OwnBroker {
     pub fn restart(&mut self) {
         assert!(!self.running, "the broker runs already");
         match &mut self.kind {
-            OwnBrokerKind::Kafka { properties } => {
+            OwnBrokerKind::Kafka { args: extra } => {
                 let dir = self.dir.path.to_str().unwrap().to_owned();
                 let port = self.port.to_string();
                 let owner = std::process::id().to_string();
                 let mut args = vec!["start", &dir, &port, "--owner", &owner];
-                args.extend(properties.iter().map(String::as_str));
+                args.extend(extra.iter().map(String::as_str));
                 kafka_script(&args);
             }
             OwnBrokerKind::Tansu { storage, child } => {
@@ -870,6 +892,15 @@ impl Drop for OwnBroker {
             self.kill();
         }
     }
+}
+
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn kafka_script_path() -> std::path::PathBuf {
