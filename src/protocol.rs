@@ -405,12 +405,19 @@ pub fn pong(id: &RequestId) -> Frame {
 }
 
 /// `{"type":"ack",...}`
-pub fn ack(id: &RequestId, topic: &str, partition: i32, offset: i64) -> Frame {
+pub fn ack(id: &RequestId, topic: &str, partition: i32, offset: Option<i64>) -> Frame {
     let mut out = String::from("{\"type\":\"ack\"");
     push_id(&mut out, id);
     out.push_str(",\"topic\":");
     push_json_str(&mut out, topic);
-    let _ = write!(out, ",\"partition\":{partition},\"offset\":{offset}}}");
+    match offset {
+        Some(offset) => {
+            let _ = write!(out, ",\"partition\":{partition},\"offset\":{offset}}}");
+        }
+        None => {
+            let _ = write!(out, ",\"partition\":{partition},\"offset\":null}}");
+        }
+    }
     out.into()
 }
 
@@ -725,7 +732,8 @@ mod tests {
             welcome("s", None),
             error(&id, &Refusal::new(ErrorCode::Forbidden, "no \n way")),
             pong(&None),
-            ack(&id, "t", 1, 7),
+            ack(&id, "t", 1, Some(7)),
+            ack(&id, "t", 1, None),
             subscribed(
                 &id,
                 "c",

@@ -177,7 +177,8 @@ export interface Ack {
   id: string | number;
   topic: string;
   partition: number;
-  offset: number;
+  /** null in the rare case Kafka did not report it again (a retried write it had already). */
+  offset: number | null;
 }
 
 export interface PublishOptions {

@@ -18,7 +18,9 @@ use crate::config::Plan;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
     pub partition: i32,
-    pub offset: i64,
+    /// `None` when the delivery report has none: a retry that Kafka answered "duplicate
+    /// sequence" (the first attempt was written, its offset is not reported again).
+    pub offset: Option<i64>,
 }
 
 /// Why a record was not written.
@@ -84,7 +86,7 @@ impl Producer {
         match tokio::time::timeout(self.timeout + Duration::from_secs(1), send).await {
             Ok(Ok(delivery)) => Ok(Delivered {
                 partition: delivery.partition,
-                offset: delivery.offset,
+                offset: (delivery.offset >= 0).then_some(delivery.offset),
             }),
             Ok(Err((error, _))) => Err(classify(&error)),
             Err(_) => Err(ProduceError::Unavailable(
