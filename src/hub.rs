@@ -49,8 +49,8 @@ pub enum Route<'a> {
 pub struct Fanout {
     pub delivered: u64,
     pub dropped: u64,
-    /// Sessions whose queue went over its bounds while their socket still takes bytes: their
-    /// writer is behind, not their client ([`Pushed::Behind`]).
+    /// Sessions whose queue went over its bounds and that may still catch up
+    /// ([`Pushed::Behind`]): the consumer waits for them before routing more.
     pub behind: Vec<Arc<SessionHandle>>,
     /// The channel sheds (drop_oldest, latest_per_key) rather than waits for a blocked socket.
     pub shed: bool,
@@ -58,8 +58,9 @@ pub struct Fanout {
 
 impl Fanout {
     /// Blocks the calling thread (the Kafka consumer's) until every session left behind has
-    /// caught up, stopped draining or closed ([`Outbox::wait_for_writer`]): a burst is paced by
-    /// the sessions that take it instead of closing them. Called with no hub lock held.
+    /// caught up or closed, at most [`crate::outbox::WRITER_GRACE`] in all
+    /// ([`Outbox::wait_for_writer`]): a burst is paced by the sessions that take it instead of
+    /// closing them. Called with no hub lock held.
     pub fn wait_for_writers(self) {
         if self.behind.is_empty() {
             return;
