@@ -387,7 +387,7 @@ stop_broker
 jq -cn --arg mode "$mode" --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg pinning "$pinning" \
   --arg cpu "$cpu_model" --argjson nproc "$ncpu" --argjson mem "$mem_gib" --arg kernel "$(uname -r)" \
   --argjson nofile "$nofile" --argjson versions "$versions" \
-  --arg settings "topics with $PARTITIONS partition(s), fresh $fresh per measurement; fetch wait $FETCH_WAIT_MS ms for every consumer; records of $RECORD_BYTES bytes {\"ts\": µs, \"seq\", \"pad\"}; kafka-ws-bridge: publish_rate off, max_inflight_publishes 256, max_connections 1000000, everything else default (send_queue_messages 1024, on_slow_client disconnect, ping 20 s)" \
+  --arg settings "topics with $PARTITIONS partition(s), fresh $fresh per measurement; fetch wait $FETCH_WAIT_MS ms for every consumer; records of $RECORD_BYTES bytes {\"ts\": µs, \"seq\", \"pad\"}; kafka-ws-bridge: publish_rate off, max_inflight_publishes 256, max_connections 1000000, everything else default (send_queue_bytes 1 MiB, send_queue_messages 8192, on_slow_client disconnect, ping 20 s)" \
   '{mode: $mode, date: $date, pinning: $pinning, settings: $settings, versions: $versions,
     machine: {nproc: $nproc, cpu_model: $cpu, mem_gib: $mem, kernel: $kernel, nofile_hard: $nofile}}' \
   >"$results/meta.json"
