@@ -58,15 +58,9 @@ async fn burst_at(bootstrap: &str, topic: &str, key: Option<&str>, seqs: std::op
     while pending.next().await.is_some() {}
 }
 
-/// The `seq` of a message frame, read without parsing the whole frame (a test client reading
-/// millions of frames in a debug build must not be the bottleneck).
+/// The `seq` of a message frame.
 fn seq_of(text: &str) -> Option<u64> {
-    let start = text.find("\"seq\":")? + 6;
-    let digits: String = text[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
+    common::frame_number(text, "\"seq\":").map(|n| n as u64)
 }
 
 /// Reads message frames until `seqs` have arrived, in order, each once. Fails on a close, a

@@ -144,16 +144,7 @@ async fn read_session(mut client: Client, target: Arc<AtomicUsize>) -> Result<Re
 
 /// The integer after `field` in a frame.
 fn number(text: &str, field: &str) -> i64 {
-    let at = text
-        .find(field)
-        .unwrap_or_else(|| panic!("{field} in {text}"))
-        + field.len();
-    text[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
+    common::frame_number(text, field).unwrap_or_else(|| panic!("{field} in {text}"))
 }
 
 /// The string after `prefix` (which ends with the opening quote) in a frame.

@@ -59,15 +59,7 @@ async fn read_messages(client: &mut Client, count: usize) -> usize {
         if !text.starts_with("{\"type\":\"message\"") {
             continue;
         }
-        let number = |field: &str| -> i64 {
-            let at = text.find(field).unwrap() + field.len();
-            text[at..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        };
+        let number = |field: &str| -> i64 { common::frame_number(text, field).unwrap() };
         let (partition, offset) = (number("\"partition\":"), number("\"offset\":"));
         if let Some(previous) = last.insert(partition, offset) {
             assert!(

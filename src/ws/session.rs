@@ -829,6 +829,12 @@ impl<'a, W> Watched<'a, W> {
     fn new(io: &'a mut W, outbox: &'a Outbox) -> Self {
         Watched { io, outbox }
     }
+
+    /// Passes a poll of the connection on, telling the outbox whether it waits for the kernel.
+    fn watch<T>(&self, poll: std::task::Poll<T>) -> std::task::Poll<T> {
+        self.outbox.set_socket_blocked(poll.is_pending());
+        poll
+    }
 }
 
 impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<'_, W> {
@@ -837,20 +843,16 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<'_, W> 
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        let poll = std::pin::Pin::new(&mut *this.io).poll_write(cx, buf);
-        this.outbox.set_socket_blocked(poll.is_pending());
-        poll
+        let poll = std::pin::Pin::new(&mut *self.io).poll_write(cx, buf);
+        self.watch(poll)
     }
 
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        let poll = std::pin::Pin::new(&mut *this.io).poll_flush(cx);
-        this.outbox.set_socket_blocked(poll.is_pending());
-        poll
+        let poll = std::pin::Pin::new(&mut *self.io).poll_flush(cx);
+        self.watch(poll)
     }
 
     fn poll_shutdown(

@@ -49,6 +49,17 @@ fn init_logs() {
     }
 }
 
+/// The non-negative integer after `field` (e.g. `"offset":`) in a frame's text, read without
+/// parsing the frame: tests that read millions of frames must not be the bottleneck.
+pub fn frame_number(text: &str, field: &str) -> Option<i64> {
+    let at = text.find(field)? + field.len();
+    text[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
 pub fn random_suffix() -> String {
     let n: u64 = rand::rng().random();
     format!("{n:016x}")
