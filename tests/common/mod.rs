@@ -554,6 +554,23 @@ impl Client {
         frame
     }
 
+    /// The next frames, one of each kind in `kinds`, in whatever order they come (an ack and
+    /// the echo of the same publish race: the delivery report and the consumer's fetch are
+    /// independent). Returned in the order of `kinds`.
+    pub async fn expect_each(&mut self, kinds: &[&str]) -> Vec<Value> {
+        let mut found: Vec<Option<Value>> = vec![None; kinds.len()];
+        for _ in kinds {
+            let frame = self.recv().await;
+            let slot = kinds
+                .iter()
+                .position(|kind| frame["type"] == *kind)
+                .filter(|&at| found[at].is_none())
+                .unwrap_or_else(|| panic!("expected one of {kinds:?}: {frame}"));
+            found[slot] = Some(frame);
+        }
+        found.into_iter().map(Option::unwrap).collect()
+    }
+
     /// Subscribes and waits for `subscribed`.
     pub async fn subscribe(&mut self, channel: &str, key: Option<&str>) -> Value {
         let mut frame = serde_json::json!({"type": "subscribe", "id": format!("sub-{channel}"), "channel": channel});
