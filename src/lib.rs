@@ -24,6 +24,7 @@
 //! - [`metrics`]: every Prometheus metric, defined once.
 
 pub mod app;
+pub mod catalogue;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -36,5 +37,6 @@ pub mod outbound;
 pub mod outbox;
 pub mod protocol;
 pub mod server;
+pub mod sessions;
 pub mod state;
 pub mod ws;

@@ -6,11 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kafka_ws_bridge::app::{self, Listeners};
-use kafka_ws_bridge::auth::{Authenticator, SetupError};
+use kafka_ws_bridge::app::{self, load, Exit, Listeners, TopicOutcome};
 use kafka_ws_bridge::cli::{Cli, Command, LogFormat};
-use kafka_ws_bridge::config::{self, Diagnostic, Plan, Severity};
-use kafka_ws_bridge::kafka;
+use kafka_ws_bridge::config::{Diagnostic, Severity};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -40,14 +38,14 @@ fn create_topics(path: &Path, partitions: i32, replication: i32) -> ExitCode {
         .enable_all()
         .build()
         .expect("a current-thread runtime builds");
-    match runtime.block_on(kafka::create_topics(&plan, partitions, replication)) {
+    match runtime.block_on(app::create_topics(&plan, partitions, replication)) {
         Ok(outcomes) => {
             let mut failed = false;
             for (topic, outcome) in outcomes {
                 match outcome {
-                    kafka::TopicOutcome::Created => println!("{topic}: created"),
-                    kafka::TopicOutcome::AlreadyExists => println!("{topic}: already exists"),
-                    kafka::TopicOutcome::Failed(e) => {
+                    TopicOutcome::Created => println!("{topic}: created"),
+                    TopicOutcome::AlreadyExists => println!("{topic}: already exists"),
+                    TopicOutcome::Failed(e) => {
                         failed = true;
                         eprintln!("{topic}: failed: {e}");
                     }
@@ -63,37 +61,6 @@ fn create_topics(path: &Path, partitions: i32, replication: i32) -> ExitCode {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Every diagnostic of the file, including librdkafka's opinion of `kafka.properties` and
-/// whether the JWT key loads.
-fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
-    let plan = config::load(path)?;
-    let mut problems = kafka::check_properties(&plan);
-    if let Err(e) = Authenticator::from_plan(&plan) {
-        let key = match e {
-            SetupError::KeyFile { .. } | SetupError::Key { .. } => "auth.jwt.public_key_file",
-            SetupError::Algorithms(_) => "auth.jwt.algorithms",
-            SetupError::NoJwt => "auth.jwt",
-        };
-        problems.push(plan.diagnostic(Severity::Error, key, e.to_string()));
-    }
-    if let Some(tls) = &plan.config.server.tls {
-        let (cert, key) = (
-            plan.resolve_path(&tls.cert_file),
-            plan.resolve_path(&tls.key_file),
-        );
-        if let Err(e) = kafka_ws_bridge::server::tls_acceptor(&cert, &key) {
-            problems.push(plan.diagnostic(Severity::Error, "server.tls", e));
-        }
-    }
-    if problems.is_empty() {
-        Ok(plan)
-    } else {
-        problems.extend(plan.warnings);
-        problems.sort_by_key(|d| d.line);
-        Err(problems)
     }
 }
 
@@ -158,10 +125,11 @@ fn run(path: &Path) -> ExitCode {
             app::start(plan, listeners).await
         };
         match started.await {
-            Ok(bridge) => {
-                bridge.run_until(shutdown_signal()).await;
-                ExitCode::SUCCESS
-            }
+            Ok(bridge) => match bridge.run_until(shutdown_signal()).await {
+                Exit::Stopped => ExitCode::SUCCESS,
+                // Logged by the supervisor; an orchestrator restarts the process.
+                Exit::Failed(_) => ExitCode::FAILURE,
+            },
             Err(e) => {
                 tracing::error!("cannot start: {e}");
                 ExitCode::FAILURE

@@ -9,11 +9,15 @@ use serde::Serialize;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
+use tokio_util::sync::CancellationToken;
+
+use crate::catalogue::Catalogue;
 use crate::config::{Deliver, Plan};
 use crate::hub::Hub;
 use crate::kafka::{KafkaStatus, PartitionStatus};
 use crate::metrics::Metrics;
-use crate::ws::WsContext;
+use crate::server::http::{bearer, json_error};
+use crate::sessions::Sessions;
 
 /// What the operational endpoints look at.
 pub struct OpsContext {
@@ -22,10 +26,10 @@ pub struct OpsContext {
     pub metrics: Arc<Metrics>,
     pub kafka: Arc<KafkaStatus>,
     pub hub: Arc<Hub>,
-    pub ws: Arc<WsContext>,
-    /// Channel name → topic, and inbound channel → topic, for the status page.
-    pub channel_topics: Vec<(String, String, Deliver)>,
-    pub inbound_topics: Vec<(String, String)>,
+    pub catalogue: Arc<Catalogue>,
+    pub sessions: Arc<Sessions>,
+    /// Cancelled when the client listener stops taking connections.
+    pub accepting: CancellationToken,
     /// Whether the consumer runs (there are outbound channels).
     pub consuming: bool,
     /// Whether some channel keeps snapshots (loaded at start).
@@ -40,7 +44,8 @@ impl OpsContext {
         metrics: Arc<Metrics>,
         kafka: Arc<KafkaStatus>,
         hub: Arc<Hub>,
-        ws: Arc<WsContext>,
+        sessions: Arc<Sessions>,
+        accepting: CancellationToken,
     ) -> Self {
         let config = &plan.config;
         OpsContext {
@@ -48,18 +53,10 @@ impl OpsContext {
             group_id: plan.group_id(),
             metrics,
             kafka,
+            catalogue: hub.catalogue_handle(),
             hub,
-            ws,
-            channel_topics: config
-                .channels
-                .iter()
-                .map(|c| (c.name.clone(), c.topic.clone(), c.deliver))
-                .collect(),
-            inbound_topics: config
-                .inbound
-                .iter()
-                .map(|i| (i.channel.clone(), i.topic.clone()))
-                .collect(),
+            sessions,
+            accepting,
             consuming: !config.channels.is_empty(),
             snapshots: config.channels.iter().any(|c| c.snapshot),
             api_keys: config.server.api_keys.clone(),
@@ -84,8 +81,8 @@ fn readiness(ctx: &OpsContext) -> Readiness {
     let mut checks = vec![
         Check {
             name: "accepting_connections",
-            ok: !ctx.ws.accepting.is_cancelled(),
-            detail: if ctx.ws.accepting.is_cancelled() {
+            ok: !ctx.accepting.is_cancelled(),
+            detail: if ctx.accepting.is_cancelled() {
                 "shutting down".into()
             } else {
                 "accepting WebSocket connections".into()
@@ -159,7 +156,7 @@ fn readiness(ctx: &OpsContext) -> Readiness {
 struct ChannelStatus<'a> {
     name: &'a str,
     topic: &'a str,
-    deliver: &'static str,
+    deliver: Deliver,
     subscribers: usize,
 }
 
@@ -190,26 +187,26 @@ fn status(ctx: &OpsContext) -> Status<'_> {
         version: env!("CARGO_PKG_VERSION"),
         ready: readiness(ctx).ready,
         paused: ctx.kafka.paused(),
-        sessions: ctx.ws.sessions.len(),
+        sessions: ctx.sessions.len(),
         channels: ctx
-            .channel_topics
+            .catalogue
+            .channels()
             .iter()
-            .enumerate()
-            .map(|(i, (name, topic, deliver))| ChannelStatus {
-                name,
-                topic,
-                deliver: match deliver {
-                    Deliver::Broadcast => "broadcast",
-                    Deliver::ByKey => "by_key",
-                    Deliver::Reply => "reply",
-                },
-                subscribers: ctx.hub.subscriber_count(i as u32),
+            .map(|c| ChannelStatus {
+                name: c.name(),
+                topic: &c.spec.topic,
+                deliver: c.deliver(),
+                subscribers: ctx.hub.subscriber_count(c.id),
             })
             .collect(),
         inbound: ctx
-            .inbound_topics
+            .catalogue
+            .inbound_channels()
             .iter()
-            .map(|(channel, topic)| InboundStatus { channel, topic })
+            .map(|c| InboundStatus {
+                channel: c.name(),
+                topic: &c.spec.topic,
+            })
             .collect(),
         partitions: ctx.kafka.partitions(),
     }
@@ -225,31 +222,31 @@ async fn pause_or_resume(
     let paused = match action {
         "pause" => true,
         "resume" => false,
-        _ => return crate::ws::json_error(StatusCode::NOT_FOUND, "not found"),
+        _ => return json_error(StatusCode::NOT_FOUND, "not found"),
     };
     if ctx.api_keys.is_empty() {
-        return crate::ws::json_error(
+        return json_error(
             StatusCode::FORBIDDEN,
             "disabled: set server.api_keys to allow pause and resume",
         );
     }
-    let presented = authorization
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !crate::auth::api_key_matches(&ctx.api_keys, presented) {
-        return crate::ws::json_error(StatusCode::UNAUTHORIZED, "missing or unknown API key");
+    if !crate::auth::api_key_matches(&ctx.api_keys, bearer(authorization)) {
+        return json_error(StatusCode::UNAUTHORIZED, "missing or unknown API key");
     }
     ctx.kafka.request_pause(paused);
     // Answer once the consumer has applied it (it checks between polls).
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while ctx.consuming && !ctx.kafka.pause_settled() {
-        if tokio::time::Instant::now() >= deadline {
-            return crate::ws::json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the consumer did not apply it within 5 s",
-            );
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    if ctx.consuming
+        && tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            ctx.kafka.pause_settled(paused),
+        )
+        .await
+        .is_err()
+    {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the consumer did not apply it within 5 s",
+        );
     }
     tracing::info!(
         paused,
@@ -319,7 +316,7 @@ pub fn routes(
             } else {
                 (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
             };
-            Ok::<_, Infallible>(crate::ws::json_error(code, message))
+            Ok::<_, Infallible>(json_error(code, message))
         })
         .unify()
 }

@@ -608,6 +608,37 @@ pub fn key_at_pointer(value: &Value, pointer: &str) -> Option<String> {
     }
 }
 
+/// The record value a client's `data` stands for on a channel of `format` (the reverse of
+/// [`encode_data`]): JSON as sent; `text` channels take a JSON string and write its text;
+/// `base64` channels take a base64 string and write its bytes.
+pub fn decode_data(format: crate::config::Format, data: &RawValue) -> Result<Vec<u8>, String> {
+    use crate::config::Format;
+    match format {
+        Format::Json => Ok(data.get().as_bytes().to_vec()),
+        Format::Text => serde_json::from_str::<String>(data.get())
+            .map(String::into_bytes)
+            .map_err(|_| "this channel's format is text: `data` must be a JSON string".to_owned()),
+        Format::Base64 => {
+            use base64::Engine as _;
+            let text = serde_json::from_str::<String>(data.get()).map_err(|_| {
+                "this channel's format is base64: `data` must be a base64 string".to_owned()
+            })?;
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| format!("`data` is not valid base64: {e}"))
+        }
+    }
+}
+
+/// Header naming the session a reply is for (set by the bridge on inbound records).
+pub const SESSION_HEADER: &str = "bridge-session";
+/// Header naming the user a reply is for (set by the bridge on inbound records).
+pub const USER_HEADER: &str = "bridge-user";
+/// Header carrying the client's publish id.
+pub const CORRELATION_HEADER: &str = "correlation-id";
+/// Headers only the bridge sets; a publish that carries one is refused.
+pub const RESERVED_HEADERS: &[&str] = &[USER_HEADER, SESSION_HEADER, CORRELATION_HEADER];
+
 #[cfg(test)]
 mod tests {
     use super::*;

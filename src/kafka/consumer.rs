@@ -1,7 +1,7 @@
 //! The outbound consumer: one per instance, group `<prefix>.<instance_id>`, subscribed to every
 //! channel's topic. It runs on its own OS thread, polling librdkafka and handing each record
-//! to the [`RecordSink`] synchronously — routing never waits (queues are non-blocking), so the
-//! thread needs no async runtime and adds no per-record task overhead.
+//! to the [`RecordSink`] synchronously — routing waits only for sessions that fell behind (at most
+//! the writer grace), so the thread needs no async runtime and adds no per-record task overhead.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,13 +17,9 @@ use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
 
 use super::status::{KafkaStatus, Role};
-use super::{consumer_config, Record, StartError};
+use super::{consumer_config, StartError};
 use crate::config::Plan;
-
-/// Receives every consumed record, on the consumer thread. Must not block.
-pub trait RecordSink: Send + Sync + 'static {
-    fn record(&self, record: &Record<'_>);
-}
+use crate::outbound::{Record, RecordSink};
 
 /// librdkafka callbacks of both clients: forwarded to tracing and to [`KafkaStatus`].
 pub(super) struct BridgeContext {
@@ -165,13 +161,16 @@ fn poll_loop(
 ) {
     // One header buffer for the thread's life; each record borrows it afresh.
     let mut spare: Vec<(&'static str, Option<&'static [u8]>)> = Vec::new();
-    let mut paused = false;
+    let status = consumer.context().status.clone();
+    // A consumer thread that dies (a panic while routing) leaves the bridge without outbound
+    // delivery: the supervisor must hear of it and stop the process.
+    let _alive = DiesLoudly(status.clone());
+    let mut pause = status.pause_requests();
     while !stop.load(Ordering::Acquire) {
-        let wanted = consumer.context().status.paused();
-        if wanted != paused {
-            paused = wanted;
+        if pause.has_changed().unwrap_or(false) {
+            let paused = *pause.borrow_and_update();
             apply_pause(&consumer, paused);
-            consumer.context().status.pause_applied(paused);
+            status.pause_applied(paused);
         }
         match consumer.poll(POLL_TIMEOUT) {
             Some(Ok(message)) => {
@@ -204,6 +203,18 @@ fn poll_loop(
 }
 
 /// Pauses or resumes fetching of every assigned partition.
+/// Reports the consumer thread's death by panic to the supervisor.
+struct DiesLoudly(Arc<KafkaStatus>);
+
+impl Drop for DiesLoudly {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .fail("the kafka consumer thread died (panic): outbound delivery stopped".into());
+        }
+    }
+}
+
 fn apply_pause(consumer: &BaseConsumer<BridgeContext>, pause: bool) {
     let assignment = match consumer.assignment() {
         Ok(assignment) => assignment,

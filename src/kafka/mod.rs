@@ -6,6 +6,7 @@ mod admin;
 mod consumer;
 mod producer;
 mod reader;
+mod side;
 mod status;
 
 use std::collections::BTreeMap;
@@ -18,33 +19,8 @@ use rdkafka::producer::BaseProducer;
 use crate::config::{OffsetReset, Plan, Severity};
 
 pub use admin::{create_topics, TopicOutcome};
-pub use consumer::{start_consumer, ConsumerHandle, RecordSink};
-pub use producer::{Delivered, ProduceError, Producer};
-pub use reader::{load_snapshots, monitor_lag, OwnedRecord, RangeReader, ReadRequest, ReadResult};
+pub use side::{KafkaSide, Outlets};
 pub use status::{KafkaStatus, PartitionStatus};
-
-/// A consumed record, borrowed from librdkafka's buffer for the duration of one call.
-#[derive(Debug)]
-pub struct Record<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    /// Milliseconds since the epoch, when the record has a timestamp.
-    pub timestamp: Option<i64>,
-    pub key: Option<&'a [u8]>,
-    pub value: Option<&'a [u8]>,
-    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
-}
-
-impl<'a> Record<'a> {
-    /// The first header of that name, when present with a value.
-    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| *v)
-    }
-}
 
 /// Errors that stop the Kafka side from starting.
 #[derive(Debug, thiserror::Error)]

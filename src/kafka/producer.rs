@@ -13,31 +13,7 @@ use super::consumer::BridgeContext;
 use super::status::{KafkaStatus, Role};
 use super::{producer_config, StartError};
 use crate::config::Plan;
-
-/// Where a record was written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Delivered {
-    pub partition: i32,
-    /// `None` when the delivery report has none: a retry that Kafka answered "duplicate
-    /// sequence" (the first attempt was written, its offset is not reported again).
-    pub offset: Option<i64>,
-}
-
-/// Why a record was not written.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum ProduceError {
-    /// Kafka unreachable, or no acknowledgement within the publish timeout. The record was
-    /// most likely not written; a retry with the same id lets consumers de-duplicate.
-    #[error("kafka unavailable: {0}")]
-    Unavailable(String),
-    /// The broker refuses records this large.
-    #[error("record too large: {0}")]
-    TooLarge(String),
-    /// The broker refused the record for a reason retrying will not fix (unknown topic,
-    /// authorization, …).
-    #[error("record refused by kafka: {0}")]
-    Refused(String),
-}
+use crate::inbound::{Delivered, ProduceError, RecordWriter, WriteFuture};
 
 #[derive(Clone)]
 pub struct Producer {
@@ -103,6 +79,18 @@ impl Producer {
     /// Records still waiting for their delivery report.
     pub fn in_flight(&self) -> i32 {
         self.inner.in_flight_count()
+    }
+}
+
+impl RecordWriter for Producer {
+    fn write<'a>(
+        &'a self,
+        topic: &'a str,
+        key: Option<&'a [u8]>,
+        payload: &'a [u8],
+        headers: &'a [(&'a str, &'a [u8])],
+    ) -> WriteFuture<'a> {
+        Box::pin(self.send(topic, key, payload, headers))
     }
 }
 

@@ -19,67 +19,17 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::Semaphore;
 
-use super::consumer::RecordSink;
 use super::status::KafkaStatus;
-use super::{client_config, Client, Record};
+use super::{client_config, Client};
 use crate::config::Plan;
+use crate::hub::{Fetched, Need};
+use crate::outbound::{OwnedRecord, RangeRead, ReadFuture, RecordSink};
 
 /// Reads that may run at once.
 const READERS: usize = 2;
 /// How long one read may take before it gives up with what it has.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
-
-/// A record read from Kafka, owned.
-#[derive(Debug, Clone)]
-pub struct OwnedRecord {
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp: Option<i64>,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-impl OwnedRecord {
-    /// Lends the record to code written for live records.
-    pub fn with_record<T>(&self, topic: &str, f: impl FnOnce(&Record<'_>) -> T) -> T {
-        let headers: Vec<(&str, Option<&[u8]>)> = self
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_deref()))
-            .collect();
-        f(&Record {
-            topic,
-            partition: self.partition,
-            offset: self.offset,
-            timestamp: self.timestamp,
-            key: self.key.as_deref(),
-            value: self.value.as_deref(),
-            headers: &headers,
-        })
-    }
-}
-
-/// What to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ReadRequest {
-    /// Offsets `from..until` of each partition (`until` None: up to the end).
-    Ranges(Vec<(i32, i64, Option<i64>)>),
-    /// The last records of every partition of the topic, before the offset given for a
-    /// partition (else up to its end); the limit is shared among partitions.
-    Tails(BTreeMap<i32, i64>),
-}
-
-/// What a read returned.
-#[derive(Debug, Default)]
-pub struct ReadResult {
-    pub records: Vec<OwnedRecord>,
-    /// Offsets covered per partition (`start..end`).
-    pub covered: BTreeMap<i32, Range<i64>>,
-    /// Part of the asked range no longer exists in Kafka or exceeded the limit.
-    pub gap: bool,
-}
 
 /// Serves range reads.
 pub struct RangeReader {
@@ -96,31 +46,31 @@ impl RangeReader {
             permits: Arc::new(Semaphore::new(READERS)),
         }
     }
+}
 
-    /// Reads `request` from `topic`, at most `limit` records.
-    pub async fn read(
-        &self,
-        topic: &str,
-        request: ReadRequest,
-        limit: usize,
-    ) -> Result<ReadResult, String> {
-        let _permit = self.permits.acquire().await.map_err(|e| e.to_string())?;
+impl RangeRead for RangeReader {
+    /// Reads `need` from `topic` on a consumer of its own, at most `limit` records.
+    fn read(&self, topic: &str, need: Need, limit: usize) -> ReadFuture {
+        let permits = self.permits.clone();
         let idle = self.idle.clone();
         let config = self.config.clone();
         let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let consumer = match idle.lock().pop() {
-                Some(consumer) => consumer,
-                None => config.create::<BaseConsumer>().map_err(|e| e.to_string())?,
-            };
-            let result = read_blocking(&consumer, &topic, &request, limit);
-            if consumer.unassign().is_ok() {
-                idle.lock().push(consumer);
-            }
-            result
+        Box::pin(async move {
+            let _permit = permits.acquire_owned().await.map_err(|e| e.to_string())?;
+            tokio::task::spawn_blocking(move || {
+                let consumer = match idle.lock().pop() {
+                    Some(consumer) => consumer,
+                    None => config.create::<BaseConsumer>().map_err(|e| e.to_string())?,
+                };
+                let result = read_blocking(&consumer, &topic, &need, limit);
+                if consumer.unassign().is_ok() {
+                    idle.lock().push(consumer);
+                }
+                result
+            })
+            .await
+            .map_err(|e| e.to_string())?
         })
-        .await
-        .map_err(|e| e.to_string())?
     }
 }
 
@@ -138,21 +88,22 @@ fn reader_config(plan: &Plan, purpose: &str) -> ClientConfig {
 fn read_blocking(
     consumer: &BaseConsumer,
     topic: &str,
-    request: &ReadRequest,
+    need: &Need,
     limit: usize,
-) -> Result<ReadResult, String> {
+) -> Result<Fetched<OwnedRecord>, String> {
     let timeout = Duration::from_secs(5);
     let watermarks = |partition: i32| {
         consumer
             .fetch_watermarks(topic, partition, timeout)
             .map_err(|e| format!("watermarks of {topic}/{partition}: {e}"))
     };
-    let mut result = ReadResult::default();
+    let mut result = Fetched::default();
     let mut ranges: BTreeMap<i32, Range<i64>> = BTreeMap::new();
-    match request {
-        ReadRequest::Ranges(wanted) => {
+    match need {
+        Need::Ranges(wanted) => {
             let mut budget = limit as i64;
-            for &(partition, from, until) in wanted {
+            for missing in wanted {
+                let (partition, from, until) = (missing.partition, missing.from, missing.until);
                 let (low, high) = watermarks(partition)?;
                 let end = until.unwrap_or(high).min(high);
                 let mut start = from.max(low);
@@ -167,7 +118,7 @@ fn read_blocking(
                 ranges.insert(partition, start.min(end)..end);
             }
         }
-        ReadRequest::Tails(before) => {
+        Need::Tails(before) => {
             let metadata = consumer
                 .fetch_metadata(Some(topic), timeout)
                 .map_err(|e| format!("metadata of {topic}: {e}"))?;

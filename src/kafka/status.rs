@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use tokio::sync::watch;
 use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 
@@ -73,8 +74,6 @@ struct Inner {
     initial_commits: Vec<(String, i32, i64)>,
     /// Partitions already given an initial commit.
     initially_committed: std::collections::BTreeSet<(String, i32)>,
-    paused: bool,
-    pause_applied: bool,
     /// A fatal client error: the client cannot recover without a restart.
     fatal: Option<String>,
     /// Partitions per subscribed topic, from the consumer's metadata (statistics).
@@ -85,6 +84,13 @@ struct Inner {
 pub struct KafkaStatus {
     inner: Mutex<Inner>,
     metrics: Arc<Metrics>,
+    /// Whether an operator asked to pause outbound delivery (`POST /api/v1/pause`).
+    pause: watch::Sender<bool>,
+    /// What the consumer thread has applied.
+    pause_applied: watch::Sender<bool>,
+    /// Why the Kafka side can no longer work (a fatal client error, a dead client thread):
+    /// the supervisor shuts the bridge down on it.
+    failure: watch::Sender<Option<String>>,
 }
 
 /// How often the same client error is logged again.
@@ -99,6 +105,9 @@ impl KafkaStatus {
                 ..Inner::default()
             }),
             metrics,
+            pause: watch::Sender::new(false),
+            pause_applied: watch::Sender::new(false),
+            failure: watch::Sender::new(None),
         }
     }
 
@@ -230,25 +239,58 @@ impl KafkaStatus {
         }
     }
 
-    /// Asks the consumer to pause (or resume) outbound delivery (`POST /api/v1/pause`).
+    /// Asks the consumer to pause (or resume) outbound delivery.
     pub fn request_pause(&self, paused: bool) {
-        self.inner.lock().paused = paused;
+        self.pause.send_replace(paused);
     }
 
     /// Whether delivery should be paused (what was asked).
     pub fn paused(&self) -> bool {
-        self.inner.lock().paused
+        *self.pause.borrow()
+    }
+
+    /// The consumer thread's view of pause requests.
+    pub(super) fn pause_requests(&self) -> watch::Receiver<bool> {
+        self.pause.subscribe()
     }
 
     /// The consumer applied a pause or resume.
     pub(super) fn pause_applied(&self, paused: bool) {
-        self.inner.lock().pause_applied = paused;
+        self.pause_applied.send_replace(paused);
     }
 
-    /// Whether the consumer has applied what was asked.
-    pub fn pause_settled(&self) -> bool {
-        let inner = self.inner.lock();
-        inner.paused == inner.pause_applied
+    /// Resolves once the consumer has applied `paused`.
+    pub async fn pause_settled(&self, paused: bool) {
+        let mut applied = self.pause_applied.subscribe();
+        // The sender lives as long as `self`: waiting cannot fail.
+        let _ = applied.wait_for(|applied| *applied == paused).await;
+    }
+
+    /// The Kafka side can no longer work: the bridge must shut down and exit with an error
+    /// (the first reason is kept).
+    pub fn fail(&self, reason: String) {
+        self.failure.send_if_modified(|failure| {
+            if failure.is_some() {
+                return false;
+            }
+            *failure = Some(reason);
+            true
+        });
+    }
+
+    /// Resolves with the reason once [`Self::fail`] was called.
+    pub async fn failed(&self) -> String {
+        let mut failure = self.failure.subscribe();
+        let reason = failure
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|reason| reason.clone());
+        match reason {
+            Some(reason) => reason,
+            // The sender lives as long as `self`: never.
+            None => std::future::pending().await,
+        }
     }
 
     pub(super) fn on_assign(&self, partitions: Vec<(String, i32)>) {
@@ -315,6 +357,7 @@ impl KafkaStatus {
         if fatal {
             tracing::error!(client = ?role, error = %message, "fatal kafka client error: restart this instance (two instances with the same instance_id fence each other)");
             inner.fatal = Some(message.clone());
+            self.fail(format!("fatal kafka client error: {message}"));
         }
         let key = log_key(error, &message);
         let summary =

@@ -29,7 +29,7 @@ fn asset(relative: &str, embedded: &'static str) -> String {
 #[derive(Serialize)]
 struct ChannelInfo<'a> {
     name: &'a str,
-    deliver: &'static str,
+    deliver: Deliver,
     snapshot: bool,
     history: usize,
 }
@@ -82,20 +82,22 @@ pub(super) fn routes(
                 "jwt"
             },
             channels: ctx
-                .channels
+                .catalogue
+                .channels()
                 .iter()
                 .map(|c| ChannelInfo {
-                    name: &c.name,
-                    deliver: match c.deliver {
-                        Deliver::Broadcast => "broadcast",
-                        Deliver::ByKey => "by_key",
-                        Deliver::Reply => "reply",
-                    },
-                    snapshot: c.snapshot,
-                    history: c.history,
+                    name: c.name(),
+                    deliver: c.deliver(),
+                    snapshot: c.spec.snapshot,
+                    history: c.spec.history,
                 })
                 .collect(),
-            inbound: ctx.inbound_channels.iter().map(String::as_str).collect(),
+            inbound: ctx
+                .catalogue
+                .inbound_channels()
+                .iter()
+                .map(|c| c.name())
+                .collect(),
         };
         warp::reply::json(&info).into_response()
     });

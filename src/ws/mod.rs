@@ -7,25 +7,24 @@ mod publish_api;
 mod session;
 mod upgrade;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use warp::http::StatusCode;
-use warp::{Filter, Rejection, Reply};
+use warp::Filter;
 
 use crate::auth::{Authenticator, Identity};
-use crate::config::{ChannelConfig, Plan};
-use crate::hub::{Hub, SessionHandle};
+use crate::catalogue::Catalogue;
+use crate::config::Plan;
+use crate::hub::Hub;
 use crate::inbound::{HttpPublish, Inbound};
-use crate::kafka::RangeReader;
 use crate::metrics::Metrics;
-use crate::outbound::Outbound;
+use crate::outbound::Replayer;
 use crate::outbox::Close;
+use crate::server::http::{json_error, recover};
+use crate::sessions::Sessions;
 
 /// Limits from `server.*`, copied once.
 #[derive(Debug, Clone)]
@@ -46,16 +45,13 @@ pub struct Limits {
 
 /// Everything a session or handshake needs, shared by all of them.
 pub struct WsContext {
+    pub catalogue: Arc<Catalogue>,
     pub hub: Arc<Hub>,
-    /// Encodes records read from Kafka for replays.
-    pub outbound: Arc<Outbound>,
     /// Reads what memory no longer holds, for replays.
-    pub reader: Arc<RangeReader>,
+    pub replayer: Arc<Replayer>,
     pub inbound: Arc<Inbound>,
     /// `POST /api/v1/publish`.
     pub http_publish: Arc<HttpPublish>,
-    /// The config's channels, indexed like the hub's channel ids.
-    pub channels: Vec<ChannelConfig>,
     pub metrics: Arc<Metrics>,
     pub auth: Authenticator,
     pub limits: Limits,
@@ -65,9 +61,7 @@ pub struct WsContext {
     pub allowed_origins: Vec<String>,
     /// Serve the demo page and the channel list (`server.demo_page`).
     pub demo_page: bool,
-    /// Names of the inbound channels, for the channel list.
-    pub inbound_channels: Vec<String>,
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     /// Cancelled when the bridge stops taking new connections.
     pub accepting: CancellationToken,
     /// Cancelled when sessions must stop reading client frames (shutdown drain).
@@ -81,23 +75,24 @@ pub struct WsContext {
 }
 
 impl WsContext {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         plan: &Plan,
         hub: Arc<Hub>,
-        outbound: Arc<Outbound>,
+        replayer: Arc<Replayer>,
         inbound: Arc<Inbound>,
         http_publish: Arc<HttpPublish>,
         metrics: Arc<Metrics>,
         auth: Authenticator,
+        sessions: Arc<Sessions>,
     ) -> Self {
         let server = &plan.config.server;
         WsContext {
+            catalogue: hub.catalogue_handle(),
             hub,
-            outbound,
-            reader: Arc::new(RangeReader::new(plan)),
+            replayer,
             inbound,
             http_publish,
-            channels: plan.config.channels.clone(),
             metrics,
             auth,
             limits: Limits {
@@ -120,13 +115,7 @@ impl WsContext {
             ws_path: server.ws_path.clone(),
             allowed_origins: server.allowed_origins.clone(),
             demo_page: server.demo_page,
-            inbound_channels: plan
-                .config
-                .inbound
-                .iter()
-                .map(|i| i.channel.clone())
-                .collect(),
-            sessions: Sessions::default(),
+            sessions,
             accepting: CancellationToken::new(),
             draining: CancellationToken::new(),
             publishes: TaskTracker::new(),
@@ -150,6 +139,32 @@ impl WsContext {
     pub fn open_connections(&self) -> usize {
         self.open_connections.load(Ordering::Acquire)
     }
+
+    /// Stops the client side in order, giving up at `deadline`: stop accepting → stop reading
+    /// client frames → answer every in-flight publish → close sessions with 1001 (queued
+    /// frames first).
+    pub async fn stop(&self, deadline: std::time::Instant) {
+        self.accepting.cancel();
+        self.draining.cancel();
+        self.publishes.close();
+        if tokio::time::timeout_at(deadline.into(), self.publishes.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown deadline reached with publishes still waiting for kafka");
+        }
+        self.sessions.close_all(Close::Shutdown);
+        self.session_tasks.close();
+        if tokio::time::timeout_at(deadline.into(), self.session_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                sessions = self.sessions.len(),
+                "shutdown deadline reached with sessions still closing"
+            );
+        }
+    }
 }
 
 /// One of `max_connections`, released on drop.
@@ -158,90 +173,6 @@ struct ConnectionSlot(Arc<WsContext>);
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.open_connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// An open session as the registry holds it.
-#[derive(Clone)]
-struct Entry {
-    handle: Arc<SessionHandle>,
-    /// Cancelled once the session's task has finished (its connection is closed).
-    finished: CancellationToken,
-}
-
-/// Every open session: to close them all on shutdown, and to enforce
-/// `auth.max_sessions_per_user`.
-#[derive(Default)]
-pub struct Sessions {
-    inner: Mutex<Registry>,
-}
-
-#[derive(Default)]
-struct Registry {
-    by_id: HashMap<u64, Entry>,
-    /// Session ids per user, oldest first.
-    by_user: HashMap<String, Vec<u64>>,
-}
-
-impl Sessions {
-    /// Registers a session; returns the sessions of the same user it replaces (oldest first)
-    /// when the user now has more than `max_per_user` (0 = unlimited).
-    fn insert(
-        &self,
-        handle: &Arc<SessionHandle>,
-        finished: CancellationToken,
-        max_per_user: usize,
-    ) -> Vec<Entry> {
-        let mut registry = self.inner.lock();
-        registry.by_id.insert(
-            handle.id,
-            Entry {
-                handle: handle.clone(),
-                finished,
-            },
-        );
-        let Some(user) = &handle.user else {
-            return Vec::new();
-        };
-        let ids = registry.by_user.entry(user.clone()).or_default();
-        ids.push(handle.id);
-        if max_per_user == 0 || ids.len() <= max_per_user {
-            return Vec::new();
-        }
-        let excess = ids.len() - max_per_user;
-        let replaced: Vec<u64> = ids.drain(..excess).collect();
-        replaced
-            .iter()
-            .filter_map(|id| registry.by_id.get(id).cloned())
-            .collect()
-    }
-
-    fn remove(&self, handle: &SessionHandle) {
-        let mut registry = self.inner.lock();
-        registry.by_id.remove(&handle.id);
-        if let Some(user) = &handle.user {
-            if let Some(ids) = registry.by_user.get_mut(user) {
-                ids.retain(|id| *id != handle.id);
-                if ids.is_empty() {
-                    registry.by_user.remove(user);
-                }
-            }
-        }
-    }
-
-    /// Starts closing every session with `close`.
-    pub fn close_all(&self, close: Close) {
-        for entry in self.inner.lock().by_id.values() {
-            entry.handle.outbox.close(close);
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.inner.lock().by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -256,34 +187,6 @@ pub fn routes(
         .unify()
         .recover(recover)
         .unify()
-}
-
-/// A JSON error response: `{"error": message}`.
-pub fn json_error(status: StatusCode, message: &str) -> warp::reply::Response {
-    warp::reply::with_status(
-        warp::reply::json(&serde_json::json!({ "error": message })),
-        status,
-    )
-    .into_response()
-}
-
-/// Maps every rejection to a JSON error with a stable status.
-async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
-    let (status, message) = if rejection.is_not_found() {
-        (StatusCode::NOT_FOUND, "not found")
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body larger than server.max_frame_bytes",
-        )
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        (StatusCode::LENGTH_REQUIRED, "Content-Length required")
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-    } else {
-        (StatusCode::BAD_REQUEST, "bad request")
-    };
-    Ok(json_error(status, message))
 }
 
 /// A session's identity as used in logs: never the token, only the user id.

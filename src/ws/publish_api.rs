@@ -10,7 +10,8 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::{json_error, WsContext};
-use crate::inbound::HttpRequest;
+use crate::inbound::{http_status, HttpRequest};
+use crate::server::http::bearer;
 
 pub(super) fn route(
     ctx: Arc<WsContext>,
@@ -33,11 +34,7 @@ async fn handle(authorization: Option<String>, body: Bytes, ctx: Arc<WsContext>)
             "the publish API is off: set server.api_keys to enable it",
         );
     }
-    let bearer = authorization
-        .as_deref()
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !http.authorized(bearer) {
+    if !http.authorized(bearer(authorization.as_deref())) {
         return json_error(
             StatusCode::UNAUTHORIZED,
             "missing or unknown API key: send Authorization: Bearer <key>",
@@ -58,7 +55,8 @@ async fn handle(authorization: Option<String>, body: Bytes, ctx: Arc<WsContext>)
         )
         .into_response(),
         Err(refusal) => json_error(
-            StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            StatusCode::from_u16(http_status(refusal.code))
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             &refusal.message,
         ),
     }

@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use super::{user_label, ConnectionSlot, WsContext};
 use crate::auth::{check_allow, check_key, Identity};
 use crate::config::Deliver;
-use crate::hub::{Attached, Begun, ChannelId, Fetched, Hub, SessionHandle, Want};
+use crate::catalogue::ChannelId;
+use crate::hub::{Attached, Begun, Fetched, Hub, SessionHandle, Want};
 use crate::inbound::Publisher;
 use crate::metrics::CloseReason;
 use crate::outbox::{Close, Outbox, Outgoing};
@@ -116,31 +117,6 @@ struct Pending {
 /// How long a new session waits for the sessions it replaces to close before its `welcome`.
 const REPLACE_TIMEOUT: Duration = Duration::from_secs(5);
 
-const REPLACED_CLOSE: Close = Close {
-    code: 4000,
-    reason: "replaced by a newer session",
-    drain: true,
-};
-
-const IDLE_CLOSE: Close = Close {
-    code: 1000,
-    reason: "idle timeout: no answer to pings",
-    drain: false,
-};
-
-/// The session writes nothing more (its task is ending): records stop queueing.
-const STOPPED: Close = Close {
-    code: 1000,
-    reason: "closed",
-    drain: false,
-};
-
-const TOKEN_EXPIRED_CLOSE: Close = Close {
-    code: 4002,
-    reason: "token expired",
-    drain: false,
-};
-
 pub(super) async fn run(
     mut socket: Socket,
     ctx: Arc<WsContext>,
@@ -165,7 +141,7 @@ pub(super) async fn run(
     // Newest wins: the older sessions are told and closed before this one is welcomed.
     for old in &replaced {
         old.handle.outbox.push_control(protocol::session_replaced());
-        old.handle.outbox.close(REPLACED_CLOSE);
+        old.handle.outbox.close(Close::Replaced);
     }
     for old in &replaced {
         if tokio::time::timeout(REPLACE_TIMEOUT, old.finished.cancelled())
@@ -254,18 +230,18 @@ impl Session {
                                 if written > 0 {
                                     let rest = write_frames(socket.get_mut(), &batch, &mut written);
                                     if !matches!(tokio::time::timeout(CLOSE_TIMEOUT, rest).await, Ok(Ok(()))) {
-                                        return reason_for(close);
+                                        return close.counted_as();
                                     }
                                 }
                                 send_close(socket, close).await;
-                                return reason_for(close);
+                                return close.counted_as();
                             }
                             Err(None) => return CloseReason::Error,
                         }
                     }
                     if let Some(close) = close {
                         send_close(socket, close).await;
-                        return reason_for(close);
+                        return close.counted_as();
                     }
                 }
                 message = socket.next(), if can_read => {
@@ -302,8 +278,8 @@ impl Session {
                     }
                     let idle = self.ctx.limits.idle_timeout;
                     if idle.is_some_and(|idle| self.last_heard.elapsed() > idle) {
-                        self.handle.outbox.close(IDLE_CLOSE);
-                        send_close(socket, IDLE_CLOSE).await;
+                        self.handle.outbox.close(Close::IdleTimeout);
+                        send_close(socket, Close::IdleTimeout).await;
                         return CloseReason::IdleTimeout;
                     }
                     let ping = socket.send(Message::Ping(Default::default()));
@@ -312,7 +288,7 @@ impl Session {
                     }
                 }
                 _ = sleep_until_option(expiry), if expiry.is_some() && self.handle.outbox.closing().is_none() => {
-                    self.handle.outbox.close(TOKEN_EXPIRED_CLOSE);
+                    self.handle.outbox.close(Close::TokenExpired);
                 }
             }
         }
@@ -386,16 +362,7 @@ impl Session {
                     &publisher,
                 ) {
                     Ok(prepared) => prepared,
-                    Err(mut refusal) => {
-                        if refusal.code == ErrorCode::UnknownChannel
-                            && self.ctx.hub.channel_id(&channel).is_some()
-                        {
-                            refusal.message = format!(
-                                "channel `{channel}` is subscribe-only: it has no inbound entry"
-                            );
-                        }
-                        return self.refuse(&id, refusal);
-                    }
+                    Err(refusal) => return self.refuse(&id, refusal),
                 };
                 let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
                     unreachable!("frames are only read while a publish permit is free");
@@ -438,15 +405,15 @@ impl Session {
                 format!("`key` is longer than {MAX_KEY_BYTES} bytes"),
             ));
         }
-        let Some(channel_id) = self.ctx.hub.channel_id(channel) else {
-            let message = if self.ctx.inbound.has_channel(channel) {
+        let Some(channel_id) = self.ctx.catalogue.channel_id(channel) else {
+            let message = if self.ctx.catalogue.inbound(channel).is_some() {
                 format!("channel `{channel}` is publish-only: it has no entry in `channels`")
             } else {
                 format!("no channel named `{channel}`")
             };
             return Err(Refusal::new(ErrorCode::UnknownChannel, message));
         };
-        let config = &self.ctx.channels[channel_id as usize];
+        let config = &self.ctx.catalogue.channel(channel_id).spec;
         if let Err(reason) = check_allow(&config.subscribe.allow, &self.identity) {
             return Err(Refusal::new(
                 ErrorCode::Forbidden,
@@ -501,7 +468,7 @@ impl Session {
         }
         // Reply channels keep nothing to replay: `resume` and `history` mean plain live there
         // (so a client can resume every subscription alike after a reconnect).
-        let want = if self.ctx.hub.channel(subscription.0).deliver == Deliver::Reply {
+        let want = if self.ctx.catalogue.channel(subscription.0).deliver() == Deliver::Reply {
             Want::Live
         } else {
             want
@@ -544,12 +511,11 @@ impl Session {
                 self.subscriptions.insert(subscription);
             }
             Begun::Reading { need, held } => {
-                let outbound = self.ctx.outbound.clone();
-                let reader = self.ctx.reader.clone();
+                let replayer = self.ctx.replayer.clone();
                 let (channel_id, key) = (*channel_id, key.clone());
                 let read = tokio::spawn(async move {
-                    outbound
-                        .fetch(&reader, channel_id, key.as_deref(), need, limit)
+                    replayer
+                        .fetch(channel_id, key.as_deref(), need, limit)
                         .await
                 });
                 self.pending = Some(Pending {
@@ -604,7 +570,7 @@ impl Session {
     }
 
     fn count_replay(&self, channel_id: ChannelId, attached: Attached, from_kafka: usize) {
-        let metrics = &self.ctx.hub.channel(channel_id).metrics;
+        let metrics = &self.ctx.catalogue.channel(channel_id).metrics;
         metrics
             .replayed_memory
             .inc_by(attached.replayed.saturating_sub(from_kafka) as u64);
@@ -619,13 +585,13 @@ impl Session {
         channel: &str,
         key: Option<String>,
     ) -> Result<(), Refusal> {
-        let Some(channel_id) = self.ctx.hub.channel_id(channel) else {
+        let Some(channel_id) = self.ctx.catalogue.channel_id(channel) else {
             return Err(Refusal::new(
                 ErrorCode::UnknownChannel,
                 format!("no channel named `{channel}`"),
             ));
         };
-        let key = match self.ctx.channels[channel_id as usize].deliver {
+        let key = match self.ctx.catalogue.channel(channel_id).deliver() {
             Deliver::ByKey => key.or_else(|| self.identity.user.clone()),
             _ => None,
         };
@@ -653,33 +619,16 @@ impl Session {
     }
 
     async fn on_read_error(&self, socket: &mut Socket, error: WsError) -> CloseReason {
-        let (close, reason) = match error {
-            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
-                Some((
-                    CloseCode::Size,
-                    format!("frame of {size} bytes exceeds the limit of {max_size}"),
-                )),
-                CloseReason::FrameTooLarge,
-            ),
-            WsError::Utf8(_) => (
-                Some((
-                    CloseCode::Invalid,
-                    "text frame is not valid UTF-8".to_owned(),
-                )),
-                CloseReason::Policy,
-            ),
-            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
-                (None, CloseReason::ClientClosed)
-            }
-            WsError::Protocol(e) => (
-                Some((CloseCode::Protocol, e.to_string())),
-                CloseReason::Policy,
-            ),
-            WsError::Capacity(e) => (
-                Some((CloseCode::Size, e.to_string())),
-                CloseReason::FrameTooLarge,
-            ),
-            WsError::ConnectionClosed | WsError::AlreadyClosed => (None, CloseReason::ClientClosed),
+        let close = match error {
+            WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => Some((
+                Close::FrameTooLarge,
+                format!("frame of {size} bytes exceeds the limit of {max_size}"),
+            )),
+            WsError::Utf8(_) => Some((Close::InvalidUtf8, Close::InvalidUtf8.reason().into())),
+            WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+            WsError::Protocol(e) => Some((Close::ProtocolError, e.to_string())),
+            WsError::Capacity(e) => Some((Close::FrameTooLarge, e.to_string())),
+            WsError::ConnectionClosed | WsError::AlreadyClosed => None,
             // A peer that went away without a close frame (a tab closed with unread data
             // resets the connection): as normal as a close, not a bridge error.
             WsError::Io(e)
@@ -691,22 +640,26 @@ impl Session {
                         | std::io::ErrorKind::UnexpectedEof
                 ) =>
             {
-                (None, CloseReason::ClientClosed)
+                None
             }
             other => {
                 tracing::debug!(session = %self.handle.public_id, error = %other, "websocket read failed");
-                (None, CloseReason::Error)
+                self.handle.outbox.close(Close::Stopped);
+                return CloseReason::Error;
             }
         };
+        let reason = close
+            .as_ref()
+            .map_or(CloseReason::ClientClosed, |(close, _)| close.counted_as());
         // Nothing more is written: records stop queueing now, not when the linger ends (a
         // pusher must not wait for a writer that has stopped).
-        self.handle.outbox.close(STOPPED);
-        if let Some((code, text)) = close {
+        self.handle.outbox.close(Close::Stopped);
+        if let Some((close, text)) = close {
             tracing::info!(session = %self.handle.public_id, reason = %text, "closing session");
             close_and_linger(
                 socket,
                 CloseFrame {
-                    code,
+                    code: CloseCode::from(close.code()),
                     reason: text.into(),
                 },
             )
@@ -723,7 +676,7 @@ impl Session {
                 .hub
                 .unsubscribe(*channel_id, key.as_deref(), &self.handle);
         }
-        self.handle.outbox.close(STOPPED);
+        self.handle.outbox.close(Close::Stopped);
         for (channel_id, key) in self.subscriptions.drain() {
             self.ctx
                 .hub
@@ -870,7 +823,8 @@ fn record_latencies(batch: &mut Vec<Outgoing>, hub: &Hub) {
         .map_or(0, |d| d.as_millis() as i64);
     for (channel, timestamp) in batch.drain(..).filter_map(|o| o.stamp) {
         let latency = (now_ms - timestamp).max(0) as f64 / 1000.0;
-        hub.channel(channel)
+        hub.catalogue()
+            .channel(channel)
             .metrics
             .delivery_latency
             .observe(latency);
@@ -879,8 +833,8 @@ fn record_latencies(batch: &mut Vec<Outgoing>, hub: &Hub) {
 
 async fn send_close(socket: &mut Socket, close: Close) {
     let frame = CloseFrame {
-        code: CloseCode::from(close.code),
-        reason: close.reason.into(),
+        code: CloseCode::from(close.code()),
+        reason: close.reason().into(),
     };
     close_and_linger(socket, frame).await;
 }
@@ -897,16 +851,6 @@ async fn close_and_linger(socket: &mut Socket, frame: CloseFrame) {
             while let Some(Ok(_)) = socket.next().await {}
         })
         .await;
-    }
-}
-
-fn reason_for(close: Close) -> CloseReason {
-    match close.code {
-        4000 => CloseReason::Replaced,
-        4001 => CloseReason::SlowClient,
-        4002 => CloseReason::TokenExpired,
-        1001 => CloseReason::Shutdown,
-        _ => CloseReason::Error,
     }
 }
 

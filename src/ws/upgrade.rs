@@ -20,6 +20,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::{json_error, session, WsContext};
+use crate::metrics::RejectReason;
 
 /// Bytes read from the socket at a time (and allocated per connection for reading). Clients
 /// send little (subscribes, publishes), and tungstenite zeroes this much before every read
@@ -61,26 +62,26 @@ async fn handshake(
     on_upgrade: Option<OnUpgrade>,
     ctx: Arc<WsContext>,
 ) -> Response {
-    let refuse = |status: StatusCode, reason: &str, message: &str| {
+    let refuse = |status: StatusCode, reason: RejectReason, message: &str| {
         ctx.metrics.rejected(reason);
         json_error(status, message)
     };
     if ctx.accepting.is_cancelled() {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
+            RejectReason::ShuttingDown,
             "the bridge is shutting down; reconnect to another instance",
         );
     }
     let key = match websocket_key(&headers) {
         Ok(key) => key,
-        Err(message) => return refuse(StatusCode::BAD_REQUEST, "bad_request", message),
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, RejectReason::BadRequest, message),
     };
     if let Some(origin) = headers.get(header::ORIGIN) {
         if !origin_allowed(&ctx.allowed_origins, origin) {
             return refuse(
                 StatusCode::FORBIDDEN,
-                "forbidden_origin",
+                RejectReason::ForbiddenOrigin,
                 "origin not allowed (server.allowed_origins)",
             );
         }
@@ -90,7 +91,7 @@ async fn handshake(
         Err(reason) => {
             return refuse(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                RejectReason::Unauthorized,
                 &reason.to_string(),
             )
         }
@@ -98,14 +99,14 @@ async fn handshake(
     let Some(slot) = ctx.try_reserve_connection() else {
         return refuse(
             StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_connections",
+            RejectReason::TooManyConnections,
             "too many connections (server.max_connections)",
         );
     };
     let Some(on_upgrade) = on_upgrade else {
         return refuse(
             StatusCode::BAD_REQUEST,
-            "bad_request",
+            RejectReason::BadRequest,
             "this connection cannot be upgraded (HTTP/1.1 required)",
         );
     };

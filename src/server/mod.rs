@@ -3,6 +3,8 @@
 //! `warp::serve`) lets the caller hand in an already-bound listener (tests bind port 0), add
 //! TLS, bound the handshake, and stop accepting on demand.
 
+pub mod http;
+
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,11 +21,12 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+
 /// A cloneable HTTP service, as `warp::service` makes from a filter.
 pub trait HttpService<B>:
     tower_service::Service<
-        http::Request<Incoming>,
-        Response = http::Response<B>,
+        ::http::Request<Incoming>,
+        Response = ::http::Response<B>,
         Error = Infallible,
         Future: Send,
     > + Clone
@@ -34,8 +37,8 @@ pub trait HttpService<B>:
 
 impl<S, B> HttpService<B> for S where
     S: tower_service::Service<
-            http::Request<Incoming>,
-            Response = http::Response<B>,
+            ::http::Request<Incoming>,
+            Response = ::http::Response<B>,
             Error = Infallible,
             Future: Send,
         > + Clone

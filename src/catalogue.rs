@@ -1,0 +1,179 @@
+//! The channels of the config, resolved once: per channel its topic, format, routing,
+//! permissions, state bounds, encoded `message` prefix and metric handles. The hub, outbound,
+//! inbound, the client listener and the operational listener all read this one catalogue
+//! instead of keeping copies of their own, so a new channel option is added in one place.
+
+use std::collections::HashMap;
+
+use prometheus::{Histogram, IntCounter};
+
+use crate::config::{ChannelConfig, Deliver, InboundConfig, Plan};
+use crate::metrics::{ChannelMetrics, HttpResult, Metrics, PublishResult};
+use crate::protocol::MessagePrefix;
+use crate::state::MemoryLimits;
+
+/// Index of an outbound channel in the config's `channels` list.
+pub type ChannelId = u32;
+
+/// An outbound channel (Kafka → clients).
+pub struct Channel {
+    pub id: ChannelId,
+    /// The channel as configured: name, topic, format, key, deliver, subscribe rules, …
+    pub spec: ChannelConfig,
+    /// What the channel remembers for snapshots and history.
+    pub limits: MemoryLimits,
+    /// The start of every `message` frame of this channel.
+    pub prefix: MessagePrefix,
+    pub metrics: ChannelMetrics,
+    /// `POST /api/v1/publish` outcomes on this channel, indexed by [`HttpResult`].
+    http_results: Vec<IntCounter>,
+}
+
+impl Channel {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn deliver(&self) -> Deliver {
+        self.spec.deliver
+    }
+
+    /// Counts one `POST /api/v1/publish` outcome.
+    pub fn count_http(&self, result: HttpResult) {
+        self.http_results[result as usize].inc();
+    }
+}
+
+/// An inbound channel (clients → Kafka).
+pub struct InboundChannel {
+    pub spec: InboundConfig,
+    /// Publish outcomes, indexed by [`PublishResult::index`].
+    results: Vec<IntCounter>,
+    pub latency: Histogram,
+}
+
+impl InboundChannel {
+    pub fn name(&self) -> &str {
+        &self.spec.channel
+    }
+
+    /// Counts one publish outcome.
+    pub fn count(&self, result: PublishResult) {
+        self.results[result.index()].inc();
+    }
+}
+
+/// Every channel of the config.
+pub struct Catalogue {
+    channels: Vec<Channel>,
+    index: HashMap<String, ChannelId>,
+    inbound: Vec<InboundChannel>,
+    inbound_index: HashMap<String, usize>,
+}
+
+impl Catalogue {
+    pub fn from_plan(plan: &Plan, metrics: &Metrics) -> Self {
+        Catalogue::new(&plan.config.channels, &plan.config.inbound, metrics)
+    }
+
+    pub fn new(channels: &[ChannelConfig], inbound: &[InboundConfig], metrics: &Metrics) -> Self {
+        let channels: Vec<Channel> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| Channel {
+                id: i as ChannelId,
+                limits: MemoryLimits {
+                    snapshot: spec.snapshot,
+                    history: spec.history,
+                    keyed_history: spec.deliver == Deliver::ByKey,
+                    max_keys: spec.max_keys,
+                    max_bytes: spec.max_bytes,
+                },
+                prefix: MessagePrefix::new(&spec.name),
+                metrics: metrics.channel(&spec.name),
+                http_results: HttpResult::ALL
+                    .iter()
+                    .map(|r| {
+                        metrics
+                            .http_publishes
+                            .with_label_values(&[spec.name.as_str(), r.as_str()])
+                    })
+                    .collect(),
+                spec: spec.clone(),
+            })
+            .collect();
+        let inbound: Vec<InboundChannel> = inbound
+            .iter()
+            .map(|spec| InboundChannel {
+                results: PublishResult::all()
+                    .map(|r| {
+                        metrics
+                            .publishes
+                            .with_label_values(&[spec.channel.as_str(), r.as_str()])
+                    })
+                    .collect(),
+                latency: metrics.publish_latency.with_label_values(&[&spec.channel]),
+                spec: spec.clone(),
+            })
+            .collect();
+        Catalogue {
+            index: channels
+                .iter()
+                .map(|c| (c.spec.name.clone(), c.id))
+                .collect(),
+            inbound_index: inbound
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.spec.channel.clone(), i))
+                .collect(),
+            channels,
+            inbound,
+        }
+    }
+
+    pub fn channel(&self, id: ChannelId) -> &Channel {
+        &self.channels[id as usize]
+    }
+
+    pub fn channel_id(&self, name: &str) -> Option<ChannelId> {
+        self.index.get(name).copied()
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Channel> {
+        self.channel_id(name).map(|id| self.channel(id))
+    }
+
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
+    }
+
+    pub fn inbound(&self, name: &str) -> Option<&InboundChannel> {
+        self.inbound_index.get(name).map(|i| &self.inbound[*i])
+    }
+
+    pub fn inbound_channels(&self) -> &[InboundChannel] {
+        &self.inbound
+    }
+
+    /// Topics the consumer subscribes to, sorted, each once.
+    pub fn topics(&self) -> Vec<String> {
+        self.topics_where(|_| true)
+    }
+
+    /// Topics read at start to rebuild snapshots.
+    pub fn snapshot_topics(&self) -> Vec<String> {
+        self.topics_where(|c| c.spec.snapshot)
+    }
+
+    fn topics_where(&self, keep: impl Fn(&Channel) -> bool) -> Vec<String> {
+        let mut topics: Vec<String> = self
+            .channels
+            .iter()
+            .filter(|c| keep(c))
+            .map(|c| c.spec.topic.clone())
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+}

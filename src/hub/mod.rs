@@ -1,0 +1,431 @@
+//! Channels → subscribers, and fan-out. Knows nothing of Kafka or HTTP: it routes an encoded
+//! frame to the sessions subscribed to a channel (all of them, those of one key, or for reply
+//! channels the session or user named by the record) and queues it on each one's [`Outbox`].
+//!
+//! Each channel has its own lock, held while a record is routed and while a session
+//! (un)subscribes, so a subscription takes effect between two records, never during one.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::catalogue::{Catalogue, Channel, ChannelId};
+use crate::config::{Deliver, SlowClientPolicy};
+use crate::outbox::{Outbox, Pushed};
+use crate::protocol::Frame;
+use crate::state::{ChannelMemory, Held, MemoryStats};
+
+mod replay;
+#[cfg(test)]
+mod tests;
+
+pub use replay::{Attached, Begun, Fetched, Need, Want};
+
+/// What the hub knows of a session.
+pub struct SessionHandle {
+    /// Process-unique number.
+    pub id: u64,
+    /// Sent in `welcome` and in the `bridge-session` header.
+    pub public_id: String,
+    /// Authenticated user id; `None` for anonymous sessions.
+    pub user: Option<String>,
+    pub outbox: Outbox,
+}
+
+/// Where a record goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Route<'a> {
+    /// Broadcast channels: every subscriber. By-key channels: subscribers of this key.
+    Key(Option<&'a str>),
+    /// Reply channels: the session named by `bridge-session`, else the user in `bridge-user`.
+    Reply {
+        session: Option<&'a str>,
+        user: Option<&'a str>,
+    },
+}
+
+/// Outcome of one fan-out.
+#[derive(Default)]
+pub struct Fanout {
+    pub delivered: u64,
+    pub dropped: u64,
+    /// Sessions whose queue went over its bounds and that may still catch up
+    /// ([`Pushed::Behind`]): the consumer waits for them before routing more.
+    pub behind: Vec<Arc<SessionHandle>>,
+    /// The channel sheds (drop_oldest, latest_per_key) rather than waits for a blocked socket.
+    pub shed: bool,
+}
+
+impl Fanout {
+    /// Blocks the calling thread (the Kafka consumer's) until every session left behind has
+    /// caught up or closed, at most [`crate::outbox::WRITER_GRACE`] in all
+    /// ([`Outbox::wait_for_writer`]): a burst is paced by the sessions that take it instead of
+    /// closing them. Called with no hub lock held.
+    pub fn wait_for_writers(self) {
+        if self.behind.is_empty() {
+            return;
+        }
+        // One deadline for all: sessions that stopped reading cost the consumer one grace at
+        // most, not one each.
+        let deadline = std::time::Instant::now() + crate::outbox::WRITER_GRACE;
+        for session in &self.behind {
+            session.outbox.wait_for_writer(deadline, self.shed);
+        }
+    }
+}
+
+/// A subscribed session, with the positions a replay already covered.
+struct Subscriber {
+    session: Arc<SessionHandle>,
+    /// Live records at or below these offsets (per partition) were sent by the replay.
+    after: Option<Box<[(i32, i64)]>>,
+    /// While its replay is read from Kafka, the subscription's live records wait here.
+    buffer: Option<Buffer>,
+}
+
+/// Live records held back while a replay is read, at most `limit` (the oldest go first).
+struct Buffer {
+    records: std::collections::VecDeque<Held>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl Subscriber {
+    fn wants(&self, partition: i32, offset: i64) -> bool {
+        match &self.after {
+            None => true,
+            Some(after) => after
+                .iter()
+                .all(|(p, last)| *p != partition || offset > *last),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Subscribers {
+    /// Broadcast channels: every subscriber.
+    all: Vec<Subscriber>,
+    /// By-key channels: subscribers per key. Reply channels: per session public id.
+    by_key: HashMap<String, Vec<Subscriber>>,
+    /// Reply channels: subscribers per user.
+    by_user: HashMap<String, Vec<Subscriber>>,
+}
+
+struct ChannelState {
+    subscribers: Subscribers,
+    memory: ChannelMemory,
+}
+
+pub struct Hub {
+    catalogue: Arc<Catalogue>,
+    /// Per channel, indexed by [`ChannelId`].
+    states: Vec<Mutex<ChannelState>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+/// Result of a subscribe or unsubscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Changed,
+    Unchanged,
+}
+
+impl Hub {
+    pub fn new(catalogue: Arc<Catalogue>) -> Self {
+        Hub {
+            states: catalogue
+                .channels()
+                .iter()
+                .map(|c| {
+                    Mutex::new(ChannelState {
+                        subscribers: Subscribers::default(),
+                        memory: ChannelMemory::new(c.limits),
+                    })
+                })
+                .collect(),
+            catalogue,
+            hasher: Default::default(),
+        }
+    }
+
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    pub fn catalogue_handle(&self) -> Arc<Catalogue> {
+        self.catalogue.clone()
+    }
+
+    /// Subscribes for live records only, queueing `confirmation` first (see [`Self::attach`]).
+    pub fn subscribe(
+        &self,
+        id: ChannelId,
+        key: Option<&str>,
+        session: &Arc<SessionHandle>,
+        confirmation: Frame,
+    ) -> Change {
+        let channel = self.catalogue.channel(id);
+        let mut state = self.states[id as usize].lock();
+        session.outbox.push_control(confirmation);
+        add_subscriber(channel, &mut state.subscribers, key, session, None, None)
+    }
+
+    /// Removes a subscription added with the same arguments.
+    pub fn unsubscribe(&self, id: ChannelId, key: Option<&str>, session: &SessionHandle) -> Change {
+        let channel = self.catalogue.channel(id);
+        let mut state = self.states[id as usize].lock();
+        let subscribers = &mut state.subscribers;
+        let removed = match channel.deliver() {
+            Deliver::Broadcast => remove(&mut subscribers.all, session.id),
+            Deliver::ByKey => {
+                remove_keyed(&mut subscribers.by_key, key.unwrap_or_default(), session.id)
+            }
+            Deliver::Reply => {
+                if let Some(user) = &session.user {
+                    remove_keyed(&mut subscribers.by_user, user, session.id);
+                }
+                remove_keyed(&mut subscribers.by_key, &session.public_id, session.id)
+            }
+        };
+        if removed {
+            channel.metrics.subscriptions.dec();
+            Change::Changed
+        } else {
+            Change::Unchanged
+        }
+    }
+
+    /// Routes a live record: remembers it (snapshot, history) and queues its frame on every
+    /// session the route selects, under the channel's slow-client policy. The caller waits for
+    /// the sessions the result lists as behind ([`Fanout::wait_for_writers`]).
+    pub fn deliver(&self, id: ChannelId, route: Route<'_>, held: &Held, tombstone: bool) -> Fanout {
+        let channel = self.catalogue.channel(id);
+        let key_hash = match (channel.spec.on_slow_client, route) {
+            (SlowClientPolicy::LatestPerKey, Route::Key(Some(key))) => {
+                let mut hasher = self.hasher.build_hasher();
+                hasher.write(key.as_bytes());
+                hasher.finish()
+            }
+            _ => 0,
+        };
+        let mut state = self.states[id as usize].lock();
+        if state
+            .memory
+            .live_next(held.partition)
+            .is_some_and(|next| held.offset < next)
+        {
+            // Routed before: the consumer went back to its last commit (a rebalance, a group
+            // coordinator that moved) and reads again what live sessions already have.
+            drop(state);
+            channel.metrics.dropped_redelivered.inc();
+            return Fanout::default();
+        }
+        state.memory.advance(held.partition, held.offset);
+        if channel.limits.keeps_anything() {
+            let key = match route {
+                Route::Key(key) => key,
+                Route::Reply { .. } => None,
+            };
+            let before = state.memory.stats();
+            state.memory.remember(key, held, tombstone);
+            report_memory(channel, before, state.memory.stats());
+        }
+        let subscribers = &mut state.subscribers;
+        let targets: &mut [Subscriber] = match (channel.deliver(), route) {
+            (Deliver::Broadcast, _) => &mut subscribers.all,
+            (Deliver::ByKey, Route::Key(Some(key))) => subscribers
+                .by_key
+                .get_mut(key)
+                .map_or(&mut [], Vec::as_mut_slice),
+            (Deliver::Reply, Route::Reply { session, user }) => {
+                let by_session =
+                    session.filter(|s| subscribers.by_key.get(*s).is_some_and(|l| !l.is_empty()));
+                match (by_session, user) {
+                    (Some(s), _) => subscribers
+                        .by_key
+                        .get_mut(s)
+                        .map_or(&mut [], Vec::as_mut_slice),
+                    (None, Some(u)) => subscribers
+                        .by_user
+                        .get_mut(u)
+                        .map_or(&mut [], Vec::as_mut_slice),
+                    (None, None) => &mut [],
+                }
+            }
+            _ => &mut [],
+        };
+        let unrouted = targets.is_empty() && channel.deliver() == Deliver::Reply;
+        let mut fanout = Fanout {
+            shed: channel.spec.on_slow_client != SlowClientPolicy::Disconnect,
+            ..Fanout::default()
+        };
+        for subscriber in targets.iter_mut() {
+            if let Some(buffer) = &mut subscriber.buffer {
+                buffer.records.push_back(held.clone());
+                if buffer.records.len() > buffer.limit {
+                    buffer.records.pop_front();
+                    buffer.overflowed = true;
+                }
+                continue;
+            }
+            if !subscriber.wants(held.partition, held.offset) {
+                continue;
+            }
+            match subscriber.session.outbox.push_message(
+                &held.frame,
+                id,
+                key_hash,
+                held.timestamp,
+                channel.spec.on_slow_client,
+            ) {
+                Pushed::Queued => fanout.delivered += 1,
+                Pushed::Behind => {
+                    fanout.delivered += 1;
+                    fanout.behind.push(subscriber.session.clone());
+                }
+                Pushed::QueuedWithDrop => {
+                    fanout.delivered += 1;
+                    fanout.dropped += 1;
+                }
+                Pushed::Dropped | Pushed::Overflow => fanout.dropped += 1,
+                Pushed::Closed => {}
+            }
+        }
+        drop(state);
+        channel.metrics.delivered.inc_by(fanout.delivered);
+        channel.metrics.dropped_queue_full.inc_by(fanout.dropped);
+        if unrouted {
+            channel.metrics.dropped_undeliverable.inc();
+        }
+        fanout
+    }
+
+    /// A record of the channel's topic was consumed but not routed (undecodable, no key): the
+    /// live position still moves past it.
+    pub fn skip(&self, id: ChannelId, partition: i32, offset: i64) {
+        self.states[id as usize]
+            .lock()
+            .memory
+            .advance(partition, offset);
+    }
+
+    /// A record read while rebuilding snapshots at start.
+    pub fn load_snapshot(&self, id: ChannelId, key: &str, held: &Held, tombstone: bool) {
+        let channel = self.catalogue.channel(id);
+        let mut state = self.states[id as usize].lock();
+        let before = state.memory.stats();
+        state.memory.load_snapshot(key, held, tombstone);
+        report_memory(channel, before, state.memory.stats());
+    }
+
+    /// Subscribers of a channel right now (all keys), for status pages.
+    pub fn subscriber_count(&self, id: ChannelId) -> usize {
+        let channel = self.catalogue.channel(id);
+        let state = self.states[id as usize].lock();
+        match channel.deliver() {
+            Deliver::Broadcast => state.subscribers.all.len(),
+            Deliver::ByKey | Deliver::Reply => {
+                state.subscribers.by_key.values().map(Vec::len).sum()
+            }
+        }
+    }
+}
+
+fn add_subscriber(
+    channel: &Channel,
+    subscribers: &mut Subscribers,
+    key: Option<&str>,
+    session: &Arc<SessionHandle>,
+    after: Option<Box<[(i32, i64)]>>,
+    buffer: Option<Buffer>,
+) -> Change {
+    if let Some(existing) = find_subscriber(channel, subscribers, key, session) {
+        // Subscribing again (e.g. with a new resume point) replaces the replay state.
+        existing.after = after;
+        existing.buffer = buffer;
+        return Change::Unchanged;
+    }
+    let subscriber = Subscriber {
+        session: session.clone(),
+        after,
+        buffer,
+    };
+    match channel.deliver() {
+        Deliver::Broadcast => subscribers.all.push(subscriber),
+        Deliver::ByKey => subscribers
+            .by_key
+            .entry(key.unwrap_or_default().to_owned())
+            .or_default()
+            .push(subscriber),
+        Deliver::Reply => {
+            if let Some(user) = &session.user {
+                subscribers
+                    .by_user
+                    .entry(user.clone())
+                    .or_default()
+                    .push(Subscriber {
+                        session: session.clone(),
+                        after: None,
+                        buffer: None,
+                    });
+            }
+            subscribers
+                .by_key
+                .entry(session.public_id.clone())
+                .or_default()
+                .push(subscriber);
+        }
+    }
+    channel.metrics.subscriptions.inc();
+    Change::Changed
+}
+
+/// The subscription entry of `session` (for reply channels: the one routed by session id).
+fn find_subscriber<'a>(
+    channel: &Channel,
+    subscribers: &'a mut Subscribers,
+    key: Option<&str>,
+    session: &SessionHandle,
+) -> Option<&'a mut Subscriber> {
+    let list = match channel.deliver() {
+        Deliver::Broadcast => &mut subscribers.all,
+        Deliver::ByKey => subscribers.by_key.get_mut(key.unwrap_or_default())?,
+        Deliver::Reply => subscribers.by_key.get_mut(&session.public_id)?,
+    };
+    list.iter_mut().find(|s| s.session.id == session.id)
+}
+
+/// Moves the channel's memory gauges and eviction counter by what changed.
+fn report_memory(channel: &Channel, before: MemoryStats, after: MemoryStats) {
+    let metrics = &channel.metrics;
+    metrics.state_keys.set(after.keys as i64);
+    metrics.state_bytes.set(after.bytes as i64);
+    metrics
+        .state_evicted_keys
+        .inc_by(after.evicted_keys - before.evicted_keys);
+}
+
+fn remove(list: &mut Vec<Subscriber>, id: u64) -> bool {
+    // Unsubscribing ends a replay under way too.
+    match list.iter().position(|s| s.session.id == id) {
+        Some(i) => {
+            list.swap_remove(i);
+            true
+        }
+        None => false,
+    }
+}
+
+fn remove_keyed(map: &mut HashMap<String, Vec<Subscriber>>, key: &str, id: u64) -> bool {
+    let Some(list) = map.get_mut(key) else {
+        return false;
+    };
+    let removed = remove(list, id);
+    if list.is_empty() {
+        map.remove(key);
+    }
+    removed
+}
+

@@ -1,0 +1,275 @@
+//! Kafka → WebSocket: turns each consumed record into one `message` frame per channel reading
+//! its topic — decoded once, routing key extracted once, encoded once — and hands it to the hub.
+//! A record that cannot be decoded or has no key on a `by_key` channel is counted and logged
+//! (rate-limited), never retried: the consumer must not stall on one bad record.
+
+mod record;
+#[cfg(test)]
+mod tests;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus::IntCounter;
+
+use crate::catalogue::{Catalogue, Channel, ChannelId};
+use crate::config::{Deliver, KeySource};
+use crate::hub::{Fetched, Hub, Need, Route};
+use crate::metrics::Metrics;
+use crate::protocol::{self, MessageParts, SESSION_HEADER, USER_HEADER};
+use crate::state::Held;
+
+pub use record::{OwnedRecord, RangeRead, ReadFuture, Record, RecordSink};
+
+/// A record encoded for one channel.
+struct Encoded<'r> {
+    key: Option<Cow<'r, str>>,
+    held: Held,
+    tombstone: bool,
+}
+
+/// Why a record was not routed on a channel.
+enum Skip {
+    Undecodable(String),
+    NoKey(String),
+}
+
+struct TopicPipes {
+    consumed: IntCounter,
+    channels: Vec<ChannelId>,
+}
+
+pub struct Outbound {
+    hub: Arc<Hub>,
+    catalogue: Arc<Catalogue>,
+    topics: HashMap<String, TopicPipes>,
+    /// Per channel: seconds timestamp of the last warning logged.
+    last_warning: Vec<AtomicU64>,
+}
+
+impl Outbound {
+    pub fn new(catalogue: Arc<Catalogue>, hub: Arc<Hub>, metrics: &Metrics) -> Self {
+        let mut topics: HashMap<String, TopicPipes> = HashMap::new();
+        for channel in catalogue.channels() {
+            let topic = &channel.spec.topic;
+            topics
+                .entry(topic.clone())
+                .or_insert_with(|| TopicPipes {
+                    consumed: metrics.records_consumed.with_label_values(&[topic]),
+                    channels: Vec::new(),
+                })
+                .channels
+                .push(channel.id);
+        }
+        Outbound {
+            hub,
+            last_warning: catalogue.channels().iter().map(|_| AtomicU64::new(0)).collect(),
+            catalogue,
+            topics,
+        }
+    }
+
+    /// A sink that rebuilds snapshots (no routing, no history) from records read at start.
+    pub fn snapshot_loader(self: &Arc<Self>) -> Arc<dyn RecordSink> {
+        Arc::new(SnapshotLoader(self.clone()))
+    }
+
+    fn route(&self, channel: &Channel, record: &Record<'_>) {
+        let encoded = match encode(channel, record) {
+            Ok(encoded) => encoded,
+            Err(skip) => {
+                let (counter, what, reason) = match &skip {
+                    Skip::Undecodable(reason) => (
+                        &channel.metrics.dropped_undecodable,
+                        "record skipped: cannot decode",
+                        reason,
+                    ),
+                    Skip::NoKey(reason) => (
+                        &channel.metrics.dropped_no_key,
+                        "record skipped: no routing key",
+                        reason,
+                    ),
+                };
+                counter.inc();
+                self.warn(channel, record, what, reason);
+                self.hub.skip(channel.id, record.partition, record.offset);
+                return;
+            }
+        };
+        let route = match channel.deliver() {
+            Deliver::Reply => Route::Reply {
+                session: utf8(record.header(SESSION_HEADER)),
+                user: utf8(record.header(USER_HEADER)),
+            },
+            _ => Route::Key(encoded.key.as_deref()),
+        };
+        self.hub
+            .deliver(channel.id, route, &encoded.held, encoded.tombstone)
+            .wait_for_writers();
+    }
+
+    /// Logs at most one warning per second per channel.
+    fn warn(&self, channel: &Channel, record: &Record<'_>, what: &str, reason: &str) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.last_warning[channel.id as usize].swap(now, Ordering::Relaxed) != now {
+            tracing::warn!(
+                channel = %channel.name(),
+                topic = record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                reason,
+                "{what} (further warnings for this channel suppressed for a second; see kafka_ws_bridge_messages_dropped_total)"
+            );
+        }
+    }
+}
+
+impl RecordSink for Outbound {
+    fn record(&self, record: &Record<'_>) {
+        let Some(topic) = self.topics.get(record.topic) else {
+            return;
+        };
+        topic.consumed.inc();
+        for id in &topic.channels {
+            self.route(self.catalogue.channel(*id), record);
+        }
+    }
+}
+
+struct SnapshotLoader(Arc<Outbound>);
+
+impl RecordSink for SnapshotLoader {
+    fn record(&self, record: &Record<'_>) {
+        let outbound = &self.0;
+        let Some(topic) = outbound.topics.get(record.topic) else {
+            return;
+        };
+        for id in &topic.channels {
+            let channel = outbound.catalogue.channel(*id);
+            if !channel.spec.snapshot {
+                continue;
+            }
+            if let Ok(Encoded {
+                key: Some(key),
+                held,
+                tombstone,
+            }) = encode(channel, record)
+            {
+                outbound.hub.load_snapshot(channel.id, &key, &held, tombstone);
+            }
+        }
+    }
+}
+
+/// What the client listener holds to serve replays beyond memory: reads from Kafka (never the
+/// live consumer) and encodes for the channel, nothing else.
+pub struct Replayer {
+    catalogue: Arc<Catalogue>,
+    reader: Arc<dyn RangeRead>,
+}
+
+impl Replayer {
+    pub fn new(catalogue: Arc<Catalogue>, reader: Arc<dyn RangeRead>) -> Self {
+        Replayer { catalogue, reader }
+    }
+
+    /// Reads from Kafka what a subscription needs before it can attach, encoded and filtered
+    /// to its key, within `limit` records.
+    pub async fn fetch(
+        &self,
+        id: ChannelId,
+        key: Option<&str>,
+        need: Need,
+        limit: usize,
+    ) -> Result<Fetched, String> {
+        let channel = self.catalogue.channel(id);
+        let topic = &channel.spec.topic;
+        let read = self.reader.read(topic, need, limit).await?;
+        let mut records = Vec::new();
+        for owned in &read.records {
+            let encoded = owned.with_record(topic, |record| match encode(channel, record) {
+                Ok(encoded) if key.is_none() || encoded.key.as_deref() == key => Some(encoded.held),
+                _ => None,
+            });
+            records.extend(encoded);
+        }
+        channel.metrics.replayed_kafka.inc_by(records.len() as u64);
+        Ok(Fetched {
+            records,
+            covered: read.covered,
+            gap: read.gap,
+        })
+    }
+}
+
+/// Decodes once, extracts the key once, encodes the frame once.
+fn encode<'r>(channel: &Channel, record: &Record<'r>) -> Result<Encoded<'r>, Skip> {
+    let data = protocol::encode_data(channel.spec.format, record.value).map_err(Skip::Undecodable)?;
+    let key = key(channel, record, data.as_str()).map_err(Skip::NoKey)?;
+    let (frame, data_range) = protocol::message(
+        &channel.prefix,
+        &MessageParts {
+            key: key.as_deref(),
+            data: data.as_str(),
+            partition: record.partition,
+            offset: record.offset,
+            timestamp: record.timestamp,
+            headers: record.headers,
+        },
+    );
+    Ok(Encoded {
+        key,
+        held: Held {
+            frame,
+            partition: record.partition,
+            offset: record.offset,
+            data: data_range,
+            timestamp: record.timestamp.unwrap_or_default(),
+        },
+        tombstone: record.value.is_none(),
+    })
+}
+
+/// The routing key. `Ok(None)` where no key is needed; `Err` where one is needed and absent
+/// (by-key channels).
+fn key<'r>(channel: &Channel, record: &Record<'r>, data: &str) -> Result<Option<Cow<'r, str>>, String> {
+    let key = match &channel.spec.key {
+        None => None,
+        Some(KeySource::RecordKey) => match record.key {
+            Some(bytes) => Some(Cow::Borrowed(
+                std::str::from_utf8(bytes).map_err(|_| "the record key is not UTF-8")?,
+            )),
+            None => None,
+        },
+        Some(KeySource::Header { name }) => match record.header(name) {
+            Some(bytes) => Some(Cow::Borrowed(
+                std::str::from_utf8(bytes).map_err(|_| format!("header `{name}` is not UTF-8"))?,
+            )),
+            None => None,
+        },
+        Some(KeySource::Value { pointer }) => {
+            let value: serde_json::Value = serde_json::from_str(data).map_err(|e| e.to_string())?;
+            protocol::key_at_pointer(&value, pointer).map(Cow::Owned)
+        }
+    };
+    if key.is_none() && channel.deliver() == Deliver::ByKey {
+        let source = match &channel.spec.key {
+            Some(KeySource::Header { name }) => format!("no header `{name}`"),
+            Some(KeySource::Value { pointer }) => {
+                format!("no string or number at `{pointer}` in the value")
+            }
+            _ => "the record has no key".to_owned(),
+        };
+        return Err(source);
+    }
+    Ok(key)
+}
+
+fn utf8(bytes: Option<&[u8]>) -> Option<&str> {
+    bytes.and_then(|b| std::str::from_utf8(b).ok())
+}
