@@ -24,8 +24,8 @@
 //! - [`metrics`]: every Prometheus metric, defined once.
 
 pub mod app;
-pub mod catalogue;
 pub mod auth;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod hub;

@@ -130,8 +130,8 @@ async fn records_flow_both_ways_over_sasl_ssl() {
         .await;
     // The bridge reads its own publish back over the same listener: the echo may come before
     // the ack (the consumer's fetch and the producer's delivery report race).
-    let [ack, echoed] = <[Value; 2]>::try_from(client.expect_each(&["ack", "message"]).await)
-        .expect("two frames");
+    let [ack, echoed] =
+        <[Value; 2]>::try_from(client.expect_each(&["ack", "message"]).await).expect("two frames");
     assert_eq!(
         (ack["id"].as_str(), ack["offset"].as_i64()),
         (Some("p1"), Some(1)),

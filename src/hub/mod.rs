@@ -428,4 +428,3 @@ fn remove_keyed(map: &mut HashMap<String, Vec<Subscriber>>, key: &str, id: u64) 
     }
     removed
 }
-

@@ -188,7 +188,8 @@ impl Hub {
         let channel = self.catalogue.channel(id);
         let mut state = self.states[id as usize].lock();
         let state = &mut *state;
-        let Some(subscriber) = find_subscriber(channel, &mut state.subscribers, key, session) else {
+        let Some(subscriber) = find_subscriber(channel, &mut state.subscribers, key, session)
+        else {
             // Unsubscribed (session closing) while reading.
             return Attached {
                 replayed: 0,
@@ -294,4 +295,3 @@ fn dedup_positions(records: &mut Vec<Held>) {
         keep
     });
 }
-

@@ -130,12 +130,7 @@ fn replies_go_to_the_session_else_the_user() {
     assert_eq!(hub.deliver(2, nobody, &held(0, 2), false).delivered, 0);
 }
 
-fn confirm(
-    snapshot: Option<&Held>,
-    replayed: usize,
-    gap: bool,
-    _: &BTreeMap<i32, i64>,
-) -> Frame {
+fn confirm(snapshot: Option<&Held>, replayed: usize, gap: bool, _: &BTreeMap<i32, i64>) -> Frame {
     Frame::from(format!(
         "subscribed snapshot={:?} replayed={replayed} gap={gap}",
         snapshot.map(|h| h.offset)
@@ -179,7 +174,10 @@ fn records_read_again_after_a_rebalance_are_not_routed_twice() {
             .chain(["{\"p\":1,\"o\":0}".to_owned()])
             .collect::<Vec<_>>()
     );
-    assert_eq!(hub.catalogue().channel(0).metrics.dropped_redelivered.get(), 3);
+    assert_eq!(
+        hub.catalogue().channel(0).metrics.dropped_redelivered.get(),
+        3
+    );
 }
 
 #[test]
@@ -208,8 +206,7 @@ fn resume_from_memory_then_live_without_duplicates_or_gaps() {
 
 #[test]
 fn resume_beyond_memory_reads_kafka_and_holds_live_records_back_meanwhile() {
-    let hub =
-        hub(&["{name: bal, topic: t, deliver: by_key, key: {from: record_key}, history: 2}"]);
+    let hub = hub(&["{name: bal, topic: t, deliver: by_key, key: {from: record_key}, history: 2}"]);
     for offset in 0..6 {
         hub.deliver(0, Route::Key(Some("K")), &held(0, offset), false);
     }
@@ -323,8 +320,7 @@ fn a_failed_read_still_attaches_with_a_gap() {
 
 #[test]
 fn newest_records_come_from_memory_when_it_holds_enough() {
-    let hub =
-        hub(&["{name: bal, topic: t, deliver: by_key, key: {from: record_key}, history: 5}"]);
+    let hub = hub(&["{name: bal, topic: t, deliver: by_key, key: {from: record_key}, history: 5}"]);
     for offset in 0..5 {
         hub.deliver(0, Route::Key(Some("K")), &held(0, offset), false);
     }
@@ -354,9 +350,8 @@ fn time_order_keeps_each_partition_in_offset_order() {
 
 #[test]
 fn snapshots_follow_tombstones_and_ignore_older_loads() {
-    let hub = hub(&[
-        "{name: bal, topic: t, deliver: by_key, key: {from: record_key}, snapshot: true}",
-    ]);
+    let hub =
+        hub(&["{name: bal, topic: t, deliver: by_key, key: {from: record_key}, snapshot: true}"]);
     hub.deliver(0, Route::Key(Some("K")), &held(0, 7), false);
     hub.load_snapshot(0, "K", &held(0, 3), false);
     let s = session(1, None);
@@ -382,7 +377,10 @@ fn memory_is_bounded_by_keys_and_evictions_raise_the_floor() {
         hub.deliver(0, Route::Key(Some(key)), &held(0, offset as i64), false);
     }
     assert_eq!(hub.catalogue().channel(0).metrics.state_keys.get(), 3);
-    assert_eq!(hub.catalogue().channel(0).metrics.state_evicted_keys.get(), 2);
+    assert_eq!(
+        hub.catalogue().channel(0).metrics.state_evicted_keys.get(),
+        2
+    );
     // `a` was dropped: resuming it from before its record needs Kafka.
     let s = session(1, None);
     let begun = begin(

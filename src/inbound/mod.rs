@@ -79,7 +79,8 @@ pub fn http_status(code: ErrorCode) -> u16 {
 }
 
 /// A write to Kafka under way.
-pub type WriteFuture<'a> = Pin<Box<dyn Future<Output = Result<Delivered, ProduceError>> + Send + 'a>>;
+pub type WriteFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Delivered, ProduceError>> + Send + 'a>>;
 
 /// Writes one record and resolves with its delivery report.
 pub trait RecordWriter: Send + Sync {

@@ -66,7 +66,11 @@ impl Outbound {
         }
         Outbound {
             hub,
-            last_warning: catalogue.channels().iter().map(|_| AtomicU64::new(0)).collect(),
+            last_warning: catalogue
+                .channels()
+                .iter()
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             catalogue,
             topics,
         }
@@ -160,7 +164,9 @@ impl RecordSink for SnapshotLoader {
                 tombstone,
             }) = encode(channel, record)
             {
-                outbound.hub.load_snapshot(channel.id, &key, &held, tombstone);
+                outbound
+                    .hub
+                    .load_snapshot(channel.id, &key, &held, tombstone);
             }
         }
     }
@@ -209,7 +215,8 @@ impl Replayer {
 
 /// Decodes once, extracts the key once, encodes the frame once.
 fn encode<'r>(channel: &Channel, record: &Record<'r>) -> Result<Encoded<'r>, Skip> {
-    let data = protocol::encode_data(channel.spec.format, record.value).map_err(Skip::Undecodable)?;
+    let data =
+        protocol::encode_data(channel.spec.format, record.value).map_err(Skip::Undecodable)?;
     let key = key(channel, record, data.as_str()).map_err(Skip::NoKey)?;
     let (frame, data_range) = protocol::message(
         &channel.prefix,
@@ -237,7 +244,11 @@ fn encode<'r>(channel: &Channel, record: &Record<'r>) -> Result<Encoded<'r>, Ski
 
 /// The routing key. `Ok(None)` where no key is needed; `Err` where one is needed and absent
 /// (by-key channels).
-fn key<'r>(channel: &Channel, record: &Record<'r>, data: &str) -> Result<Option<Cow<'r, str>>, String> {
+fn key<'r>(
+    channel: &Channel,
+    record: &Record<'r>,
+    data: &str,
+) -> Result<Option<Cow<'r, str>>, String> {
     let key = match &channel.spec.key {
         None => None,
         Some(KeySource::RecordKey) => match record.key {

@@ -112,6 +112,7 @@ fn bad_records_are_counted_not_fatal() {
         ),
         "{text}"
     );
-    assert!(text
-        .contains("kafka_ws_bridge_messages_dropped_total{channel=\"j\",reason=\"no_key\"} 1"));
+    assert!(
+        text.contains("kafka_ws_bridge_messages_dropped_total{channel=\"j\",reason=\"no_key\"} 1")
+    );
 }

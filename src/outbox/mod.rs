@@ -128,7 +128,6 @@ pub struct Outbox {
     bounds: Bounds,
 }
 
-
 fn clear(state: &mut State) {
     state.queue.clear();
     state.messages = 0;

@@ -74,9 +74,8 @@ fn drop_oldest_only_touches_its_own_channel() {
 #[test]
 fn latest_per_key_keeps_only_the_newest_of_a_key() {
     let outbox = stalled(3);
-    let push = |name, key| {
-        outbox.push_message(&frame(name), 0, key, 0, SlowClientPolicy::LatestPerKey)
-    };
+    let push =
+        |name, key| outbox.push_message(&frame(name), 0, key, 0, SlowClientPolicy::LatestPerKey);
     push("k1-a", 1);
     push("k2-a", 2);
     push("k1-b", 1);

@@ -21,7 +21,6 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-
 /// A cloneable HTTP service, as `warp::service` makes from a filter.
 pub trait HttpService<B>:
     tower_service::Service<

@@ -4,8 +4,10 @@
 
 mod demo;
 mod publish_api;
+mod requests;
 mod session;
 mod upgrade;
+mod wire;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -13,7 +13,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -22,96 +21,50 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
+use super::requests::TokenBucket;
+use super::wire::{
+    close_and_linger, record_latencies, send_close, write_frames, Watched, CLOSE_TIMEOUT,
+};
 use super::{user_label, ConnectionSlot, WsContext};
-use crate::auth::{check_allow, check_key, Identity};
-use crate::config::Deliver;
+use crate::auth::Identity;
 use crate::catalogue::ChannelId;
-use crate::hub::{Attached, Begun, Fetched, Hub, SessionHandle, Want};
-use crate::inbound::Publisher;
+use crate::hub::{Fetched, SessionHandle, Want};
 use crate::metrics::CloseReason;
 use crate::outbox::{Close, Outbox, Outgoing};
-use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Refusal, RequestId, SnapshotValue};
+use crate::protocol::{self, ErrorCode, Refusal, RequestId};
 use crate::state::Held;
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
-
-/// Most partitions a `resume` may list.
-const MAX_RESUME_PARTITIONS: usize = 1024;
+pub(super) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Most frames written per flush.
 const WRITE_BATCH: usize = 256;
-/// Most bytes of small frames joined into one write.
-const JOIN_BYTES: usize = 64 * 1024;
-/// How long a close frame may take to leave, and the peer to answer it, before the connection
-/// is dropped anyway.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// A subscription as the session tracks it: channel and key (None on unkeyed channels).
-type Subscription = (ChannelId, Option<String>);
+pub(super) type Subscription = (ChannelId, Option<String>);
 
-struct Session {
-    ctx: Arc<WsContext>,
-    handle: Arc<SessionHandle>,
-    identity: Identity,
-    subscriptions: HashSet<Subscription>,
-    inflight: Arc<Semaphore>,
+pub(super) struct Session {
+    pub(super) ctx: Arc<WsContext>,
+    pub(super) handle: Arc<SessionHandle>,
+    pub(super) identity: Identity,
+    pub(super) subscriptions: HashSet<Subscription>,
+    pub(super) inflight: Arc<Semaphore>,
     /// A subscribe waiting for records from Kafka before it can attach. Client frames are not
     /// read meanwhile, so later requests cannot overtake it.
-    pending: Option<Pending>,
+    pub(super) pending: Option<Pending>,
     /// Publish rate limit.
-    bucket: TokenBucket,
+    pub(super) bucket: TokenBucket,
     /// When the peer last sent anything (a frame or a pong).
-    last_heard: tokio::time::Instant,
+    pub(super) last_heard: tokio::time::Instant,
 }
-
-/// `server.publish_rate`: `rate` tokens a second, at most `burst`, one per publish.
-struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    refilled: tokio::time::Instant,
-}
-
-impl TokenBucket {
-    fn new(rate: &crate::config::PublishRate) -> Self {
-        TokenBucket {
-            rate: f64::from(rate.per_second),
-            burst: f64::from(rate.burst),
-            tokens: f64::from(rate.burst),
-            refilled: tokio::time::Instant::now(),
-        }
-    }
-
-    /// Takes a token if there is one (always, when the limit is off).
-    fn take(&mut self) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        let now = tokio::time::Instant::now();
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Longest subscription key accepted, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
 
 /// A subscribe registered with its live records held back while its replay is read.
-struct Pending {
-    id: RequestId,
-    channel: String,
-    subscription: Subscription,
-    want: Want,
+pub(super) struct Pending {
+    pub(super) id: RequestId,
+    pub(super) channel: String,
+    pub(super) subscription: Subscription,
+    pub(super) want: Want,
     /// What memory held at the start, continuing the range being read.
-    held: Vec<Held>,
-    read: tokio::task::JoinHandle<Result<Fetched, String>>,
+    pub(super) held: Vec<Held>,
+    pub(super) read: tokio::task::JoinHandle<Result<Fetched, String>>,
 }
 
 /// How long a new session waits for the sessions it replaces to close before its `welcome`.
@@ -294,330 +247,6 @@ impl Session {
         }
     }
 
-    fn on_text(&mut self, text: &str) {
-        let frame = match protocol::decode_client(text) {
-            Ok(frame) => frame,
-            Err(error) => {
-                return self.refuse(
-                    &error.id,
-                    Refusal::new(ErrorCode::BadRequest, error.message),
-                )
-            }
-        };
-        match frame {
-            ClientFrame::Ping { id } => {
-                self.handle.outbox.push_control(protocol::pong(&id));
-            }
-            ClientFrame::Subscribe {
-                id,
-                channel,
-                key,
-                resume,
-                history,
-            } => {
-                let want = match (resume, history) {
-                    (Some(seen), _) => Want::Resume(seen),
-                    (None, Some(count)) => Want::Newest(count),
-                    (None, None) => Want::Live,
-                };
-                if let Err(refusal) = self.subscribe(id.clone(), &channel, key, want) {
-                    self.refuse(&id, refusal);
-                }
-            }
-            ClientFrame::Unsubscribe { id, channel, key } => {
-                if let Err(refusal) = self.unsubscribe(&id, &channel, key) {
-                    self.refuse(&id, refusal);
-                }
-            }
-            ClientFrame::Publish {
-                id,
-                channel,
-                data,
-                headers,
-            } => {
-                if !self.bucket.take() {
-                    self.ctx
-                        .inbound
-                        .count_refusal(&channel, ErrorCode::RateLimited);
-                    return self.refuse(
-                        &id,
-                        Refusal::new(
-                            ErrorCode::RateLimited,
-                            format!(
-                                "more than {} publishes per second (server.publish_rate)",
-                                self.ctx.limits.publish_rate.per_second
-                            ),
-                        ),
-                    );
-                }
-                let publisher = Publisher {
-                    identity: &self.identity,
-                    session: Some(&self.handle.public_id),
-                };
-                let prepared = match self.ctx.inbound.prepare(
-                    &channel,
-                    data,
-                    &headers,
-                    id.as_deref(),
-                    &publisher,
-                ) {
-                    Ok(prepared) => prepared,
-                    Err(refusal) => return self.refuse(&id, refusal),
-                };
-                let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
-                    unreachable!("frames are only read while a publish permit is free");
-                };
-                let inbound = self.ctx.inbound.clone();
-                let handle = self.handle.clone();
-                let metrics = self.ctx.metrics.clone();
-                self.ctx.publishes.spawn(async move {
-                    let topic = prepared.topic().to_owned();
-                    let answer = match inbound.send(prepared).await {
-                        Ok(delivered) => {
-                            protocol::ack(&id, &topic, delivered.partition, delivered.offset)
-                        }
-                        Err(refusal) => {
-                            metrics
-                                .client_errors
-                                .with_label_values(&[refusal.code.as_str()])
-                                .inc();
-                            protocol::error(&id, &refusal)
-                        }
-                    };
-                    // Free the permit before answering: the answer wakes the session, which
-                    // must then see the permit available.
-                    drop(permit);
-                    handle.outbox.push_control(answer);
-                });
-            }
-        }
-    }
-
-    /// Resolves a subscription's channel and key and checks the session may have it.
-    fn resolve(
-        &self,
-        channel: &str,
-        key: Option<String>,
-    ) -> Result<(ChannelId, Option<String>), Refusal> {
-        if key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!("`key` is longer than {MAX_KEY_BYTES} bytes"),
-            ));
-        }
-        let Some(channel_id) = self.ctx.catalogue.channel_id(channel) else {
-            let message = if self.ctx.catalogue.inbound(channel).is_some() {
-                format!("channel `{channel}` is publish-only: it has no entry in `channels`")
-            } else {
-                format!("no channel named `{channel}`")
-            };
-            return Err(Refusal::new(ErrorCode::UnknownChannel, message));
-        };
-        let config = &self.ctx.catalogue.channel(channel_id).spec;
-        if let Err(reason) = check_allow(&config.subscribe.allow, &self.identity) {
-            return Err(Refusal::new(
-                ErrorCode::Forbidden,
-                format!("subscribing to `{channel}` is not allowed: {reason}"),
-            ));
-        }
-        let key = match config.deliver {
-            Deliver::ByKey => {
-                let Some(key) = key.or_else(|| self.identity.user.clone()) else {
-                    return Err(Refusal::new(
-                        ErrorCode::BadRequest,
-                        format!("`key` is required on `{channel}` (an anonymous session has no own key)"),
-                    ));
-                };
-                if let Err(reason) = check_key(&config.subscribe, &self.identity, &key) {
-                    return Err(Refusal::new(
-                        ErrorCode::Forbidden,
-                        format!("subscribing to `{channel}` key `{key}` is not allowed: {reason}"),
-                    ));
-                }
-                Some(key)
-            }
-            Deliver::Broadcast | Deliver::Reply if key.is_some() => {
-                return Err(Refusal::new(
-                    ErrorCode::BadRequest,
-                    format!("channel `{channel}` is not keyed: omit `key`"),
-                ))
-            }
-            Deliver::Broadcast | Deliver::Reply => None,
-        };
-        Ok((channel_id, key))
-    }
-
-    fn subscribe(
-        &mut self,
-        id: RequestId,
-        channel: &str,
-        key: Option<String>,
-        want: Want,
-    ) -> Result<(), Refusal> {
-        let subscription = self.resolve(channel, key)?;
-        if !self.subscriptions.contains(&subscription)
-            && self.subscriptions.len() >= self.ctx.limits.max_subscriptions
-        {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "subscription limit reached ({} per session, server.max_subscriptions_per_session)",
-                    self.ctx.limits.max_subscriptions
-                ),
-            ));
-        }
-        // Reply channels keep nothing to replay: `resume` and `history` mean plain live there
-        // (so a client can resume every subscription alike after a reconnect).
-        let want = if self.ctx.catalogue.channel(subscription.0).deliver() == Deliver::Reply {
-            Want::Live
-        } else {
-            want
-        };
-        if let Want::Resume(seen) = &want {
-            if seen.len() > MAX_RESUME_PARTITIONS {
-                return Err(Refusal::new(
-                    ErrorCode::BadRequest,
-                    format!("`resume` lists more than {MAX_RESUME_PARTITIONS} partitions"),
-                ));
-            }
-        }
-        let want = match want {
-            Want::Newest(count) => Want::Newest(count.min(self.ctx.limits.replay_max_records)),
-            other => other,
-        };
-        let limit = self.ctx.limits.replay_max_records;
-        let (channel_id, key) = &subscription;
-        let begun = self.ctx.hub.begin(
-            *channel_id,
-            key.as_deref(),
-            &self.handle,
-            &want,
-            limit,
-            |snapshot, replayed, gap, positions| {
-                subscribed_frame(
-                    &id,
-                    channel,
-                    key.as_deref(),
-                    snapshot,
-                    replayed,
-                    gap,
-                    positions,
-                )
-            },
-        );
-        match begun {
-            Begun::Attached(attached) => {
-                self.count_replay(*channel_id, attached, 0);
-                self.subscriptions.insert(subscription);
-            }
-            Begun::Reading { need, held } => {
-                let replayer = self.ctx.replayer.clone();
-                let (channel_id, key) = (*channel_id, key.clone());
-                let read = tokio::spawn(async move {
-                    replayer
-                        .fetch(channel_id, key.as_deref(), need, limit)
-                        .await
-                });
-                self.pending = Some(Pending {
-                    id,
-                    channel: channel.to_owned(),
-                    subscription,
-                    want,
-                    held,
-                    read,
-                });
-            }
-        }
-        Ok(())
-    }
-
-    /// The pending subscription's Kafka read finished: complete it.
-    fn on_fetched(&mut self, read: Result<Fetched, String>) {
-        let Some(pending) = self.pending.take() else {
-            return;
-        };
-        let fetched = match read {
-            Ok(fetched) => Some(fetched),
-            Err(e) => {
-                tracing::warn!(session = %self.handle.public_id, channel = %pending.channel, error = %e, "replay read from kafka failed; answering with a gap");
-                None
-            }
-        };
-        let from_kafka = fetched.as_ref().map_or(0, |f| f.records.len());
-        let (channel_id, key) = &pending.subscription;
-        let attached = self.ctx.hub.complete(
-            *channel_id,
-            key.as_deref(),
-            &self.handle,
-            &pending.want,
-            pending.held,
-            fetched,
-            self.ctx.limits.replay_max_records,
-            |snapshot, replayed, gap, positions| {
-                subscribed_frame(
-                    &pending.id,
-                    &pending.channel,
-                    key.as_deref(),
-                    snapshot,
-                    replayed,
-                    gap,
-                    positions,
-                )
-            },
-        );
-        self.count_replay(*channel_id, attached, from_kafka);
-        self.subscriptions.insert(pending.subscription);
-    }
-
-    fn count_replay(&self, channel_id: ChannelId, attached: Attached, from_kafka: usize) {
-        let metrics = &self.ctx.catalogue.channel(channel_id).metrics;
-        metrics
-            .replayed_memory
-            .inc_by(attached.replayed.saturating_sub(from_kafka) as u64);
-        if attached.gap {
-            metrics.replay_gaps.inc();
-        }
-    }
-
-    fn unsubscribe(
-        &mut self,
-        id: &RequestId,
-        channel: &str,
-        key: Option<String>,
-    ) -> Result<(), Refusal> {
-        let Some(channel_id) = self.ctx.catalogue.channel_id(channel) else {
-            return Err(Refusal::new(
-                ErrorCode::UnknownChannel,
-                format!("no channel named `{channel}`"),
-            ));
-        };
-        let key = match self.ctx.catalogue.channel(channel_id).deliver() {
-            Deliver::ByKey => key.or_else(|| self.identity.user.clone()),
-            _ => None,
-        };
-        if self.subscriptions.remove(&(channel_id, key.clone())) {
-            self.ctx
-                .hub
-                .unsubscribe(channel_id, key.as_deref(), &self.handle);
-        }
-        self.handle
-            .outbox
-            .push_control(protocol::unsubscribed(id, channel, key.as_deref()));
-        Ok(())
-    }
-
-    fn refuse(&self, id: &RequestId, refusal: Refusal) {
-        self.ctx
-            .metrics
-            .client_errors
-            .with_label_values(&[refusal.code.as_str()])
-            .inc();
-        tracing::debug!(session = %self.handle.public_id, code = refusal.code.as_str(), message = %refusal.message, "request refused");
-        self.handle
-            .outbox
-            .push_control(protocol::error(id, &refusal));
-    }
-
     async fn on_read_error(&self, socket: &mut Socket, error: WsError) -> CloseReason {
         let close = match error {
             WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => Some((
@@ -699,253 +328,9 @@ async fn pending_read(pending: &mut Option<Pending>) -> Result<Fetched, String> 
     }
 }
 
-/// The `subscribed` frame of a subscription.
-fn subscribed_frame(
-    id: &RequestId,
-    channel: &str,
-    key: Option<&str>,
-    snapshot: Option<&Held>,
-    replayed: usize,
-    gap: bool,
-    positions: &std::collections::BTreeMap<i32, i64>,
-) -> Frame {
-    let snapshot = snapshot.map(|held| SnapshotValue {
-        data: held.data(),
-        partition: held.partition,
-        offset: held.offset,
-    });
-    protocol::subscribed(id, channel, key, snapshot, replayed, gap, positions)
-}
-
 async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Writes a batch of frames straight to the connection, already encoded for the wire (shared
-/// by every session; see [`Frame::wire`]). Consecutive frames are joined into one buffer of up to
-/// [`JOIN_BYTES`] (the kernel takes one contiguous buffer faster than many small pieces), so a
-/// batch of small frames is one `write()`; a larger frame is written from its shared buffer.
-/// `written` counts the batch's bytes written so far: a write that is abandoned can be finished
-/// by calling again with the same batch.
-///
-/// tungstenite, which reads the connection and writes pings, pongs and the close frame, never
-/// holds unsent bytes here: each of its writes is flushed before the session goes on.
-async fn write_frames<W>(io: &mut W, batch: &[Outgoing], written: &mut usize) -> std::io::Result<()>
-where
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    let wire = |i: usize| batch[i].frame.wire();
-    let (mut first, mut start) = (0, 0);
-    while first < batch.len() {
-        // Frames first..end make the next write.
-        let (mut end, mut size) = (first + 1, wire(first).len());
-        while end < batch.len() && size + wire(end).len() <= JOIN_BYTES {
-            size += wire(end).len();
-            end += 1;
-        }
-        if *written < start + size {
-            let joined: Vec<u8>;
-            let bytes = if end == first + 1 {
-                wire(first)
-            } else {
-                let mut buffer = Vec::with_capacity(size);
-                for i in first..end {
-                    buffer.extend_from_slice(wire(i));
-                }
-                joined = buffer;
-                &joined
-            };
-            while *written < start + size {
-                let n = io.write(&bytes[*written - start..]).await?;
-                if n == 0 {
-                    return Err(std::io::ErrorKind::WriteZero.into());
-                }
-                *written += n;
-            }
-        }
-        (first, start) = (end, start + size);
-    }
-    io.flush().await
-}
-
-/// The connection as the writer sees it: tells the outbox whether the kernel takes bytes
-/// (a write returned `Pending`: the send buffer is full) — what makes a session slow.
-struct Watched<'a, W> {
-    io: &'a mut W,
-    outbox: &'a Outbox,
-}
-
-impl<'a, W> Watched<'a, W> {
-    fn new(io: &'a mut W, outbox: &'a Outbox) -> Self {
-        Watched { io, outbox }
-    }
-
-    /// Passes a poll of the connection on, telling the outbox whether it waits for the kernel.
-    fn watch<T>(&self, poll: std::task::Poll<T>) -> std::task::Poll<T> {
-        self.outbox.set_socket_blocked(poll.is_pending());
-        poll
-    }
-}
-
-impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<'_, W> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let poll = std::pin::Pin::new(&mut *self.io).poll_write(cx, buf);
-        self.watch(poll)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let poll = std::pin::Pin::new(&mut *self.io).poll_flush(cx);
-        self.watch(poll)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut *self.io).poll_shutdown(cx)
-    }
-}
-
-/// Records each live record's delivery latency (Kafka timestamp → written) and empties the batch.
-fn record_latencies(batch: &mut Vec<Outgoing>, hub: &Hub) {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    for (channel, timestamp) in batch.drain(..).filter_map(|o| o.stamp) {
-        let latency = (now_ms - timestamp).max(0) as f64 / 1000.0;
-        hub.catalogue()
-            .channel(channel)
-            .metrics
-            .delivery_latency
-            .observe(latency);
-    }
-}
-
-async fn send_close(socket: &mut Socket, close: Close) {
-    let frame = CloseFrame {
-        code: CloseCode::from(close.code()),
-        reason: close.reason().into(),
-    };
-    close_and_linger(socket, frame).await;
-}
-
-/// Sends a close frame, then reads and discards what the peer still sends until its own close
-/// (or EOF), all within [`CLOSE_TIMEOUT`]. Dropping a socket whose input was not read makes the
-/// kernel reset the connection, and the reset can destroy the close frame before the peer has
-/// read it: a client still publishing at shutdown would see a reset instead of 1001.
-async fn close_and_linger(socket: &mut Socket, frame: CloseFrame) {
-    let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
-    let sent = tokio::time::timeout_at(deadline, socket.send(Message::Close(Some(frame)))).await;
-    if matches!(sent, Ok(Ok(()))) {
-        let _ = tokio::time::timeout_at(deadline, async {
-            while let Some(Ok(_)) = socket.next().await {}
-        })
-        .await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use super::*;
-
-    /// Takes at most `per_write` bytes per write, and refuses writes (pending) once `budget`
-    /// bytes are taken, like a socket whose peer stopped reading.
-    struct Trickle {
-        taken: Vec<u8>,
-        per_write: usize,
-        budget: usize,
-        writes: usize,
-    }
-
-    impl tokio::io::AsyncWrite for Trickle {
-        fn poll_write(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-            buf: &[u8],
-        ) -> Poll<std::io::Result<usize>> {
-            let n = buf.len().min(self.per_write).min(self.budget);
-            if n == 0 {
-                return Poll::Pending;
-            }
-            self.budget -= n;
-            self.writes += 1;
-            self.taken.extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
-        }
-
-        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-            Poll::Ready(Ok(()))
-        }
-    }
-
-    fn batch(sizes: &[usize]) -> Vec<Outgoing> {
-        sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &size)| Outgoing {
-                frame: Frame::from(format!("{i}").repeat(size)),
-                stamp: None,
-            })
-            .collect()
-    }
-
-    fn concatenated(batch: &[Outgoing]) -> Vec<u8> {
-        batch.iter().flat_map(|o| o.frame.wire().to_vec()).collect()
-    }
-
-    #[tokio::test]
-    async fn a_batch_of_small_frames_is_one_write_and_large_frames_go_alone() {
-        let batch = batch(&[10, 200, 3, 70_000, 5, 6]);
-        let mut io = Trickle {
-            taken: Vec::new(),
-            per_write: usize::MAX,
-            budget: usize::MAX,
-            writes: 0,
-        };
-        let mut written = 0;
-        write_frames(&mut io, &batch, &mut written).await.unwrap();
-        assert_eq!(io.taken, concatenated(&batch));
-        assert_eq!(written, io.taken.len());
-        // [10, 200, 3] joined, 70,000 alone, [5, 6] joined.
-        assert_eq!(io.writes, 3);
-    }
-
-    #[tokio::test]
-    async fn an_abandoned_write_is_finished_where_it_stopped() {
-        let batch = batch(&[100, 2_000, 70_000, 300, 1]);
-        let all = concatenated(&batch);
-        for cut in [1, 99, 102, 2_105, 50_000, all.len() - 1] {
-            let mut io = Trickle {
-                taken: Vec::new(),
-                per_write: 777,
-                budget: cut,
-                writes: 0,
-            };
-            let mut written = 0;
-            let stalled =
-                futures_util::FutureExt::now_or_never(write_frames(&mut io, &batch, &mut written));
-            assert!(stalled.is_none(), "the write waits for the peer");
-            assert_eq!(written, cut);
-            io.budget = usize::MAX;
-            write_frames(&mut io, &batch, &mut written).await.unwrap();
-            assert_eq!(io.taken, all, "cut at {cut}");
-        }
     }
 }

@@ -1,0 +1,252 @@
+//! The session's side of the socket: batches of shared frames written straight to the
+//! connection (joined into few writes), the writer's blocked/unblocked signal to the outbox,
+//! delivery latency, and the close handshake.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::session::Socket;
+use crate::hub::Hub;
+use crate::outbox::{Close, Outbox, Outgoing};
+
+/// Most bytes of small frames joined into one write.
+const JOIN_BYTES: usize = 64 * 1024;
+/// How long a close frame may take to leave, and the peer to answer it, before the connection
+/// is dropped anyway.
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Writes a batch of frames straight to the connection, already encoded for the wire (shared
+/// by every session; see [`Frame::wire`]). Consecutive frames are joined into one buffer of up to
+/// [`JOIN_BYTES`] (the kernel takes one contiguous buffer faster than many small pieces), so a
+/// batch of small frames is one `write()`; a larger frame is written from its shared buffer.
+/// `written` counts the batch's bytes written so far: a write that is abandoned can be finished
+/// by calling again with the same batch.
+///
+/// tungstenite, which reads the connection and writes pings, pongs and the close frame, never
+/// holds unsent bytes here: each of its writes is flushed before the session goes on.
+pub(super) async fn write_frames<W>(
+    io: &mut W,
+    batch: &[Outgoing],
+    written: &mut usize,
+) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let wire = |i: usize| batch[i].frame.wire();
+    let (mut first, mut start) = (0, 0);
+    while first < batch.len() {
+        // Frames first..end make the next write.
+        let (mut end, mut size) = (first + 1, wire(first).len());
+        while end < batch.len() && size + wire(end).len() <= JOIN_BYTES {
+            size += wire(end).len();
+            end += 1;
+        }
+        if *written < start + size {
+            let joined: Vec<u8>;
+            let bytes = if end == first + 1 {
+                wire(first)
+            } else {
+                let mut buffer = Vec::with_capacity(size);
+                for i in first..end {
+                    buffer.extend_from_slice(wire(i));
+                }
+                joined = buffer;
+                &joined
+            };
+            while *written < start + size {
+                let n = io.write(&bytes[*written - start..]).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                *written += n;
+            }
+        }
+        (first, start) = (end, start + size);
+    }
+    io.flush().await
+}
+
+/// The connection as the writer sees it: tells the outbox whether the kernel takes bytes
+/// (a write returned `Pending`: the send buffer is full) — what makes a session slow.
+pub(super) struct Watched<'a, W> {
+    io: &'a mut W,
+    outbox: &'a Outbox,
+}
+
+impl<'a, W> Watched<'a, W> {
+    pub(super) fn new(io: &'a mut W, outbox: &'a Outbox) -> Self {
+        Watched { io, outbox }
+    }
+
+    /// Passes a poll of the connection on, telling the outbox whether it waits for the kernel.
+    fn watch<T>(&self, poll: std::task::Poll<T>) -> std::task::Poll<T> {
+        self.outbox.set_socket_blocked(poll.is_pending());
+        poll
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<'_, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut *self.io).poll_write(cx, buf);
+        self.watch(poll)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let poll = std::pin::Pin::new(&mut *self.io).poll_flush(cx);
+        self.watch(poll)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.io).poll_shutdown(cx)
+    }
+}
+
+/// Records each live record's delivery latency (Kafka timestamp → written) and empties the batch.
+pub(super) fn record_latencies(batch: &mut Vec<Outgoing>, hub: &Hub) {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for (channel, timestamp) in batch.drain(..).filter_map(|o| o.stamp) {
+        let latency = (now_ms - timestamp).max(0) as f64 / 1000.0;
+        hub.catalogue()
+            .channel(channel)
+            .metrics
+            .delivery_latency
+            .observe(latency);
+    }
+}
+
+pub(super) async fn send_close(socket: &mut Socket, close: Close) {
+    let frame = CloseFrame {
+        code: CloseCode::from(close.code()),
+        reason: close.reason().into(),
+    };
+    close_and_linger(socket, frame).await;
+}
+
+/// Sends a close frame, then reads and discards what the peer still sends until its own close
+/// (or EOF), all within [`CLOSE_TIMEOUT`]. Dropping a socket whose input was not read makes the
+/// kernel reset the connection, and the reset can destroy the close frame before the peer has
+/// read it: a client still publishing at shutdown would see a reset instead of 1001.
+pub(super) async fn close_and_linger(socket: &mut Socket, frame: CloseFrame) {
+    let deadline = tokio::time::Instant::now() + CLOSE_TIMEOUT;
+    let sent = tokio::time::timeout_at(deadline, socket.send(Message::Close(Some(frame)))).await;
+    if matches!(sent, Ok(Ok(()))) {
+        let _ = tokio::time::timeout_at(deadline, async {
+            while let Some(Ok(_)) = socket.next().await {}
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+    use crate::protocol::Frame;
+
+    /// Takes at most `per_write` bytes per write, and refuses writes (pending) once `budget`
+    /// bytes are taken, like a socket whose peer stopped reading.
+    struct Trickle {
+        taken: Vec<u8>,
+        per_write: usize,
+        budget: usize,
+        writes: usize,
+    }
+
+    impl tokio::io::AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            let n = buf.len().min(self.per_write).min(self.budget);
+            if n == 0 {
+                return Poll::Pending;
+            }
+            self.budget -= n;
+            self.writes += 1;
+            self.taken.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn batch(sizes: &[usize]) -> Vec<Outgoing> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Outgoing {
+                frame: Frame::from(format!("{i}").repeat(size)),
+                stamp: None,
+            })
+            .collect()
+    }
+
+    fn concatenated(batch: &[Outgoing]) -> Vec<u8> {
+        batch.iter().flat_map(|o| o.frame.wire().to_vec()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_small_frames_is_one_write_and_large_frames_go_alone() {
+        let batch = batch(&[10, 200, 3, 70_000, 5, 6]);
+        let mut io = Trickle {
+            taken: Vec::new(),
+            per_write: usize::MAX,
+            budget: usize::MAX,
+            writes: 0,
+        };
+        let mut written = 0;
+        write_frames(&mut io, &batch, &mut written).await.unwrap();
+        assert_eq!(io.taken, concatenated(&batch));
+        assert_eq!(written, io.taken.len());
+        // [10, 200, 3] joined, 70,000 alone, [5, 6] joined.
+        assert_eq!(io.writes, 3);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_write_is_finished_where_it_stopped() {
+        let batch = batch(&[100, 2_000, 70_000, 300, 1]);
+        let all = concatenated(&batch);
+        for cut in [1, 99, 102, 2_105, 50_000, all.len() - 1] {
+            let mut io = Trickle {
+                taken: Vec::new(),
+                per_write: 777,
+                budget: cut,
+                writes: 0,
+            };
+            let mut written = 0;
+            let stalled =
+                futures_util::FutureExt::now_or_never(write_frames(&mut io, &batch, &mut written));
+            assert!(stalled.is_none(), "the write waits for the peer");
+            assert_eq!(written, cut);
+            io.budget = usize::MAX;
+            write_frames(&mut io, &batch, &mut written).await.unwrap();
+            assert_eq!(io.taken, all, "cut at {cut}");
+        }
+    }
+}
