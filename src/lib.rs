@@ -2,26 +2,39 @@
 //! YAML file.
 //!
 //! # Layout
-//! Dependencies run one way: `main → app → {kafka, ws, ops} → {outbound, inbound} → {hub,
-//! outbox, auth, metrics, protocol} → config`.
+//! Dependencies run one way, and `tests/architecture.rs` fails on an import that goes against
+//! them (a module may use its own layer or any below, without loops):
 //!
+//! `main → app → {kafka, ws, ops} → {outbound, inbound} → {hub, state, outbox, auth, protocol,
+//! metrics, catalogue, sessions, server} → {config, cli}`
+//!
+//! - [`app`]: builds every part from the validated plan, runs it under a supervisor, shuts it
+//!   down in order (also when a part fails: then the process exits 1); the checks `check` runs.
+//! - [`kafka`]: the only module importing rdkafka. It implements what the layers below ask
+//!   for: [`outbound::RecordSink`] is fed by its consumer thread, [`outbound::RangeRead`] by
+//!   its replay reader, [`inbound::RecordWriter`] by its producer. Connection and lag status.
+//! - [`ws`]: the client listener: WebSocket handshake, one task per session (`session`,
+//!   `requests`, `wire`), the publish API and the demo page.
+//! - [`ops`]: the operational listener: `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`,
+//!   pause and resume.
+//! - [`outbound`]: Kafka → clients: record → decoded once → frame encoded once → hub; the
+//!   [`outbound::Replayer`] the client listener uses to read what memory no longer holds.
+//! - [`inbound`]: clients (WebSocket, HTTP) → Kafka: publish checks, record key and headers,
+//!   ack; one [`protocol::Refusal`] per failure, mapped to an `error` frame or an HTTP status.
+//! - [`catalogue`]: every channel resolved once from the plan (topic, format, routing,
+//!   permissions, state bounds, metric handles), read by all of the above.
+//! - [`hub`]: channels → subscribers, key and reply routing, fan-out of shared frames, and the
+//!   hand-over of replays (`hub::replay`).
+//! - [`outbox`]: each session's bounded send queue, slow-client policies, the close codes.
+//! - [`state`]: snapshots and bounded history per channel, for subscribe, resume and history.
+//! - [`sessions`]: the registry of open sessions (shutdown, `max_sessions_per_user`).
+//! - [`protocol`]: client frame decoding, server frame encoding, the bridge's header names.
+//! - [`auth`]: identities, token verification, permission rules.
+//! - [`metrics`]: every Prometheus metric, defined once; label values are closed enums.
+//! - [`server`]: the accept loop shared by both listeners, and shared HTTP helpers.
 //! - [`config`]: the YAML file as typed structs (their doc comments are the reference), loading
 //!   with `${VAR}` expansion, and validation that reports every error with its line.
-//! - [`cli`]: command-line flags (`run`, `check`); the pipeline itself lives in the YAML.
-//! - [`app`]: builds every part from the validated plan, runs it, shuts it down in order.
-//! - [`kafka`]: the only module importing rdkafka: client settings, the consumer thread, the
-//!   producer, connection and lag status.
-//! - [`outbound`]: Kafka → WebSocket: record → decoded once → frame encoded once → hub.
-//! - [`inbound`]: WebSocket/HTTP → Kafka: publish checks, record key and headers, ack.
-//! - [`hub`]: channels → subscribers, key and reply routing, fan-out of shared frames.
-//! - [`outbox`]: each session's bounded send queue and slow-client policies.
-//! - [`state`]: snapshots and bounded history per channel, for subscribe, resume and history.
-//! - [`protocol`]: client frame decoding and server frame encoding (protocol v1).
-//! - [`auth`]: identities, token verification, permission rules.
-//! - [`ws`]: WebSocket handshake, the per-session task, client-listener routes.
-//! - [`ops`]: `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`.
-//! - [`server`]: the accept loop shared by both listeners.
-//! - [`metrics`]: every Prometheus metric, defined once.
+//! - [`cli`]: command-line flags (`run`, `check`, `create-topics`).
 
 pub mod app;
 pub mod auth;

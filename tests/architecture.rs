@@ -1,0 +1,285 @@
+//! The layering written in `src/lib.rs`, enforced: reads every file under `src/`, finds which
+//! top-level modules it names (`crate::x` in the library, `kafka_ws_bridge::x` in `main.rs`)
+//! and which outside crates it uses, and fails on an arrow the layers do not allow:
+//!
+//! ```text
+//! main → app → {kafka, ws, ops} → {outbound, inbound}
+//!      → {hub, state, outbox, auth, protocol, metrics, catalogue, sessions, server} → {config, cli}
+//! ```
+//!
+//! A module may name modules of its own layer or of any layer below, never above; within a
+//! layer the arrows must not form a loop. Only `kafka` touches librdkafka; only `ws`, `ops`,
+//! `server` and `app` touch the HTTP stack.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+const LAYERS: &[&[&str]] = &[
+    &["main"],
+    &["app"],
+    &["kafka", "ws", "ops"],
+    &["outbound", "inbound"],
+    &[
+        "hub",
+        "state",
+        "outbox",
+        "auth",
+        "protocol",
+        "metrics",
+        "catalogue",
+        "sessions",
+        "server",
+    ],
+    &["config", "cli"],
+];
+
+/// Outside crates only some modules may use: (crate path prefix, modules allowed).
+const CONFINED: &[(&str, &[&str])] = &[
+    ("rdkafka::", &["kafka"]),
+    ("warp::", &["ws", "ops", "server", "app"]),
+    ("hyper", &["ws", "server"]),
+];
+
+/// One source file: the top-level module it belongs to and its text.
+struct Source {
+    path: String,
+    module: String,
+    text: String,
+}
+
+/// What is wrong with the sources, one line each.
+fn violations(sources: &[Source]) -> Vec<String> {
+    let layer_of: BTreeMap<&str, usize> = LAYERS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, layer)| layer.iter().map(move |m| (*m, i)))
+        .collect();
+    let mut problems = Vec::new();
+    let mut arrows: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for source in sources {
+        let Some(&from_layer) = layer_of.get(source.module.as_str()) else {
+            problems.push(format!(
+                "{}: module `{}` is in no layer: add it to LAYERS and to src/lib.rs's layout",
+                source.path, source.module
+            ));
+            continue;
+        };
+        for (line_no, line) in code_lines(&source.text) {
+            for target in named_modules(line) {
+                if target == source.module {
+                    continue;
+                }
+                match layer_of.get(target.as_str()) {
+                    Some(&to_layer) if to_layer < from_layer => problems.push(format!(
+                        "{}:{line_no}: `{}` names `{target}`, a layer above it: {}",
+                        source.path,
+                        source.module,
+                        line.trim()
+                    )),
+                    Some(_) => {
+                        arrows
+                            .entry(source.module.clone())
+                            .or_default()
+                            .insert(target);
+                    }
+                    None => problems.push(format!(
+                        "{}:{line_no}: names `{target}`, which is in no layer",
+                        source.path
+                    )),
+                }
+            }
+            for (prefix, allowed) in CONFINED {
+                if uses_crate(line, prefix) && !allowed.contains(&source.module.as_str()) {
+                    problems.push(format!(
+                        "{}:{line_no}: `{}` uses `{prefix}`, which only {allowed:?} may use",
+                        source.path, source.module
+                    ));
+                }
+            }
+        }
+    }
+    problems.extend(loops(&arrows));
+    problems
+}
+
+/// Lines without comments (so doc links do not count), numbered from 1; the tests of a file
+/// (from its `#[cfg(test)]` on) are left out: they may use what they test with.
+fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .take_while(|(_, line)| line.trim() != "#[cfg(test)]")
+        .map(|(i, line)| (i + 1, line.split("//").next().unwrap_or_default()))
+}
+
+/// Top-level modules named on a line: `crate::x` or `kafka_ws_bridge::x`.
+fn named_modules(line: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for prefix in ["crate::", "kafka_ws_bridge::"] {
+        let mut rest = line;
+        while let Some(at) = rest.find(prefix) {
+            let before = rest[..at].chars().last();
+            rest = &rest[at + prefix.len()..];
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue;
+            }
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+fn uses_crate(line: &str, prefix: &str) -> bool {
+    line.match_indices(prefix).any(|(at, _)| {
+        !line[..at]
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    })
+}
+
+/// Loops among modules (which can only be within one layer).
+fn loops(arrows: &BTreeMap<String, BTreeSet<String>>) -> Vec<String> {
+    let mut found = BTreeSet::new();
+    for start in arrows.keys() {
+        let mut path = vec![start.clone()];
+        walk(arrows, start, &mut path, &mut found);
+    }
+    found
+        .into_iter()
+        .map(|cycle| format!("modules import each other in a loop: {cycle}"))
+        .collect()
+}
+
+fn walk(
+    arrows: &BTreeMap<String, BTreeSet<String>>,
+    at: &str,
+    path: &mut Vec<String>,
+    found: &mut BTreeSet<String>,
+) {
+    for next in arrows.get(at).into_iter().flatten() {
+        if *next == path[0] {
+            // Report each loop once, from its smallest module.
+            if path.iter().all(|m| m >= &path[0]) {
+                found.insert(format!("{} → {}", path.join(" → "), path[0]));
+            }
+        } else if !path.contains(next) {
+            path.push(next.clone());
+            walk(arrows, next, path, found);
+            path.pop();
+        }
+    }
+}
+
+/// Every `.rs` file under `dir`, with its top-level module (`src/hub/replay.rs` → `hub`).
+fn read_sources(root: &Path, dir: &Path, out: &mut Vec<Source>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            read_sources(root, &path, out);
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let relative = path.strip_prefix(root).unwrap();
+        let first = relative.components().next().unwrap().as_os_str();
+        let module = first.to_string_lossy().trim_end_matches(".rs").to_owned();
+        if module == "lib" {
+            continue;
+        }
+        out.push(Source {
+            path: format!("src/{}", relative.display()),
+            module,
+            text: std::fs::read_to_string(&path).unwrap(),
+        });
+    }
+}
+
+#[test]
+fn every_import_follows_the_layers() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut sources = Vec::new();
+    read_sources(&root, &root, &mut sources);
+    assert!(sources.len() > 20, "read {} files", sources.len());
+    let problems = violations(&sources);
+    assert!(
+        problems.is_empty(),
+        "{} import(s) break the layering of src/lib.rs:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_lib_docs_state_the_same_layers() {
+    let lib =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    for layer in LAYERS {
+        for module in *layer {
+            if *module != "main" {
+                assert!(
+                    lib.contains(&format!("pub mod {module};")),
+                    "src/lib.rs does not declare `{module}`"
+                );
+            }
+            assert!(
+                lib.contains(module),
+                "src/lib.rs's layout does not mention `{module}`"
+            );
+        }
+    }
+}
+
+/// The checker itself: each kind of wrong import is caught (so a passing run means something).
+#[test]
+fn the_checker_catches_an_upward_import_a_loop_and_a_confined_crate() {
+    let source = |path: &str, module: &str, text: &str| Source {
+        path: path.into(),
+        module: module.into(),
+        text: text.into(),
+    };
+    let clean = [
+        source("src/hub/mod.rs", "hub", "use crate::outbox::Outbox;\n"),
+        source("src/outbox/mod.rs", "outbox", "use crate::config::X;\n"),
+    ];
+    assert_eq!(violations(&clean), Vec::<String>::new());
+    let upward = [source(
+        "src/hub/mod.rs",
+        "hub",
+        "use crate::ws::WsContext; // the hub must not know the client listener\n",
+    )];
+    assert_eq!(
+        violations(&upward),
+        ["src/hub/mod.rs:1: `hub` names `ws`, a layer above it: use crate::ws::WsContext;"]
+    );
+    let looped = [
+        source("src/hub/mod.rs", "hub", "use crate::state::Held;\n"),
+        source("src/state.rs", "state", "fn f() { crate::hub::x(); }\n"),
+    ];
+    assert_eq!(
+        violations(&looped),
+        ["modules import each other in a loop: hub → state → hub"]
+    );
+    let confined = [source(
+        "src/ops.rs",
+        "ops",
+        "use rdkafka::consumer::Consumer;\n",
+    )];
+    assert_eq!(violations(&confined).len(), 1);
+    let commented = [source(
+        "src/hub/mod.rs",
+        "hub",
+        "/// See [`crate::ws::WsContext`].\nfn f() {}\n#[cfg(test)]\nuse crate::app::X;\n",
+    )];
+    assert_eq!(violations(&commented), Vec::<String>::new());
+}
