@@ -5,7 +5,7 @@
 #   2. every PromQL query of dashboards/kafka-ws-bridge.json (panel targets and template variable
 #      queries): Grafana variables are replaced by placeholders, the queries are written to a
 #      temporary file of recording rules and checked with `promtool check rules`; the dashboard's
-#      structure, metric names (against src/metrics.rs) and `$instance` / `$channel` filters are
+#      structure, metric names (against src/metrics/mod.rs) and `$instance` / `$channel` filters are
 #      linted as well.
 # Installs promtool (Debian package `prometheus`) when it is missing. On a machine running
 # systemd that package also installs and starts a Prometheus server; stop/disable it if unwanted.
@@ -58,7 +58,7 @@ run "alert metric names" python3 - "$ALERTS" <<'PY' || true
 import re, sys
 text = open(sys.argv[1]).read()
 known = set()
-src = open("src/metrics.rs").read()
+src = open("src/metrics/mod.rs").read()
 hist = set(re.findall(r'HistogramOpts::new\(\s*name\("(\w+)"\)', src))
 for short in re.findall(r'\bname\("(\w+)"\)', src):
     full = "kafka_ws_bridge_" + short
@@ -349,8 +349,8 @@ import json, re, sys
 path, rules_out, counts_out = sys.argv[1:4]
 errors = []
 
-# Metric names the daemon exports: src/metrics.rs plus the prometheus crate's process collector.
-src = open("src/metrics.rs").read()
+# Metric names the daemon exports: src/metrics/mod.rs plus the prometheus crate's process collector.
+src = open("src/metrics/mod.rs").read()
 hist = set(re.findall(r'HistogramOpts::new\(\s*name\("(\w+)"\)', src))
 known = set()
 for short in re.findall(r'\bname\("(\w+)"\)', src):
@@ -362,7 +362,7 @@ for short in ("cpu_seconds_total", "open_fds", "max_fds", "virtual_memory_bytes"
               "resident_memory_bytes", "start_time_seconds", "threads"):
     known.add("kafka_ws_bridge_process_" + short)
 if len(known) < 20:
-    errors.append(f"only {len(known)} metric names found in src/metrics.rs; has its layout changed?")
+    errors.append(f"only {len(known)} metric names found in src/metrics/mod.rs; has its layout changed?")
 
 # Label filters each metric's selector must carry (beyond instance).
 CHANNEL_FILTER = {

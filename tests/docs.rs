@@ -116,6 +116,6 @@ fn metrics_reference_is_generated_from_the_registry() {
     }
     assert!(
         current == generated,
-        "docs/metrics.md is out of date with src/metrics.rs; regenerate it with\n  UPDATE_DOCS=1 cargo test --test docs"
+        "docs/metrics.md is out of date with src/metrics/mod.rs; regenerate it with\n  UPDATE_DOCS=1 cargo test --test docs"
     );
 }

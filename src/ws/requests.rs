@@ -370,42 +370,6 @@ fn subscribed_frame(
     protocol::subscribed(id, channel, key, snapshot, replayed, gap, positions)
 }
 
-/// `server.publish_rate`: `rate` tokens a second, at most `burst`, one per publish.
-pub(super) struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    refilled: tokio::time::Instant,
-}
-
-impl TokenBucket {
-    pub(super) fn new(rate: &crate::config::PublishRate) -> Self {
-        TokenBucket {
-            rate: f64::from(rate.per_second),
-            burst: f64::from(rate.burst),
-            tokens: f64::from(rate.burst),
-            refilled: tokio::time::Instant::now(),
-        }
-    }
-
-    /// Takes a token if there is one (always, when the limit is off).
-    fn take(&mut self) -> bool {
-        if self.rate == 0.0 {
-            return true;
-        }
-        let now = tokio::time::Instant::now();
-        let elapsed = now.duration_since(self.refilled).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.refilled = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// Longest subscription key accepted, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 

@@ -11,19 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use super::requests::TokenBucket;
 use super::wire::{
-    close_and_linger, record_latencies, send_close, write_frames, Watched, CLOSE_TIMEOUT,
+    close_and_linger, record_latencies, send_close, write_frames, Socket, Watched, CLOSE_TIMEOUT,
 };
 use super::{user_label, ConnectionSlot, WsContext};
 use crate::auth::Identity;
@@ -33,8 +29,6 @@ use crate::metrics::CloseReason;
 use crate::outbox::{Close, Outbox, Outgoing};
 use crate::protocol::{self, ErrorCode, Refusal, RequestId};
 use crate::state::Held;
-
-pub(super) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Most frames written per flush.
 const WRITE_BATCH: usize = 256;
@@ -54,6 +48,42 @@ pub(super) struct Session {
     pub(super) bucket: TokenBucket,
     /// When the peer last sent anything (a frame or a pong).
     pub(super) last_heard: tokio::time::Instant,
+}
+
+/// `server.publish_rate`: `rate` tokens a second, at most `burst`, one per publish.
+pub(super) struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    refilled: tokio::time::Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: &crate::config::PublishRate) -> Self {
+        TokenBucket {
+            rate: f64::from(rate.per_second),
+            burst: f64::from(rate.burst),
+            tokens: f64::from(rate.burst),
+            refilled: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes a token if there is one (always, when the limit is off).
+    pub(super) fn take(&mut self) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// A subscribe registered with its live records held back while its replay is read.

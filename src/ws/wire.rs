@@ -5,14 +5,19 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
-use super::session::Socket;
 use crate::hub::Hub;
 use crate::outbox::{Close, Outbox, Outgoing};
+
+/// A session's connection.
+pub(super) type Socket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Most bytes of small frames joined into one write.
 const JOIN_BYTES: usize = 64 * 1024;
