@@ -56,7 +56,7 @@ export async function exampleBridge(scope, name, env, file = "bridge.yaml") {
   return bridge;
 }
 
-/** Starts `node examples/<name>/<script>` and waits for its `ready` line; returns { lines, proc }. */
+/** Starts `node examples/<name>/<script>` and waits for its `ready` line; returns { lines, proc, stop }. */
 export async function startBackend(scope, name, env, script = "backend.mjs") {
   const proc = spawn(process.execPath, [join(examplesDir, name, script)], {
     env: { ...process.env, KAFKAJS_NO_PARTITIONER_WARNING: "1", ...env },
@@ -79,13 +79,14 @@ export async function startBackend(scope, name, env, script = "backend.mjs") {
       }
     });
   }
-  scope.defer(async () => {
+  const stop = async () => {
     if (exited) return;
     proc.kill("SIGTERM");
     const timer = setTimeout(() => proc.kill("SIGKILL"), 5000);
     await new Promise((r) => (exited ? r() : proc.on("exit", r)));
     clearTimeout(timer);
-  });
+  };
+  scope.defer(stop);
   await waitFor(
     () => {
       if (exited) throw new Error(`${name}/${script} exited at start (${JSON.stringify(exited)}):\n${lines.join("\n")}`);
@@ -93,7 +94,7 @@ export async function startBackend(scope, name, env, script = "backend.mjs") {
     },
     { timeoutMs: 30000, what: `${name}/${script} to be ready` },
   );
-  return { proc, lines };
+  return { proc, lines, stop };
 }
 
 export async function pageServer(scope, name) {

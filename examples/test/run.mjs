@@ -7,8 +7,9 @@
 import { chromium } from "playwright-core";
 import { artifacts, Scope, screenshot } from "./common.mjs";
 import { bankTest } from "./bank.mjs";
+import { dashboardTest } from "./dashboard.mjs";
 
-const tests = { bank: bankTest };
+const tests = { bank: bankTest, dashboard: dashboardTest };
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(tests);
 const started = Date.now();
 const watchdog = setTimeout(() => {
