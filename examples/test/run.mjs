@@ -8,8 +8,9 @@ import { chromium } from "playwright-core";
 import { artifacts, Scope, screenshot } from "./common.mjs";
 import { bankTest } from "./bank.mjs";
 import { dashboardTest } from "./dashboard.mjs";
+import { notificationsTest } from "./notifications.mjs";
 
-const tests = { bank: bankTest, dashboard: dashboardTest };
+const tests = { bank: bankTest, dashboard: dashboardTest, notifications: notificationsTest };
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(tests);
 const started = Date.now();
 const watchdog = setTimeout(() => {
