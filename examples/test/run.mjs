@@ -9,8 +9,9 @@ import { artifacts, Scope, screenshot } from "./common.mjs";
 import { bankTest } from "./bank.mjs";
 import { dashboardTest } from "./dashboard.mjs";
 import { notificationsTest } from "./notifications.mjs";
+import { chatTest } from "./chat.mjs";
 
-const tests = { bank: bankTest, dashboard: dashboardTest, notifications: notificationsTest };
+const tests = { bank: bankTest, dashboard: dashboardTest, notifications: notificationsTest, chat: chatTest };
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(tests);
 const started = Date.now();
 const watchdog = setTimeout(() => {
