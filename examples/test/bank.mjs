@@ -1,7 +1,8 @@
 // Bank example in Chromium: a customer's two micro-frontends (accounts snapshot, transfer,
-// live transaction list), a failing command whose error reaches only the session that sent it,
-// a malformed command refused, staff acting for an assigned customer (and
-// refused for another), and a second browser of the same customer closing the first.
+// live transaction list); a failing command whose error reaches only the session that sent
+// it; a malformed command refused; staff on a second instance acting for an assigned customer
+// (and refused for another); the customer's bridge restarting while the staff act (the page
+// resumes without a reload); a second browser of the same customer closing the first.
 
 import assert from "node:assert/strict";
 import { exampleBridge, newPage, pageServer, screenshot, startBackend, step, unique, waitFor } from "./common.mjs";
@@ -11,13 +12,16 @@ export async function bankTest(browser, scope) {
   const secret = `bank-test-${unique("secret")}-0123456789abcdef`;
   const prefix = `${unique("ex-bank")}.`;
   const site = await pageServer(scope, "bank");
-  const bridge = await exampleBridge(scope, "bank", { TOPIC_PREFIX: prefix, BANK_JWT_SECRET: secret, PAGE_ORIGIN: site.url, INSTANCE_ID: unique("bank") });
+  const env = { TOPIC_PREFIX: prefix, BANK_JWT_SECRET: secret, PAGE_ORIGIN: site.url };
+  const bridge = await exampleBridge(scope, "bank", { ...env, INSTANCE_ID: unique("bank-a") });
+  // A second instance of the same config, as behind a load balancer: the staff use it.
+  const bridge2 = await exampleBridge(scope, "bank", { ...env, INSTANCE_ID: unique("bank-b") });
   await startBackend(scope, "bank", { TOPIC_PREFIX: prefix, STAFF_ASSIGNMENTS: "S-1:C-1,C-3" });
-  step(`bank: backend, bridge (${bridge.ws}) and page (${site.url}/) up`);
+  step(`bank: backend, two bridges (${bridge.ws}, ${bridge2.ws}) and page (${site.url}/) up`);
 
   const customer = await mintToken(secret, "C-1");
   const staff = await mintToken(secret, "S-1", { roles: ["staff"], claims: { customers: ["C-1", "C-3"] } });
-  const url = (token) => `${site.url}/?bridge=${encodeURIComponent(bridge.ws)}#token=${token}`;
+  const url = (token, via = bridge) => `${site.url}/?bridge=${encodeURIComponent(via.ws)}#token=${token}`;
   const errors = [];
   const balances = (page) =>
     page.$$eval("#accounts-mfe tbody tr", (rows) => Object.fromEntries(rows.map((r) => [r.dataset.account, Number(r.querySelector(".balance").textContent)])));
@@ -55,7 +59,7 @@ export async function bankTest(browser, scope) {
   // correlation id) reaches the Transactions session only — not the Accounts session of the
   // same user, nor the staff.
   const st = await newPage(scope, browser, errors);
-  await st.goto(url(staff));
+  await st.goto(url(staff, bridge2));
   await st.waitForSelector("#accounts-mfe[data-state=open]");
   const failing = await transfer(a, "C-1-CHK", "C-1-SAV", 1e9);
   const err = await a.waitForSelector(`#transactions-mfe .errors li[data-correlation-id="${failing}"]`);
@@ -102,6 +106,27 @@ export async function bankTest(browser, scope) {
   assert.equal(await refusal.textContent(), "TransferCmd: S-1 is not assigned to customer C-2");
   assert.equal(await st.locator("#accounts-mfe tbody tr").count(), 0);
   step("bank: staff refused C-2 (not in the claim): subscriptions forbidden by the bridge, command refused by the backend");
+
+  // --- reconnects are transparent: the customer's bridge restarts while the staff, on the
+  // other instance, makes a transfer for them; the page resumes without a reload ---
+  await st.fill("#customer", "C-1");
+  await st.click("#open-customer");
+  await st.waitForSelector("#accounts-mfe tbody tr[data-account='C-1-CHK']");
+  const listBefore = await a.$$eval("#transactions-mfe .list li", (lis) => lis.map((li) => li.dataset.id));
+  await bridge.stop();
+  await a.waitForSelector("#accounts-mfe:not([data-state=open])");
+  await transfer(st, "C-1-CHK", "C-1-SAV", 5);
+  await waitFor(async () => (await balances(st))["C-1-SAV"] === start["C-1-SAV"] + 155, { what: "the staff's transfer while C-1's bridge is down" });
+  await bridge.start();
+  await a.waitForSelector("#accounts-mfe[data-state=open]", { timeout: 30000 });
+  await a.waitForSelector("#transactions-mfe[data-state=open]", { timeout: 30000 });
+  await waitFor(async () => (await balances(a))["C-1-SAV"] === start["C-1-SAV"] + 155, { what: "C-1's page to catch up after the reconnect" });
+  await a.waitForSelector("#transactions-mfe .list li:has-text('5.00 C-1-CHK → C-1-SAV (by S-1)')");
+  const listAfter = await a.$$eval("#transactions-mfe .list li", (lis) => lis.map((li) => li.dataset.id));
+  assert.equal(listAfter.length, listBefore.length + 1, "the one transaction made meanwhile, no duplicate");
+  assert.deepEqual(listAfter.slice(1), listBefore);
+  assert.equal(await a.locator(".replaced:visible").count(), 0);
+  step("bank: C-1's bridge restarted while staff (other instance) transferred: the page resumed with it, no reload, no duplicate");
 
   // --- the same customer in a second browser: the first is told why it was closed ---
   await screenshot(a, "bank-customer.png");

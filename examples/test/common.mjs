@@ -7,7 +7,7 @@ import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
-import { createTopics, startBridge, unique, waitFor } from "../../clients/js/test/harness.mjs";
+import { createTopics, freePort, startBridge, unique, waitFor } from "../../clients/js/test/harness.mjs";
 import { startPageServer } from "../lib/serve.mjs";
 
 export { unique, waitFor };
@@ -38,10 +38,11 @@ export class Scope {
   }
 }
 
-/** The example's bridge.yaml with `env`: topics created, bridge started and ready. */
+/** The example's bridge.yaml with `env`: topics created, bridge started and ready. Its
+ * `restart()` stops it (SIGTERM) and starts it again on the same port. */
 export async function exampleBridge(scope, name, env, file = "bridge.yaml") {
   const config = join(examplesDir, name, file);
-  const fullEnv = { LISTEN: "127.0.0.1:0", METRICS_LISTEN: "127.0.0.1:0", ...env };
+  const fullEnv = { LISTEN: `127.0.0.1:${await freePort()}`, METRICS_LISTEN: "127.0.0.1:0", ...env };
   // create-topics reads the same file, so it needs the same environment.
   const saved = { ...process.env };
   Object.assign(process.env, fullEnv);
@@ -51,9 +52,20 @@ export async function exampleBridge(scope, name, env, file = "bridge.yaml") {
     for (const k of Object.keys(fullEnv)) if (saved[k] === undefined) delete process.env[k];
     Object.assign(process.env, saved);
   }
-  const bridge = await startBridge(config, { env: fullEnv });
+  let bridge = await startBridge(config, { env: fullEnv });
+  const handle = {
+    ws: bridge.ws,
+    http: bridge.http,
+    get metrics() {
+      return bridge.metrics;
+    },
+    stop: () => bridge.stop(),
+    async start() {
+      bridge = await startBridge(config, { env: fullEnv });
+    },
+  };
   scope.defer(() => bridge.stop());
-  return bridge;
+  return handle;
 }
 
 /** Starts `node examples/<name>/<script>` and waits for its `ready` line; returns { lines, proc, stop }. */
@@ -112,7 +124,10 @@ export async function newPage(scope, browser, errors, { width = 1200, height = 7
   page.setDefaultTimeout(20000);
   page.on("pageerror", (e) => errors.push(e));
   page.on("console", (m) => {
-    if (m.type() === "error") errors.push(new Error(`console: ${m.text()}`));
+    // Chromium logs each refused reconnect attempt while a bridge restarts: expected there.
+    if (m.type() === "error" && !/^WebSocket connection to .* net::ERR_CONNECTION_REFUSED$/.test(m.text())) {
+      errors.push(new Error(`console: ${m.text()}`));
+    }
   });
   scope.pages.push(page);
   return page;
