@@ -17,6 +17,16 @@ if [ -z "${BRIDGE_BIN:-}" ]; then
   cargo build --quiet --bin kafka-ws-bridge
 fi
 
+# Every example's bridge.yaml passes `check` without warnings (the browser tests then run them).
+bin="${BRIDGE_BIN:-${CARGO_TARGET_DIR:-target}/debug/kafka-ws-bridge}"
+for config in examples/*/bridge.yaml; do
+  secret=check-only-secret-0123456789abcdef0123
+  out="$(BANK_JWT_SECRET=$secret NOTIFY_JWT_SECRET=$secret NOTIFY_API_KEY=$secret CHAT_JWT_SECRET=$secret \
+    "$bin" check --config "$config" 2>&1)" || { echo "$out" >&2; exit 1; }
+  if grep -qi warning <<<"$out"; then echo "$out" >&2; exit 1; fi
+  echo "==> $out"
+done
+
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   ensure_broker
   broker_dir="$(mktemp -d -t kwb-examples-broker-XXXXXX)"
