@@ -51,31 +51,32 @@ export async function dashboardTest(browser, scope) {
   }
   step("dashboard: two browsers: the table of latest balances, then ACC-001 / ACC-002 each with its balance (snapshot) and last 20 transfers (history)");
 
-  // Live: the generator again (it reads the balances back from Kafka and carries on).
+  // Live: the generator again (it reads the balances back from Kafka and carries on). Once
+  // each page has followed two live transfers of its account, it stops, so that the pages can
+  // be compared with everything it wrote.
   const second = await startBackend(scope, "dashboard", { ...env, SEED: "7", RATE: "10" }, "generator.mjs");
   const seen = written.length;
   for (const [account, page] of Object.entries(pages)) {
+    await waitFor(async () => (await shown(page)).filter((r) => Number(r.id.slice(2)) > seen).length >= 2, { what: `live transfers on ${account}'s page` });
+  }
+  await second.stop();
+  assert.ok(second.lines.includes("stopped"), "the generator stopped after its current transfer");
+  for (const [account, page] of Object.entries(pages)) {
+    const live = legs(transfersOf(second), account);
+    const newest = live[live.length - 1];
     await waitFor(
-      async () => {
-        const now = legs(transfersOf(second), account);
-        if (now.length < 2) return false;
-        const newest = now[now.length - 1];
-        const rows = await shown(page);
-        return rows[rows.length - 1]?.id === newest.id && Number(await page.getAttribute("#balance", "data-balance")) === newest.balance;
-      },
-      { what: `${account}'s page to follow the live transfers` },
+      async () => (await shown(page)).at(-1)?.id === newest.id && Number(await page.getAttribute("#balance", "data-balance")) === newest.balance,
+      { what: `${account}'s page to show its last transfer ${newest.id}` },
     );
     const rows = await shown(page);
-    const live = legs(transfersOf(second), account);
     assert.deepEqual(rows.slice(-live.length), live, `${account}: every live transfer once, in order`);
     assert.deepEqual(rows.slice(0, -live.length), legs(written, account).slice(-20), `${account}: history kept above the live ones`);
     assert.equal(await page.getAttribute("#account", "data-source"), "live");
     // Balances continue from what Kafka held: the first new leg starts from the old balance.
-    const firstLive = live[0];
     const before = legs(written, account).at(-1).balance;
-    assert.equal(Math.round((before + firstLive.amount) * 100) / 100, firstLive.balance, "the generator restored the balance from Kafka");
+    assert.equal(Math.round((before + live[0].amount) * 100) / 100, live[0].balance, "the generator restored the balance from Kafka");
   }
-  assert.ok(Number(transfersOf(second)[0].id.slice(2)) === seen + 1, "transfer ids continue after a restart");
+  assert.equal(transfersOf(second)[0].id, `T-${seen + 1}`, "transfer ids continue after a restart");
   step(`dashboard: both pages followed ${transfersOf(second).length} live transfers; balance and list agree with what was written`);
   await screenshot(pages["ACC-001"], "dashboard.png");
   assert.deepEqual(errors.map(String), [], "no uncaught error in the pages");
