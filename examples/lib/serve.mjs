@@ -28,7 +28,13 @@ const TYPES = {
 export function startPageServer(name, port = 0, host = "127.0.0.1") {
   const root = join(examples, name, "page");
   const server = createServer(async (req, res) => {
-    const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    let path;
+    try {
+      path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+    } catch {
+      res.writeHead(400).end();
+      return;
+    }
     let file;
     if (path === "/client/kafka-ws-bridge.js") {
       file = clientFile;
