@@ -59,6 +59,9 @@ if [ "$1" = --workspace ] && [ "$#" -eq 1 ]; then
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run typecheck) || status=$?
   echo "==> browser test (Chromium + playwright-core)"
   (tests/browser/setup.sh && node tests/browser/run.mjs) || status=$?
+  # The four reference systems of examples/, each with its backend, in Chromium (about 40 s).
+  echo "==> examples in Chromium (examples/test.sh)"
+  examples/test.sh || status=$?
   # The benchmark pipeline at tiny sizes (about a minute), so it cannot rot; its figures are
   # not judged here (docs/performance.md).
   echo "==> benchmark smoke (scripts/bench.sh --smoke)"

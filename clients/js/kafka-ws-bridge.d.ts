@@ -202,6 +202,9 @@ export interface SubscribeOptions<T = Json> {
   key?: string | number;
   /** The newest N records first (first subscribe only; later ones resume). */
   history?: number;
+  /** Partition -> last offset seen, saved from an earlier page load (`positions`): the first
+   * subscribe resumes after them instead of asking for `history`. */
+  resume?: Record<string, number>;
   /** Each record, once, in offset order per partition. */
   onMessage?: (data: T, frame: MessageFrame<T>) => void;
   /** by_key snapshot channels: the key's current value, at the first subscribe. */

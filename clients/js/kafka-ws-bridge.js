@@ -403,7 +403,7 @@ export class BridgeClient {
     const id = this.#newId("s");
     const frame = { type: "subscribe", id, channel: sub.channel };
     if (sub._requestedKey !== null) frame.key = sub._requestedKey;
-    const resumed = sub._confirmed && !sub._noResume;
+    const resumed = (sub._confirmed || sub._resumeFirst) && !sub._noResume;
     if (resumed) frame.resume = sub.positions;
     else if (sub._history > 0) frame.history = sub._history;
     this.#pending.set(id, { kind: "subscribe", sub, resumed });
@@ -592,6 +592,17 @@ class Subscription {
     this._requestedKey = normalizeKey(options.key);
     this.#key = this._requestedKey;
     this._history = Math.max(0, Math.floor(Number(options.history) || 0));
+    // Positions saved from an earlier page load (e.g. in localStorage): the first subscribe
+    // resumes after them instead of asking for history, and older records are dropped.
+    this._resumeFirst = false;
+    if (options.resume && typeof options.resume === "object") {
+      for (const [partition, offset] of Object.entries(options.resume)) {
+        if (Number.isInteger(offset)) {
+          this.#positions[partition] = offset;
+          this._resumeFirst = true;
+        }
+      }
+    }
     this._onMessage = options.onMessage;
     this._onSnapshot = options.onSnapshot;
     this._onSubscribed = options.onSubscribed;

@@ -93,6 +93,27 @@ describe("frames", () => {
     assert.deepEqual(sub.positions, { 0: 6, 1: 3 });
   });
 
+  it("resumes after saved positions on the first subscribe, dropping what they cover", { timeout: 10000 }, async () => {
+    const server = await fakeBridge();
+    const c = client(server.url);
+    const got = [];
+    const sub = c.subscribe("inbox", { history: 50, resume: { 1: 4, 2: "x" }, onMessage: (d) => got.push(d) });
+    const conn = await server.connection(1);
+    const first = await conn.next("subscribe");
+    assert.deepEqual(first.resume, { 1: 4 }, "saved integer positions only");
+    assert.equal(first.history, undefined, "resume instead of history");
+    conn.send({ type: "subscribed", id: first.id, channel: "inbox", key: "bob", snapshot: null, replayed: 3, gap: false });
+    for (const o of [4, 5, 6]) conn.send(message("inbox", 1, o, `m${o}`, "bob"));
+    await waitFor(() => sub.positions[1] === 6, { what: "the replay" });
+    assert.deepEqual(got, ["m5", "m6"], "offset 4 was seen before the page load");
+    // An empty map is no resume: history as usual.
+    const fresh = c.subscribe("outbox", { history: 5, resume: {} });
+    const second = await conn.next("subscribe");
+    assert.equal(second.history, 5);
+    assert.equal(second.resume, undefined);
+    fresh.unsubscribe();
+  });
+
   it("sends history once, then resumes after the snapshot and history", { timeout: 10000 }, async () => {
     const server = await fakeBridge();
     const c = client(server.url);
