@@ -4,6 +4,7 @@
 //! instead of keeping copies of their own, so a new channel option is added in one place.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use prometheus::{Histogram, IntCounter};
 
@@ -47,6 +48,8 @@ impl Channel {
 /// An inbound channel (clients → Kafka).
 pub struct InboundChannel {
     pub spec: InboundConfig,
+    /// `schema_file`, compiled: every published `data` must satisfy it.
+    pub schema: Option<jsonschema::Validator>,
     /// Publish outcomes, indexed by [`PublishResult::index`].
     results: Vec<IntCounter>,
     pub latency: Histogram,
@@ -72,8 +75,15 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    pub fn from_plan(plan: &Plan, metrics: &Metrics) -> Self {
-        Catalogue::new(&plan.config.channels, &plan.config.inbound, metrics)
+    /// The catalogue of a plan, with the inbound channels' JSON Schemas compiled.
+    pub fn from_plan(plan: &Plan, metrics: &Metrics) -> Result<Self, String> {
+        let mut catalogue = Catalogue::new(&plan.config.channels, &plan.config.inbound, metrics);
+        for inbound in &mut catalogue.inbound {
+            if let Some(file) = &inbound.spec.schema_file {
+                inbound.schema = Some(load_schema(&plan.resolve_path(file))?);
+            }
+        }
+        Ok(catalogue)
     }
 
     pub fn new(channels: &[ChannelConfig], inbound: &[InboundConfig], metrics: &Metrics) -> Self {
@@ -113,6 +123,7 @@ impl Catalogue {
                     })
                     .collect(),
                 latency: metrics.publish_latency.with_label_values(&[&spec.channel]),
+                schema: None,
                 spec: spec.clone(),
             })
             .collect();
@@ -176,4 +187,14 @@ impl Catalogue {
         topics.dedup();
         topics
     }
+}
+
+/// Reads and compiles a JSON Schema file (the draft its `$schema` names, else 2020-12).
+/// References to other documents are not fetched: a schema must be self-contained.
+pub fn load_schema(path: &Path) -> Result<jsonschema::Validator, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let schema: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    jsonschema::validator_for(&schema)
+        .map_err(|e| format!("{}: not a valid JSON Schema: {e}", path.display()))
 }

@@ -32,6 +32,14 @@ pub fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
             problems.push(plan.diagnostic(Severity::Error, "server.tls", e));
         }
     }
+    for (i, inbound) in plan.config.inbound.iter().enumerate() {
+        if let Some(file) = &inbound.schema_file {
+            if let Err(e) = crate::catalogue::load_schema(&plan.resolve_path(file)) {
+                let key = format!("inbound[{i}].schema_file");
+                problems.push(plan.diagnostic(Severity::Error, &key, e));
+            }
+        }
+    }
     if problems.is_empty() {
         Ok(plan)
     } else {

@@ -46,6 +46,8 @@ pub enum StartError {
     Auth(#[from] SetupError),
     #[error("server.tls: {0}")]
     Tls(String),
+    #[error("inbound schema_file: {0}")]
+    Schema(String),
 }
 
 /// How a bridge ended.
@@ -120,7 +122,7 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
     let status = Arc::new(KafkaStatus::new(metrics.clone()));
     let auth = Authenticator::from_plan(&plan)?;
 
-    let catalogue = Arc::new(Catalogue::from_plan(&plan, &metrics));
+    let catalogue = Arc::new(Catalogue::from_plan(&plan, &metrics).map_err(StartError::Schema)?);
     let hub = Arc::new(Hub::new(catalogue.clone()));
     let outbound = Arc::new(Outbound::new(catalogue.clone(), hub.clone(), &metrics));
     let mut kafka = KafkaSide::new(&plan, status.clone())?;

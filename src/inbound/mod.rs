@@ -188,13 +188,30 @@ impl Inbound {
                 format!("header `{name}` is reserved: the bridge sets it"),
             );
         }
+        // Parsed once, only where a rule looks inside `data`.
+        let value: Option<serde_json::Value> =
+            if route.schema.is_some() || matches!(route.spec.key, InboundKey::Pointer { .. }) {
+                Some(
+                    serde_json::from_str(data.get())
+                        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?,
+                )
+            } else {
+                None
+            };
+        if let (Some(schema), Some(value)) = (&route.schema, &value) {
+            if let Some(violations) = schema_violations(schema, value) {
+                return refuse(
+                    ErrorCode::Invalid,
+                    format!("`data` does not match the schema of `{channel}`: {violations}"),
+                );
+            }
+        }
         let key = match &route.spec.key {
             InboundKey::Level(InboundKeyLevel::None) => None,
             InboundKey::Level(InboundKeyLevel::User) => publisher.identity.user.clone(),
             InboundKey::Pointer { pointer } => {
-                let value: serde_json::Value = serde_json::from_str(data.get())
-                    .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
-                match key_at_pointer(&value, pointer) {
+                let value = value.as_ref().expect("parsed above for a pointer key");
+                match key_at_pointer(value, pointer) {
                     Some(key) => Some(key),
                     None => {
                         return refuse(
@@ -262,4 +279,29 @@ impl Inbound {
             }
         }
     }
+}
+
+/// Most schema violations named in one refusal.
+const MAX_VIOLATIONS: usize = 3;
+
+/// What is wrong with `value` under `schema` (the first few violations, each with where in
+/// `data` it is), or `None` when it is valid.
+fn schema_violations(schema: &jsonschema::Validator, value: &serde_json::Value) -> Option<String> {
+    let mut violations: Vec<String> = schema
+        .iter_errors(value)
+        .take(MAX_VIOLATIONS + 1)
+        .map(|error| {
+            let at = error.instance_path().to_string();
+            let at = if at.is_empty() { "/".to_owned() } else { at };
+            format!("at `{at}`: {error}")
+        })
+        .collect();
+    if violations.is_empty() {
+        return None;
+    }
+    if violations.len() > MAX_VIOLATIONS {
+        violations.truncate(MAX_VIOLATIONS);
+        violations.push("…".into());
+    }
+    Some(violations.join("; "))
 }
