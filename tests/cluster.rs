@@ -39,15 +39,13 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// (measured; `reconnect.backoff.max.ms` 1 s instead of 10 s made no difference). Statistics
 /// every 250 ms, as in every test, so readiness follows the consumer closely.
 async fn start_bridge(cluster: &Cluster, topic: &str) -> TestBridge {
-    let text = format!(
-        "instance_id: cluster-{id}\n\
-         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250}}\n\
-         metrics: {{listen: '127.0.0.1:0'}}\n\
-         auth: {{mode: none}}\n\
-         channels:\n  - {{name: feed, topic: {topic}, subscribe: {{allow: anonymous}}}}\n\
-         inbound:\n  - {{channel: feed-in, topic: {topic}, allow: anonymous}}\n",
-        id = common::random_suffix(),
-        bootstrap = cluster.bootstrap,
+    let text = common::fixture(
+        "cluster.yaml",
+        &[
+            ("ID", &common::random_suffix()),
+            ("BOOTSTRAP", &cluster.bootstrap),
+            ("TOPIC", topic),
+        ],
     );
     TestBridge::start_text(&text).await
 }

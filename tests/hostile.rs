@@ -18,8 +18,13 @@ use tokio_tungstenite::tungstenite::Message;
 async fn hostile_bridge(extra_server: &str) -> (TestBridge, String, String) {
     let feed = create_topic("hostile", 1).await;
     let commands = create_topic("hostile-in", 1).await;
-    let bridge = TestBridge::start(&format!(
-        "auth: {{mode: none}}\nserver: {{max_frame_bytes: 2000000{extra_server}}}\nchannels:\n  - {{name: feed, topic: {feed}, subscribe: {{allow: anonymous}}}}\n  - {{name: keyed, topic: {feed}, key: {{from: record_key}}, deliver: by_key, subscribe: {{allow: anonymous, keys: any}}}}\ninbound:\n  - {{channel: commands, topic: {commands}, allow: anonymous}}\n"
+    let bridge = TestBridge::start(&common::fixture(
+        "hostile.yaml",
+        &[
+            ("FEED", &feed),
+            ("COMMANDS", &commands),
+            ("EXTRA_SERVER", extra_server),
+        ],
     ))
     .await;
     (bridge, feed, commands)

@@ -48,8 +48,9 @@ fn promtool() -> Command {
 async fn busy_bridge() -> (TestBridge, String, String) {
     let feed = create_topic("obs-feed", 2).await;
     let commands = create_topic("obs-commands", 1).await;
-    let bridge = TestBridge::start(&format!(
-        "auth: {{mode: none}}\nchannels:\n  - {{name: feed, topic: {feed}, key: {{from: record_key}}, history: 10, snapshot: true, subscribe: {{allow: anonymous}}}}\ninbound:\n  - {{channel: commands, topic: {commands}, allow: anonymous}}\n"
+    let bridge = TestBridge::start(&common::fixture(
+        "busy.yaml",
+        &[("FEED", &feed), ("COMMANDS", &commands)],
     ))
     .await;
     (bridge, feed, commands)

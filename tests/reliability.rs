@@ -200,8 +200,9 @@ async fn drain(ws: &mut Socket) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_and_latest_per_key_keep_a_slow_session_connected() {
     let topic = create_topic("policies", 1).await;
-    let bridge = TestBridge::start(&format!(
-        "auth: {{mode: none}}\nserver: {{send_queue_messages: 10}}\nchannels:\n  - {{name: oldest, topic: {topic}, on_slow_client: drop_oldest, subscribe: {{allow: anonymous}}}}\n  - {{name: latest, topic: {topic}, key: {{from: record_key}}, on_slow_client: latest_per_key, subscribe: {{allow: anonymous}}}}\n"
+    let bridge = TestBridge::start(&common::fixture(
+        "slow_client_policies.yaml",
+        &[("TOPIC", &topic)],
     ))
     .await;
     let url = bridge.ws_url.clone();
@@ -321,8 +322,9 @@ async fn outage_scenario(outlasted: bool) {
     let timeout_ms: u64 = if outlasted { 45_000 } else { 2_000 };
     let text = common::config_text_at(
         &bootstrap,
-        &format!(
-            "auth: {{mode: none}}\nserver: {{publish_timeout_ms: {timeout_ms}}}\nchannels:\n  - {{name: feed, topic: {topic}, history: 10000, subscribe: {{allow: anonymous}}}}\ninbound:\n  - {{channel: feed-in, topic: {topic}, allow: anonymous}}\n"
+        &common::fixture(
+            "outage.yaml",
+            &[("TIMEOUT_MS", &timeout_ms.to_string()), ("TOPIC", &topic)],
         ),
     );
     let bridge = TestBridge::start_text(&text).await;
@@ -671,12 +673,14 @@ async fn static_membership_restart(protocol: &str, signal: &str) {
     }
     let topic = create_topic("static", 2).await;
     let id = format!("static-{}", common::random_suffix());
-    let text = format!(
-        "instance_id: {id}\n\
-         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250, group.protocol: {protocol}, group.instance.id: {id}}}\n\
-         metrics: {{listen: '127.0.0.1:0'}}\nserver: {{listen: '127.0.0.1:0'}}\nauth: {{mode: none}}\n\
-         channels:\n  - {{name: c, topic: {topic}, subscribe: {{allow: anonymous}}}}\n",
-        bootstrap = common::bootstrap(),
+    let text = common::fixture(
+        "static_membership.yaml",
+        &[
+            ("ID", &id),
+            ("BOOTSTRAP", &common::bootstrap()),
+            ("PROTOCOL", protocol),
+            ("TOPIC", &topic),
+        ],
     );
     let mut first = BridgeProcess::spawn(&text);
     first.wait_ready().await;

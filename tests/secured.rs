@@ -84,15 +84,15 @@ impl SecuredBroker {
     /// The bridge's config: `kafka.properties` as in docs/deployment.md, the password from
     /// `${KAFKA_PASSWORD}`; channel `feed` reads `topic`, inbound `feed-in` writes to it.
     fn bridge_config(&self, topic: &str) -> String {
-        format!(
-            "instance_id: secured-{id}\n\
-             kafka:\n  bootstrap_servers: '{secured}'\n  properties:\n    security.protocol: SASL_SSL\n    sasl.mechanism: SCRAM-SHA-512\n    sasl.username: {USER}\n    sasl.password: \"${{KAFKA_PASSWORD}}\"\n    ssl.ca.location: '{ca}'\n  consumer_properties: {{statistics.interval.ms: 250}}\n\
-             metrics: {{listen: '127.0.0.1:0'}}\nserver: {{listen: '127.0.0.1:0'}}\nauth: {{mode: none}}\n\
-             channels:\n  - {{name: feed, topic: {topic}, subscribe: {{allow: anonymous}}}}\n\
-             inbound:\n  - {{channel: feed-in, topic: {topic}, allow: anonymous}}\n",
-            id = common::random_suffix(),
-            secured = self.secured,
-            ca = self.ca_file.display(),
+        common::fixture(
+            "secured.yaml",
+            &[
+                ("ID", &common::random_suffix()),
+                ("BOOTSTRAP", &self.secured),
+                ("USER", USER),
+                ("CA", &self.ca_file.display().to_string()),
+                ("TOPIC", topic),
+            ],
         )
     }
 }
@@ -130,8 +130,8 @@ async fn records_flow_both_ways_over_sasl_ssl() {
         .await;
     // The bridge reads its own publish back over the same listener: the echo may come before
     // the ack (the consumer's fetch and the producer's delivery report race).
-    let [ack, echoed] = <[Value; 2]>::try_from(client.expect_each(&["ack", "message"]).await)
-        .expect("two frames");
+    let [ack, echoed] =
+        <[Value; 2]>::try_from(client.expect_each(&["ack", "message"]).await).expect("two frames");
     assert_eq!(
         (ack["id"].as_str(), ack["offset"].as_i64()),
         (Some("p1"), Some(1)),

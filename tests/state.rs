@@ -12,9 +12,7 @@ use rdkafka::config::ClientConfig;
 use serde_json::{json, Value};
 
 fn balances(topic: &str, extra: &str) -> String {
-    format!(
-        "auth: {{mode: none}}\nchannels:\n  - name: balances\n    topic: {topic}\n    key: {{from: record_key}}\n    deliver: by_key\n    subscribe: {{allow: anonymous, keys: any}}\n{extra}"
-    )
+    common::fixture("balances_by_key.yaml", &[("TOPIC", topic)]) + extra
 }
 
 /// A client that remembers the last offset seen per partition, as the JS client does.

@@ -365,6 +365,38 @@ pub struct TestBridge {
     pub ws_url: String,
 }
 
+/// The config fixture `tests/fixtures/configs/<name>` with each `@KEY@` placeholder replaced
+/// by its value. Fails on a missing file, on a key the file has no placeholder for, and on a
+/// placeholder left without a value, so that a fixture and its test cannot drift apart
+/// silently. (`@` cannot start a YAML scalar, and `${VAR}` stays for the bridge's own
+/// environment expansion.)
+pub fn fixture(name: &str, values: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/configs")
+        .join(name);
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("config fixture {}: {e}", path.display()));
+    let placeholders: std::collections::BTreeSet<&str> = text
+        .match_indices('@')
+        .filter_map(|(at, _)| {
+            let rest = &text[at + 1..];
+            let key = &rest[..rest
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len())];
+            (!key.is_empty() && rest[key.len()..].starts_with('@')).then_some(key)
+        })
+        .collect();
+    let given: std::collections::BTreeSet<&str> = values.iter().map(|(key, _)| *key).collect();
+    assert_eq!(
+        placeholders, given,
+        "config fixture {name}: its placeholders (left) and the values given (right) differ"
+    );
+    for (key, value) in values {
+        text = text.replace(&format!("@{key}@"), value);
+    }
+    text
+}
+
 /// The config every test bridge starts from; `body` adds auth, server, channels, inbound.
 pub fn config_text(body: &str) -> String {
     config_text_at(&bootstrap(), body)
