@@ -303,15 +303,15 @@ async fn resume_before_the_earliest_retained_offset_reports_a_gap() {
             .await;
     }
     // The broker applies retention by itself.
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while common::watermarks_at(&bootstrap, &topic, 0).0 < 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "retention not applied: watermarks {:?}",
-            common::watermarks_at(&bootstrap, &topic, 0)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for(
+        "retention applied",
+        DEADLINE,
+        async || match common::watermarks_at(&bootstrap, &topic, 0) {
+            (low, _) if low >= 200 => Ok(()),
+            watermarks => Err(format!("retention not applied: watermarks {watermarks:?}")),
+        },
+    )
+    .await;
     assert_eq!(
         common::watermarks_at(&bootstrap, &topic, 0),
         (200, 300),
