@@ -360,29 +360,13 @@ async fn wss_with_a_certificate_generated_for_the_test() {
     let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
         .await
         .expect("websocket over TLS");
-    let message = tokio::time::timeout(DEADLINE, futures_util::StreamExt::next(&mut ws))
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        serde_json::from_str::<Value>(message.to_text().unwrap()).unwrap()["type"],
-        "welcome"
-    );
+    assert_eq!(next_frame(&mut ws).await["type"], "welcome");
     ws.send(Message::text(
         json!({"type": "ping", "id": "tls"}).to_string(),
     ))
     .await
     .unwrap();
-    let message = tokio::time::timeout(DEADLINE, futures_util::StreamExt::next(&mut ws))
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        serde_json::from_str::<Value>(message.to_text().unwrap()).unwrap()["id"],
-        "tls"
-    );
+    assert_eq!(next_frame(&mut ws).await["id"], "tls");
     // Plain text to the TLS port gets nowhere.
     assert!(
         tokio_tungstenite::connect_async(format!("ws://{}/ws", bridge.ws_addr))
@@ -390,4 +374,17 @@ async fn wss_with_a_certificate_generated_for_the_test() {
             .is_err()
     );
     bridge.stop().await;
+}
+
+/// The next message of a WebSocket that `Client` cannot hold (one over a TLS stream), as JSON.
+async fn next_frame<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let message = tokio::time::timeout(DEADLINE, futures_util::StreamExt::next(ws))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(message.to_text().unwrap()).unwrap()
 }
