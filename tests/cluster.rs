@@ -411,8 +411,10 @@ impl Traffic {
         .await;
     }
 
-    /// Stops publishing, waits for the bridge to be ready, reads the topic back and lets every
-    /// session read as many records as Kafka has; then checks what holds of any correct
+    /// Once traffic flows again after the fault (every publisher has had a publish it sent
+    /// after `recovered` acked, see [`Traffic::wait_flowing`]), stops publishing, waits for the
+    /// bridge to be ready, reads the topic back and lets every session read as many records as
+    /// Kafka has; then checks what holds of any correct
     /// bridge: every publish answered (ack, or the error `unavailable`); every acked publish
     /// in Kafka exactly once, where its ack said; no publish written twice and nothing written
     /// that was not published; every session still connected with every record of Kafka, once
@@ -423,7 +425,10 @@ impl Traffic {
         cluster: &Cluster,
         topic: &str,
         partitions: i32,
+        recovered: Duration,
     ) -> Report {
+        self.wait_flowing(bridge, recovered, "traffic flowing after the fault")
+            .await;
         // Before any client of the test leaves: the bridge closed no session.
         let (_, scrape) = http_get(bridge.metrics_addr, "/metrics").await;
         let closed: f64 = scrape
@@ -702,14 +707,9 @@ async fn killing_the_leader_of_every_partition_loses_and_duplicates_nothing() {
     })
     .await;
     let leaders_moved = epoch.elapsed() - killed_at;
-    traffic
-        .wait_flowing(
-            &bridge,
-            killed_at + leaders_moved,
-            "traffic flowing after the failover",
-        )
+    let report = traffic
+        .finish(&bridge, &run.cluster, &topic, 2, killed_at + leaders_moved)
         .await;
-    let report = traffic.finish(&bridge, &run.cluster, &topic, 2).await;
     let acked_after_kill = report.acked_after(killed_at + leaders_moved);
     assert!(
         acked_after_kill > 0,
@@ -749,14 +749,15 @@ async fn a_rolling_restart_of_every_broker_closes_no_session_and_loses_nothing()
         ));
     }
     let restarts_took = epoch.elapsed() - restarts_began;
-    traffic
-        .wait_flowing(
+    let report = traffic
+        .finish(
             &bridge,
+            &run.cluster,
+            &topic,
+            3,
             restarts_began + restarts_took,
-            "traffic flowing after the restarts",
         )
         .await;
-    let report = traffic.finish(&bridge, &run.cluster, &topic, 3).await;
     assert!(
         report.acked_after(restarts_began + restarts_took) > 0,
         "publishing goes on after the restarts"
