@@ -93,9 +93,7 @@ async fn user(bridge: &TestBridge, sub: &str, roles: &[&str]) -> Client {
 }
 
 fn balances_config(topic: &str) -> String {
-    jwt_auth(&format!(
-        "channels:\n  - name: balances\n    topic: {topic}\n    key: {{from: record_key}}\n    deliver: by_key\n    subscribe: {{allow: authenticated, keys: own, any_key_roles: [staff]}}\n  - name: assisted\n    topic: {topic}\n    key: {{from: record_key}}\n    deliver: by_key\n    subscribe: {{allow: {{roles: [assistant]}}, keys: {{claim: customers}}}}\n"
-    ))
+    jwt_auth(&common::fixture("jwt_balances.yaml", &[("TOPIC", topic)]))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,15 +39,13 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 /// (measured; `reconnect.backoff.max.ms` 1 s instead of 10 s made no difference). Statistics
 /// every 250 ms, as in every test, so readiness follows the consumer closely.
 async fn start_bridge(cluster: &Cluster, topic: &str) -> TestBridge {
-    let text = format!(
-        "instance_id: cluster-{id}\n\
-         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250}}\n\
-         metrics: {{listen: '127.0.0.1:0'}}\n\
-         auth: {{mode: none}}\n\
-         channels:\n  - {{name: feed, topic: {topic}, subscribe: {{allow: anonymous}}}}\n\
-         inbound:\n  - {{channel: feed-in, topic: {topic}, allow: anonymous}}\n",
-        id = common::random_suffix(),
-        bootstrap = cluster.bootstrap,
+    let text = common::fixture(
+        "cluster.yaml",
+        &[
+            ("ID", &common::random_suffix()),
+            ("BOOTSTRAP", &cluster.bootstrap),
+            ("TOPIC", topic),
+        ],
     );
     TestBridge::start_text(&text).await
 }
@@ -176,17 +174,23 @@ enum Answer {
 /// and the answer.
 type Outcome = (String, Duration, Duration, Answer);
 
+/// Per publisher: when (ms since the epoch, plus one) it sent the latest publish acked so far;
+/// 0 before its first ack, `u64::MAX` once it has stopped.
+type Progress = Arc<Vec<AtomicU64>>;
+
 /// `PUBLISHERS` clients, each publishing to `feed-in` every `PUBLISH_EVERY` and waiting for
 /// each answer before the next, until `stop`.
 async fn start_publishers(
     bridge: &TestBridge,
     stop: Arc<AtomicBool>,
     epoch: Instant,
+    progress: Progress,
 ) -> Vec<JoinHandle<Vec<Outcome>>> {
     let mut tasks = Vec::new();
     for c in 0..PUBLISHERS {
         let mut client = Client::connect(&bridge.ws_url).await;
         let stop = stop.clone();
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let mut outcomes = Vec::new();
             let mut ticks = tokio::time::interval(PUBLISH_EVERY);
@@ -218,11 +222,16 @@ async fn start_publishers(
                     }
                 };
                 let hung = answer == Answer::None;
+                if matches!(answer, Answer::Ack { .. }) {
+                    let at = (sent - epoch).as_millis() as u64 + 1;
+                    progress[c].fetch_max(at, Ordering::Release);
+                }
                 outcomes.push((id, sent - epoch, sent.elapsed(), answer));
                 if hung {
                     break;
                 }
             }
+            progress[c].store(u64::MAX, Ordering::Release);
             outcomes
         }));
     }
@@ -336,6 +345,7 @@ struct Traffic {
     sessions: Vec<JoinHandle<Result<Read, String>>>,
     stop: Arc<AtomicBool>,
     publishers: Vec<JoinHandle<Vec<Outcome>>>,
+    progress: Progress,
     stop_readiness: Arc<AtomicBool>,
     readiness: JoinHandle<Vec<(Duration, bool, String)>>,
 }
@@ -365,20 +375,46 @@ impl Traffic {
         let stop_readiness = Arc::new(AtomicBool::new(false));
         let readiness = watch_readiness(bridge.metrics_addr, stop_readiness.clone(), epoch);
         let stop = Arc::new(AtomicBool::new(false));
-        let publishers = start_publishers(bridge, stop.clone(), epoch).await;
+        let progress: Progress = Arc::new((0..PUBLISHERS).map(|_| AtomicU64::new(0)).collect());
+        let publishers = start_publishers(bridge, stop.clone(), epoch, progress.clone()).await;
         Traffic {
             epoch,
             target,
             sessions,
             stop,
             publishers,
+            progress,
             stop_readiness,
             readiness,
         }
     }
 
-    /// Stops publishing, waits for the bridge to be ready, reads the topic back and lets every
-    /// session read as many records as Kafka has; then checks what holds of any correct
+    /// Waits until every publisher has had a publish acked that it sent after `since` (since
+    /// the epoch), and the bridge is ready: traffic flows (again) through the bridge, both ways
+    /// (a publish is acked once Kafka has it; readiness includes the consumer's assignment).
+    /// A publisher that stopped (a publish never answered) counts as done: `finish` reports it.
+    async fn wait_flowing(&self, bridge: &TestBridge, since: Duration, what: &str) {
+        let since = since.as_millis() as u64 + 1;
+        common::wait_for(what, Duration::from_secs(60), async || {
+            let behind: Vec<usize> = (0..PUBLISHERS)
+                .filter(|&c| self.progress[c].load(Ordering::Acquire) <= since)
+                .collect();
+            let (status, body) = http_get(bridge.metrics_addr, "/readyz").await;
+            if behind.is_empty() && status == 200 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "publishers without an ack since then: {behind:?}; /readyz {status} {body}"
+                ))
+            }
+        })
+        .await;
+    }
+
+    /// Once traffic flows again after the fault (every publisher has had a publish it sent
+    /// after `recovered` acked, see [`Traffic::wait_flowing`]), stops publishing, waits for the
+    /// bridge to be ready, reads the topic back and lets every session read as many records as
+    /// Kafka has; then checks what holds of any correct
     /// bridge: every publish answered (ack, or the error `unavailable`); every acked publish
     /// in Kafka exactly once, where its ack said; no publish written twice and nothing written
     /// that was not published; every session still connected with every record of Kafka, once
@@ -389,7 +425,10 @@ impl Traffic {
         cluster: &Cluster,
         topic: &str,
         partitions: i32,
+        recovered: Duration,
     ) -> Report {
+        self.wait_flowing(bridge, recovered, "traffic flowing after the fault")
+            .await;
         // Before any client of the test leaves: the bridge closed no session.
         let (_, scrape) = http_get(bridge.metrics_addr, "/metrics").await;
         let closed: f64 = scrape
@@ -588,51 +627,89 @@ fn failed_checks(body: &str) -> Vec<String> {
         .collect()
 }
 
+/// One cluster test's run: the cluster of three, held for this test alone.
+struct ClusterRun {
+    test: &'static str,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    started: Instant,
+    cluster: Cluster,
+    cluster_up: Duration,
+}
+
+impl ClusterRun {
+    /// Starts three brokers once no other cluster test runs; None (the test prints that it was
+    /// skipped) without Apache Kafka.
+    async fn start(test: &'static str) -> Option<ClusterRun> {
+        if !common::apache_kafka(test) {
+            return None;
+        }
+        let serial = SERIAL.lock().await;
+        let started = Instant::now();
+        let cluster = Cluster::start(3, &[]);
+        Some(ClusterRun {
+            test,
+            _serial: serial,
+            started,
+            cluster_up: started.elapsed(),
+            cluster,
+        })
+    }
+
+    /// A topic with one partition led by each of `leaders` (`min.insync.replicas` 2), a bridge
+    /// on it, and traffic through the bridge, flowing.
+    async fn traffic(&self, prefix: &str, leaders: &[i32]) -> (String, TestBridge, Traffic) {
+        let topic = self
+            .cluster
+            .create_topic(prefix, leaders, &[("min.insync.replicas", "2")])
+            .await;
+        let bridge = start_bridge(&self.cluster, &topic).await;
+        let traffic = Traffic::start(&bridge).await;
+        traffic
+            .wait_flowing(&bridge, Duration::ZERO, "traffic flowing before the fault")
+            .await;
+        (topic, bridge, traffic)
+    }
+
+    /// Prints what the traffic saw, checks readiness after `fault` and stops the bridge.
+    async fn end(self, report: Report, fault: Duration, bridge: TestBridge) {
+        report.print(self.test);
+        report.check_readiness(self.test, fault);
+        println!("{}: test took {:.1?}", self.test, self.started.elapsed());
+        bridge.stop().await;
+    }
+}
+
 /// Kills (SIGKILL) the broker that leads both partitions of the topic and coordinates the
-/// bridge's consumer group, 3 s into the traffic; traffic goes on for 8 s after the new leaders
-/// are elected. Publishes in flight at the kill wait for the new leaders (the brokers fence
-/// the dead one after `broker.session.timeout.ms`, 3 s on the test brokers): they are acked,
-/// or answered `unavailable` when that takes longer than the publish timeout (5 s, the
-/// default).
+/// bridge's consumer group once traffic flows; traffic goes on until every publisher has had a
+/// publish acked that it sent after the new leaders were elected. Publishes in flight at the
+/// kill wait for the new leaders (the brokers fence the dead one after
+/// `broker.session.timeout.ms`, 3 s on the test brokers): they are acked, or answered
+/// `unavailable` when that takes longer than the publish timeout (5 s, the default).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_of_every_partition_loses_and_duplicates_nothing() {
     const TEST: &str = "cluster kill -9";
-    if !common::apache_kafka(TEST) {
+    let Some(mut run) = ClusterRun::start(TEST).await else {
         return;
-    }
-    let _serial = SERIAL.lock().await;
-    let started = Instant::now();
-    let mut cluster = Cluster::start(3, &[]);
-    let cluster_up = started.elapsed();
-    let victim = group_coordinator(&cluster).await;
-    let topic = cluster
-        .create_topic(
-            "cluster-kill",
-            &[victim, victim],
-            &[("min.insync.replicas", "2")],
-        )
-        .await;
-    let bridge = start_bridge(&cluster, &topic).await;
-    let traffic = Traffic::start(&bridge).await;
+    };
+    let victim = group_coordinator(&run.cluster).await;
+    let (topic, bridge, traffic) = run.traffic("cluster-kill", &[victim, victim]).await;
     let epoch = traffic.epoch;
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let killed_at = epoch.elapsed();
-    cluster.kill(victim);
-    let new_leaders = {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let leaders = tokio::task::block_in_place(|| cluster.leaders(&topic));
-            if leaders.iter().all(|l| *l >= 0 && *l != victim) {
-                break leaders;
-            }
-            assert!(Instant::now() < deadline, "no new leaders: {leaders:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    run.cluster.kill(victim);
+    let new_leaders = common::wait_for("new leaders", DEADLINE, async || {
+        let leaders = tokio::task::block_in_place(|| run.cluster.leaders(&topic));
+        if leaders.iter().all(|l| *l >= 0 && *l != victim) {
+            Ok(leaders)
+        } else {
+            Err(format!("leaders {leaders:?}"))
         }
-    };
+    })
+    .await;
     let leaders_moved = epoch.elapsed() - killed_at;
-    tokio::time::sleep(Duration::from_secs(8)).await;
-    let report = traffic.finish(&bridge, &cluster, &topic, 2).await;
+    let report = traffic
+        .finish(&bridge, &run.cluster, &topic, 2, killed_at + leaders_moved)
+        .await;
     let acked_after_kill = report.acked_after(killed_at + leaders_moved);
     assert!(
         acked_after_kill > 0,
@@ -640,12 +717,10 @@ async fn killing_the_leader_of_every_partition_loses_and_duplicates_nothing() {
     );
 
     println!(
-        "{TEST}: cluster of 3 up in {cluster_up:.1?}; node {victim} (leader of both partitions, coordinator of the bridge's group) killed {killed_at:.1?} into the traffic; new leaders {new_leaders:?} {leaders_moved:.1?} after the kill; {acked_after_kill} publishes sent after that acked"
+        "{TEST}: cluster of 3 up in {:.1?}; node {victim} (leader of both partitions, coordinator of the bridge's group) killed {killed_at:.1?} into the traffic; new leaders {new_leaders:?} {leaders_moved:.1?} after the kill; {acked_after_kill} publishes sent after that acked",
+        run.cluster_up
     );
-    report.print(TEST);
-    report.check_readiness(TEST, killed_at);
-    println!("{TEST}: test took {:.1?}", started.elapsed());
-    bridge.stop().await;
+    run.end(report, killed_at, bridge).await;
 }
 
 /// Restarts the three brokers one at a time — SIGTERM (Kafka's controlled shutdown moves the
@@ -654,48 +729,44 @@ async fn killing_the_leader_of_every_partition_loses_and_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_broker_closes_no_session_and_loses_nothing() {
     const TEST: &str = "cluster rolling restart";
-    if !common::apache_kafka(TEST) {
+    let Some(mut run) = ClusterRun::start(TEST).await else {
         return;
-    }
-    let _serial = SERIAL.lock().await;
-    let started = Instant::now();
-    let mut cluster = Cluster::start(3, &[]);
-    let cluster_up = started.elapsed();
-    let topic = cluster
-        .create_topic("cluster-roll", &[1, 2, 3], &[("min.insync.replicas", "2")])
-        .await;
-    let bridge = start_bridge(&cluster, &topic).await;
-    let traffic = Traffic::start(&bridge).await;
+    };
+    let (topic, bridge, traffic) = run.traffic("cluster-roll", &[1, 2, 3]).await;
     let epoch = traffic.epoch;
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let restarts_began = epoch.elapsed();
     let mut steps = Vec::new();
     for node in 1..=3 {
         let at = Instant::now();
-        tokio::task::block_in_place(|| cluster.stop(node));
+        tokio::task::block_in_place(|| run.cluster.stop(node));
         let stopped = at.elapsed();
-        tokio::task::block_in_place(|| cluster.restart(node));
+        tokio::task::block_in_place(|| run.cluster.restart(node));
         let back = at.elapsed();
-        let in_sync = cluster.wait_in_sync().await;
+        let in_sync = run.cluster.wait_in_sync().await;
         steps.push(format!(
             "node {node}: stopped in {stopped:.1?}, serving again after {back:.1?}, replicas in sync {in_sync:.1?} later"
         ));
     }
     let restarts_took = epoch.elapsed() - restarts_began;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let report = traffic.finish(&bridge, &cluster, &topic, 3).await;
+    let report = traffic
+        .finish(
+            &bridge,
+            &run.cluster,
+            &topic,
+            3,
+            restarts_began + restarts_took,
+        )
+        .await;
     assert!(
         report.acked_after(restarts_began + restarts_took) > 0,
         "publishing goes on after the restarts"
     );
 
     println!(
-        "{TEST}: cluster of 3 up in {cluster_up:.1?}; restarts took {restarts_took:.1?}: {}",
+        "{TEST}: cluster of 3 up in {:.1?}; restarts took {restarts_took:.1?}: {}",
+        run.cluster_up,
         steps.join("; ")
     );
-    report.print(TEST);
-    report.check_readiness(TEST, restarts_began);
-    println!("{TEST}: test took {:.1?}", started.elapsed());
-    bridge.stop().await;
+    run.end(report, restarts_began, bridge).await;
 }

@@ -112,6 +112,23 @@ fn bridge_binary() -> Command {
     Command::new(env!("CARGO_BIN_EXE_kafka-ws-bridge"))
 }
 
+/// `kafka-ws-bridge check` on `text`, written as `bridge.yaml` in a directory of its own (`dir`
+/// names it) together with `files` (name, content) that the config refers to.
+fn check_text(dir: &str, text: &str, files: &[(&str, &str)]) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("kwb-{dir}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.join(name), content).unwrap();
+    }
+    let file = dir.join("bridge.yaml");
+    std::fs::write(&file, text).unwrap();
+    bridge_binary()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_prints_every_error_with_file_and_line_and_fails() {
     let output = bridge_binary()
@@ -151,19 +168,11 @@ fn check_accepts_the_example_config() {
 
 #[test]
 fn check_rejects_properties_librdkafka_does_not_know() {
-    let dir = std::env::temp_dir().join(format!("kwb-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("bridge.yaml");
-    std::fs::write(
-        &file,
+    let output = check_text(
+        "check",
         "instance_id: a\nkafka:\n  bootstrap_servers: localhost:9092\n  consumer_properties:\n    fetch.wait.max.millis: 5\nauth: {mode: none}\ninbound: [{channel: c, topic: t, allow: anonymous}]\n",
-    )
-    .unwrap();
-    let output = bridge_binary()
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+        &[],
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -204,20 +213,11 @@ fn unreadable_file_is_a_clear_error() {
 
 #[test]
 fn check_loads_the_jwt_public_key() {
-    let dir = std::env::temp_dir().join(format!("kwb-jwt-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("not-a-key.pem"), "hello").unwrap();
-    let file = dir.join("bridge.yaml");
-    std::fs::write(
-        &file,
+    let output = check_text(
+        "jwt",
         "instance_id: a\nkafka: {bootstrap_servers: 'localhost:9092'}\nauth:\n  mode: jwt\n  jwt:\n    algorithms: [RS256]\n    public_key_file: not-a-key.pem\ninbound: [{channel: c, topic: t}]\n",
-    )
-    .unwrap();
-    let output = bridge_binary()
-        .args(["check", "--config"])
-        .arg(&file)
-        .output()
-        .unwrap();
+        &[("not-a-key.pem", "hello")],
+    );
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -18,8 +18,13 @@ use tokio_tungstenite::tungstenite::Message;
 async fn hostile_bridge(extra_server: &str) -> (TestBridge, String, String) {
     let feed = create_topic("hostile", 1).await;
     let commands = create_topic("hostile-in", 1).await;
-    let bridge = TestBridge::start(&format!(
-        "auth: {{mode: none}}\nserver: {{max_frame_bytes: 2000000{extra_server}}}\nchannels:\n  - {{name: feed, topic: {feed}, subscribe: {{allow: anonymous}}}}\n  - {{name: keyed, topic: {feed}, key: {{from: record_key}}, deliver: by_key, subscribe: {{allow: anonymous, keys: any}}}}\ninbound:\n  - {{channel: commands, topic: {commands}, allow: anonymous}}\n"
+    let bridge = TestBridge::start(&common::fixture(
+        "hostile.yaml",
+        &[
+            ("FEED", &feed),
+            ("COMMANDS", &commands),
+            ("EXTRA_SERVER", extra_server),
+        ],
     ))
     .await;
     (bridge, feed, commands)
@@ -250,12 +255,21 @@ async fn publishes_beyond_the_rate_limit_are_refused_then_allowed_again() {
             .await,
         limited as f64
     );
-    // The bucket refills: a second later publishing works again.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    client
-        .send(json!({"type": "publish", "id": "later", "channel": "commands", "data": {}}))
-        .await;
-    assert_eq!(client.expect("ack").await["id"], "later");
+    // The bucket refills (a token every 200 ms): publishing works again. Asked until the answer
+    // is an ack; anything else than `rate_limited` meanwhile fails the test.
+    let later = common::wait_for("a publish accepted again", DEADLINE, async || {
+        client
+            .send(json!({"type": "publish", "id": "later", "channel": "commands", "data": {}}))
+            .await;
+        let frame = client.recv().await;
+        match frame["code"].as_str() {
+            Some("rate_limited") => Err(frame),
+            _ => Ok(frame),
+        }
+    })
+    .await;
+    assert_eq!(later["type"], "ack", "{later}");
+    assert_eq!(later["id"], "later");
     bridge.stop().await;
 }
 
@@ -346,29 +360,13 @@ async fn wss_with_a_certificate_generated_for_the_test() {
     let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
         .await
         .expect("websocket over TLS");
-    let message = tokio::time::timeout(DEADLINE, futures_util::StreamExt::next(&mut ws))
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        serde_json::from_str::<Value>(message.to_text().unwrap()).unwrap()["type"],
-        "welcome"
-    );
+    assert_eq!(next_frame(&mut ws).await["type"], "welcome");
     ws.send(Message::text(
         json!({"type": "ping", "id": "tls"}).to_string(),
     ))
     .await
     .unwrap();
-    let message = tokio::time::timeout(DEADLINE, futures_util::StreamExt::next(&mut ws))
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        serde_json::from_str::<Value>(message.to_text().unwrap()).unwrap()["id"],
-        "tls"
-    );
+    assert_eq!(next_frame(&mut ws).await["id"], "tls");
     // Plain text to the TLS port gets nowhere.
     assert!(
         tokio_tungstenite::connect_async(format!("ws://{}/ws", bridge.ws_addr))
@@ -376,4 +374,17 @@ async fn wss_with_a_certificate_generated_for_the_test() {
             .is_err()
     );
     bridge.stop().await;
+}
+
+/// The next message of a WebSocket that `Client` cannot hold (one over a TLS stream), as JSON.
+async fn next_frame<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> Value
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let message = tokio::time::timeout(DEADLINE, futures_util::StreamExt::next(ws))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(message.to_text().unwrap()).unwrap()
 }

@@ -130,8 +130,9 @@ async fn ten_sessions_publishing_concurrently_all_get_acks() {
 async fn publish_refusals_name_the_problem() {
     let topic = create_topic("refusals", 1).await;
     let out = create_topic("outbound-only", 1).await;
-    let bridge = TestBridge::start(&format!(
-        "auth: {{mode: none}}\nchannels:\n  - {{name: feed, topic: {out}, subscribe: {{allow: anonymous}}}}\ninbound:\n  - {{channel: commands, topic: {topic}, allow: anonymous}}\n  - {{channel: keyed, topic: {topic}, key: {{pointer: /id}}, allow: anonymous}}\n"
+    let bridge = TestBridge::start(&common::fixture(
+        "publish_refusals.yaml",
+        &[("OUT", &out), ("TOPIC", &topic)],
     ))
     .await;
     let mut client = bridge.connect().await;

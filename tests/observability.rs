@@ -48,8 +48,9 @@ fn promtool() -> Command {
 async fn busy_bridge() -> (TestBridge, String, String) {
     let feed = create_topic("obs-feed", 2).await;
     let commands = create_topic("obs-commands", 1).await;
-    let bridge = TestBridge::start(&format!(
-        "auth: {{mode: none}}\nchannels:\n  - {{name: feed, topic: {feed}, key: {{from: record_key}}, history: 10, snapshot: true, subscribe: {{allow: anonymous}}}}\ninbound:\n  - {{channel: commands, topic: {commands}, allow: anonymous}}\n"
+    let bridge = TestBridge::start(&common::fixture(
+        "busy.yaml",
+        &[("FEED", &feed), ("COMMANDS", &commands)],
     ))
     .await;
     (bridge, feed, commands)
@@ -72,14 +73,16 @@ async fn the_scrape_is_valid_and_has_every_metric_the_dashboard_and_alerts_use()
     bridge
         .wait_metric("kafka_ws_bridge_kafka_brokers_up", 1.0)
         .await;
-    let deadline = Instant::now() + DEADLINE;
-    let scrape = loop {
+    // The dashboard and alerts use the lag (checked below): without it the test fails anyway.
+    let scrape = common::wait_for("a consumer lag sample", DEADLINE, async || {
         let (_, scrape) = http_get(bridge.metrics_addr, "/metrics").await;
-        if scrape.contains("kafka_ws_bridge_consumer_lag_messages{") || Instant::now() > deadline {
-            break scrape;
+        if scrape.contains("kafka_ws_bridge_consumer_lag_messages{") {
+            Ok(scrape)
+        } else {
+            Err("no kafka_ws_bridge_consumer_lag_messages sample")
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
 
     let mut check = promtool()
         .args(["check", "metrics"])
@@ -194,15 +197,15 @@ async fn lag_reports_the_backlog_while_paused_then_returns_to_zero() {
     for n in 0..500 {
         producer.send(&topic, Some(n % 2), None, b"{}", &[]).await;
     }
-    let deadline = Instant::now() + DEADLINE;
-    while total_lag().await < 500.0 {
-        assert!(
-            Instant::now() < deadline,
-            "lag {} while paused",
-            total_lag().await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for(
+        "a lag of 500 while paused",
+        DEADLINE,
+        async || match total_lag().await {
+            lag if lag >= 500.0 => Ok(()),
+            lag => Err(format!("lag {lag} while paused")),
+        },
+    )
+    .await;
     assert_eq!(
         (bridge.metric(&lag(0)).await, bridge.metric(&lag(1)).await),
         (250.0, 250.0)
@@ -220,15 +223,15 @@ async fn lag_reports_the_backlog_while_paused_then_returns_to_zero() {
         common::http_request(bridge.metrics_addr, &post("/api/v1/resume", Some(KEY))).await;
     assert_eq!(status, 200);
     bridge.wait_metric(&consumed, 500.0).await;
-    let deadline = Instant::now() + DEADLINE;
-    while total_lag().await > 0.0 {
-        assert!(
-            Instant::now() < deadline,
-            "lag {} after catching up",
-            total_lag().await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_for(
+        "no lag after resuming",
+        DEADLINE,
+        async || match total_lag().await {
+            lag if lag <= 0.0 => Ok(()),
+            lag => Err(format!("lag {lag} after catching up")),
+        },
+    )
+    .await;
     bridge.stop().await;
 }
 
@@ -311,17 +314,18 @@ async fn the_lag_gauge_agrees_with_kafkas_view_of_the_group() {
         let (gauges, kafka) = (&gauges, &kafka);
         async move {
             let started = Instant::now();
-            loop {
+            common::wait_for(what, DEADLINE, async || {
                 let (ours, theirs) = (gauges().await, kafka().await);
                 if ours == expected && theirs == expected {
-                    return started.elapsed();
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "gauge {ours:?}, Kafka {theirs:?}, expected {expected:?}"
+                    ))
                 }
-                assert!(
-                    started.elapsed() < DEADLINE,
-                    "{what}: gauge {ours:?}, Kafka {theirs:?}, expected {expected:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            })
+            .await;
+            started.elapsed()
         }
     };
     let post = |path: &str| {
@@ -449,22 +453,19 @@ async fn two_instances_with_one_instance_id_are_not_ready_and_say_why() {
     let first = TestBridge::start_text(&text).await;
     // The same instance_id again: one consumer group, two members, the partitions split.
     let twin = TestBridge::launch_text(&text).await;
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (status, body) = http_get(first.metrics_addr, "/readyz").await;
-        if status == 503 && body.contains("is a second instance running with instance_id") {
-            assert!(
-                body.contains(&format!("{topic}: 1 of 2 partitions assigned")),
-                "{body}"
-            );
-            break;
+    let body = common::wait_for("the split noticed", DEADLINE, async || {
+        match http_get(first.metrics_addr, "/readyz").await {
+            (503, body) if body.contains("is a second instance running with instance_id") => {
+                Ok(body)
+            }
+            (_, body) => Err(format!("the split went unnoticed: {body}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "the split went unnoticed: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
+    assert!(
+        body.contains(&format!("{topic}: 1 of 2 partitions assigned")),
+        "{body}"
+    );
     twin.stop().await;
     first.stop().await;
 }

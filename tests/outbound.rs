@@ -83,8 +83,9 @@ async fn by_key_delivers_exactly_each_keys_records_in_partition_order() {
     const SESSIONS_PER_KEY: usize = 3;
     const RECORDS: usize = 2000;
     let topic = create_topic("balances", 4).await;
-    let bridge = TestBridge::start(&format!(
-        "auth: {{mode: none}}\nchannels:\n  - name: balances\n    topic: {topic}\n    key: {{from: record_key}}\n    deliver: by_key\n    subscribe: {{allow: anonymous, keys: any}}\n"
+    let bridge = TestBridge::start(&common::fixture(
+        "balances_by_key.yaml",
+        &[("TOPIC", &topic)],
     ))
     .await;
     let mut sessions: Vec<(String, Client)> = Vec::new();

@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -200,8 +200,9 @@ async fn drain(ws: &mut Socket) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_oldest_and_latest_per_key_keep_a_slow_session_connected() {
     let topic = create_topic("policies", 1).await;
-    let bridge = TestBridge::start(&format!(
-        "auth: {{mode: none}}\nserver: {{send_queue_messages: 10}}\nchannels:\n  - {{name: oldest, topic: {topic}, on_slow_client: drop_oldest, subscribe: {{allow: anonymous}}}}\n  - {{name: latest, topic: {topic}, key: {{from: record_key}}, on_slow_client: latest_per_key, subscribe: {{allow: anonymous}}}}\n"
+    let bridge = TestBridge::start(&common::fixture(
+        "slow_client_policies.yaml",
+        &[("TOPIC", &topic)],
     ))
     .await;
     let url = bridge.ws_url.clone();
@@ -321,8 +322,9 @@ async fn outage_scenario(outlasted: bool) {
     let timeout_ms: u64 = if outlasted { 45_000 } else { 2_000 };
     let text = common::config_text_at(
         &bootstrap,
-        &format!(
-            "auth: {{mode: none}}\nserver: {{publish_timeout_ms: {timeout_ms}}}\nchannels:\n  - {{name: feed, topic: {topic}, history: 10000, subscribe: {{allow: anonymous}}}}\ninbound:\n  - {{channel: feed-in, topic: {topic}, allow: anonymous}}\n"
+        &common::fixture(
+            "outage.yaml",
+            &[("TIMEOUT_MS", &timeout_ms.to_string()), ("TOPIC", &topic)],
         ),
     );
     let bridge = TestBridge::start_text(&text).await;
@@ -349,25 +351,36 @@ async fn outage_scenario(outlasted: bool) {
     // The broker dies; the reader's network drops too.
     broker.kill();
     drop(reader);
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (status, body) = http_get(bridge.metrics_addr, "/readyz").await;
-        if status == 503 {
-            assert!(body.contains("\"kafka_reachable\",\"ok\":false"), "{body}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "still ready during the outage");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = common::wait_for(
+        "not ready during the outage",
+        DEADLINE,
+        async || match http_get(bridge.metrics_addr, "/readyz").await {
+            (503, body) => Ok(body),
+            (status, body) => Err(format!("still ready: {status} {body}")),
+        },
+    )
+    .await;
+    assert!(body.contains("\"kafka_reachable\",\"ok\":false"), "{body}");
     let mut unavailable = 0;
     if outlasted {
-        // A publish during the outage waits for Kafka…
+        // A publish during the outage waits for Kafka… A ping sent after it comes back first:
+        // the session has taken the publish and handed it to the producer, unanswered. The
+        // publish must stay unanswered until the broker is back (and then be acked, below):
+        // the whole restart (seconds: a JVM start) is the window in which an early answer
+        // would show.
+        writer
+            .send(json!({"type": "publish", "id": "during", "channel": "feed-in", "data": {"id": "during"}}))
+            .await;
+        let before_pong = writer.drain_until_pong().await;
+        assert!(before_pong.is_empty(), "answered at once: {before_pong:?}");
         let during = tokio::spawn(async move {
             let wait = Duration::from_millis(timeout_ms + 5_000);
-            let answer = publish_within(&mut writer, "during", wait).await;
+            let answer = match writer.next_event(wait).await {
+                Event::Frame(frame) => frame,
+                other => panic!("expected the answer to publish during, got {other:?}"),
+            };
             (writer, answer)
         });
-        tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(!during.is_finished(), "not answered while Kafka is down");
         broker.restart();
         // …and is acked once it is back, within the publish timeout.
@@ -480,9 +493,13 @@ async fn sigterm_answers_in_flight_publishes_closes_with_1001_and_exits_0() {
         writers.push(Client::connect(&process.ws_url).await);
     }
     let stop = Arc::new(AtomicBool::new(false));
+    // Acks each writer has received so far.
+    let progress: Arc<Vec<AtomicUsize>> =
+        Arc::new(writers.iter().map(|_| AtomicUsize::new(0)).collect());
     let mut tasks = Vec::new();
     for (w, client) in writers.into_iter().enumerate() {
         let stop = stop.clone();
+        let progress = progress.clone();
         tasks.push(tokio::spawn(async move {
             let (mut sink, mut stream) = client.ws.split();
             let sender = tokio::spawn(async move {
@@ -506,7 +523,10 @@ async fn sigterm_answers_in_flight_publishes_closes_with_1001_and_exits_0() {
                     Some(Ok(Message::Text(text))) => {
                         let frame: Value = serde_json::from_str(text.as_str()).unwrap();
                         match frame["type"].as_str() {
-                            Some("ack") => acked.push(frame["id"].as_str().unwrap().to_owned()),
+                            Some("ack") => {
+                                acked.push(frame["id"].as_str().unwrap().to_owned());
+                                progress[w].fetch_add(1, Ordering::Relaxed);
+                            }
                             Some("error") => errors += 1,
                             _ => {}
                         }
@@ -520,8 +540,17 @@ async fn sigterm_answers_in_flight_publishes_closes_with_1001_and_exits_0() {
             (acked, errors, close_code, sent)
         }));
     }
-    // Let traffic build up, then ask for a graceful stop while publishes are in flight.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Traffic has built up once every writer has had acks; it keeps publishing, so the
+    // graceful stop comes while publishes are in flight.
+    common::wait_for("acks on every writer", DEADLINE, async || {
+        let acks: Vec<usize> = progress.iter().map(|a| a.load(Ordering::Relaxed)).collect();
+        if acks.iter().all(|&n| n >= 20) {
+            Ok(())
+        } else {
+            Err(format!("acks per writer {acks:?}"))
+        }
+    })
+    .await;
     let asked = Instant::now();
     process.signal("TERM");
     let code = tokio::task::spawn_blocking(move || {
@@ -578,11 +607,10 @@ async fn a_second_signal_exits_at_once() {
         .await;
     process.signal("TERM");
     // The first signal starts a drain that would take up to 60 s; the second ends it now.
-    let deadline = Instant::now() + DEADLINE;
-    while !process.logs().contains("shutting down") {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_until("the log line `shutting down`", DEADLINE, async || {
+        process.logs().contains("shutting down")
+    })
+    .await;
     let asked = Instant::now();
     process.signal("TERM");
     let code = tokio::task::spawn_blocking(move || process.wait_exit(Duration::from_secs(10)))
@@ -645,12 +673,14 @@ async fn static_membership_restart(protocol: &str, signal: &str) {
     }
     let topic = create_topic("static", 2).await;
     let id = format!("static-{}", common::random_suffix());
-    let text = format!(
-        "instance_id: {id}\n\
-         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250, group.protocol: {protocol}, group.instance.id: {id}}}\n\
-         metrics: {{listen: '127.0.0.1:0'}}\nserver: {{listen: '127.0.0.1:0'}}\nauth: {{mode: none}}\n\
-         channels:\n  - {{name: c, topic: {topic}, subscribe: {{allow: anonymous}}}}\n",
-        bootstrap = common::bootstrap(),
+    let text = common::fixture(
+        "static_membership.yaml",
+        &[
+            ("ID", &id),
+            ("BOOTSTRAP", &common::bootstrap()),
+            ("PROTOCOL", protocol),
+            ("TOPIC", &topic),
+        ],
     );
     let mut first = BridgeProcess::spawn(&text);
     first.wait_ready().await;

@@ -42,8 +42,13 @@ fn post(path: &str, key: Option<&str>, body: &str) -> String {
 async fn services_publish_over_http_to_websocket_subscribers() {
     let balances = create_topic("http-balances", 2).await;
     let news = create_topic("http-news", 1).await;
-    let bridge = TestBridge::start(&format!(
-        "auth: {{mode: none}}\nserver: {{api_keys: [{API_KEY}], max_frame_bytes: 4096}}\nchannels:\n  - {{name: balances, topic: {balances}, key: {{from: record_key}}, deliver: by_key, subscribe: {{allow: anonymous, keys: any}}}}\n  - {{name: news, topic: {news}, format: text, subscribe: {{allow: anonymous}}}}\n"
+    let bridge = TestBridge::start(&common::fixture(
+        "http_publish.yaml",
+        &[
+            ("API_KEY", API_KEY),
+            ("BALANCES", &balances),
+            ("NEWS", &news),
+        ],
     ))
     .await;
     let mut customer = bridge.connect().await;
@@ -168,8 +173,14 @@ async fn two_instances_serve_one_user_and_route_replies_across_them() {
     let balances = create_topic("so-balances", 3).await;
     let commands = create_topic("so-commands", 2).await;
     let replies = create_topic("so-replies", 2).await;
-    let body = format!(
-        "server: {{listen: '127.0.0.1:0'}}\nauth:\n  mode: jwt\n  jwt: {{algorithms: [HS256], secret: \"{SECRET}\"}}\nchannels:\n  - {{name: balances, topic: {balances}, key: {{from: record_key}}, deliver: by_key}}\n  - {{name: replies, topic: {replies}, deliver: reply}}\ninbound:\n  - {{channel: commands, topic: {commands}, key: user}}\n"
+    let body = common::fixture(
+        "two_instances.yaml",
+        &[
+            ("SECRET", SECRET),
+            ("BALANCES", &balances),
+            ("REPLIES", &replies),
+            ("COMMANDS", &commands),
+        ],
     );
     // Two identical instances but for their instance_id (each its own consumer group).
     let a = BridgeProcess::spawn(&common::config_text(&body));

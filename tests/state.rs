@@ -12,9 +12,7 @@ use rdkafka::config::ClientConfig;
 use serde_json::{json, Value};
 
 fn balances(topic: &str, extra: &str) -> String {
-    format!(
-        "auth: {{mode: none}}\nchannels:\n  - name: balances\n    topic: {topic}\n    key: {{from: record_key}}\n    deliver: by_key\n    subscribe: {{allow: anonymous, keys: any}}\n{extra}"
-    )
+    common::fixture("balances_by_key.yaml", &[("TOPIC", topic)]) + extra
 }
 
 /// A client that remembers the last offset seen per partition, as the JS client does.
@@ -305,15 +303,15 @@ async fn resume_before_the_earliest_retained_offset_reports_a_gap() {
             .await;
     }
     // The broker applies retention by itself.
-    let deadline = std::time::Instant::now() + DEADLINE;
-    while common::watermarks_at(&bootstrap, &topic, 0).0 < 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "retention not applied: watermarks {:?}",
-            common::watermarks_at(&bootstrap, &topic, 0)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for(
+        "retention applied",
+        DEADLINE,
+        async || match common::watermarks_at(&bootstrap, &topic, 0) {
+            (low, _) if low >= 200 => Ok(()),
+            watermarks => Err(format!("retention not applied: watermarks {watermarks:?}")),
+        },
+    )
+    .await;
     assert_eq!(
         common::watermarks_at(&bootstrap, &topic, 0),
         (200, 300),

@@ -26,6 +26,42 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Default deadline for anything a test waits on.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// How often [`wait_for`] and [`wait_until`] look again.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `probe` every [`POLL`] until it answers `Ok`, and returns that value; fails once
+/// `within` has passed, naming `what` was awaited and the probe's last `Err` (what it saw
+/// instead). This is how tests wait: on a condition with a deadline, never a fixed sleep.
+pub async fn wait_for<T, E: std::fmt::Display>(
+    what: &str,
+    within: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?}; last seen: {seen}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`wait_for`] a condition without anything to report on failure but `what`.
+pub async fn wait_until(what: &str, within: Duration, mut condition: impl AsyncFnMut() -> bool) {
+    wait_for(what, within, async || {
+        if condition().await {
+            Ok(())
+        } else {
+            Err("not yet")
+        }
+    })
+    .await
+}
+
 /// The broker under test. Integration tests never skip: without a broker they fail and say
 /// how to get one.
 pub fn bootstrap() -> String {
@@ -99,24 +135,30 @@ pub async fn create_topic_at(
     for result in results {
         result.unwrap_or_else(|(topic, e)| panic!("creating topic {topic}: {e}"));
     }
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let metadata = admin
-            .inner()
-            .fetch_metadata(Some(&name), Duration::from_secs(5))
-            .expect("metadata");
-        let ready = metadata.topics().iter().any(|t| {
-            t.name() == name && t.error().is_none() && t.partitions().len() == partitions as usize
-        });
-        if ready {
-            return name;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "topic {name} never appeared in metadata"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for(
+        &format!("topic {name} in the metadata"),
+        DEADLINE,
+        async || {
+            let metadata = admin
+                .inner()
+                .fetch_metadata(Some(&name), Duration::from_secs(5))
+                .expect("metadata");
+            let topic = metadata.topics().iter().find(|t| t.name() == name);
+            match topic {
+                Some(t) if t.error().is_none() && t.partitions().len() == partitions as usize => {
+                    Ok(())
+                }
+                Some(t) => Err(format!(
+                    "{} partitions, error {:?}",
+                    t.partitions().len(),
+                    t.error()
+                )),
+                None => Err("no such topic".to_owned()),
+            }
+        },
+    )
+    .await;
+    name
 }
 
 /// A plain librdkafka producer, as a backend service would use.
@@ -323,6 +365,38 @@ pub struct TestBridge {
     pub ws_url: String,
 }
 
+/// The config fixture `tests/fixtures/configs/<name>` with each `@KEY@` placeholder replaced
+/// by its value. Fails on a missing file, on a key the file has no placeholder for, and on a
+/// placeholder left without a value, so that a fixture and its test cannot drift apart
+/// silently. (`@` cannot start a YAML scalar, and `${VAR}` stays for the bridge's own
+/// environment expansion.)
+pub fn fixture(name: &str, values: &[(&str, &str)]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/configs")
+        .join(name);
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("config fixture {}: {e}", path.display()));
+    let placeholders: std::collections::BTreeSet<&str> = text
+        .match_indices('@')
+        .filter_map(|(at, _)| {
+            let rest = &text[at + 1..];
+            let key = &rest[..rest
+                .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(rest.len())];
+            (!key.is_empty() && rest[key.len()..].starts_with('@')).then_some(key)
+        })
+        .collect();
+    let given: std::collections::BTreeSet<&str> = values.iter().map(|(key, _)| *key).collect();
+    assert_eq!(
+        placeholders, given,
+        "config fixture {name}: its placeholders (left) and the values given (right) differ"
+    );
+    for (key, value) in values {
+        text = text.replace(&format!("@{key}@"), value);
+    }
+    text
+}
+
 /// The config every test bridge starts from; `body` adds auth, server, channels, inbound.
 pub fn config_text(body: &str) -> String {
     config_text_at(&bootstrap(), body)
@@ -379,18 +453,7 @@ impl TestBridge {
     }
 
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let (status, body) = http_get(self.metrics_addr, "/readyz").await;
-            if status == 200 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bridge not ready before the deadline: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_ready(self.metrics_addr, String::new).await
     }
 
     pub async fn connect(&self) -> Client {
@@ -411,18 +474,15 @@ impl TestBridge {
 
     /// Waits until a metric sample reaches at least `value`.
     pub async fn wait_metric(&self, sample: &str, value: f64) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let current = self.metric(sample).await;
-            if current >= value {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{sample} stayed at {current}, expected {value}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_for(
+            &format!("{sample} at {value}"),
+            DEADLINE,
+            async || match self.metric(sample).await {
+                current if current >= value => Ok(()),
+                current => Err(format!("{sample} {current}")),
+            },
+        )
+        .await
     }
 
     pub async fn stop(mut self) {
@@ -430,6 +490,20 @@ impl TestBridge {
             bridge.shutdown().await;
         }
     }
+}
+
+/// Waits until `/readyz` on `metrics` answers 200; `context` says more on failure (a process's
+/// logs).
+async fn wait_ready(metrics: SocketAddr, context: impl Fn() -> String) {
+    wait_for(
+        "the bridge ready (/readyz 200)",
+        DEADLINE,
+        async || match http_get(metrics, "/readyz").await {
+            (200, _) => Ok(()),
+            (status, body) => Err(format!("{status} {body}{}", context())),
+        },
+    )
+    .await
 }
 
 /// GET over a fresh connection; returns status and body.
@@ -617,12 +691,18 @@ impl Client {
     }
 }
 
-/// The bridge binary running as its own process (for RSS, signals and exit codes).
+/// The bridge binary running as its own process (for RSS, signals, exit codes and its log
+/// output). The one harness for the real binary: tests do not spawn it themselves.
 pub struct BridgeProcess {
     child: std::process::Child,
     pub ws_url: String,
     pub ws_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    /// The `bridge started` log line.
+    pub started: Value,
+    /// Where the `bridge started` line is in [`BridgeProcess::log_lines`].
+    pub started_line: usize,
+    /// Every line the process wrote to stderr (its JSON logs), as they come.
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     _dir: TempDir,
 }
@@ -656,13 +736,18 @@ impl BridgeProcess {
                 .lines()
                 .map_while(Result::ok)
             {
-                if line.contains("\"bridge started\"") {
-                    let _ = started_tx.send(line.clone());
+                let started = line.contains("\"bridge started\"").then(|| line.clone());
+                let at = {
+                    let mut lines = sink.lock().unwrap();
+                    lines.push(line);
+                    lines.len() - 1
+                };
+                if let Some(line) = started {
+                    let _ = started_tx.send((at, line));
                 }
-                sink.lock().unwrap().push(line);
             }
         });
-        let started = started_rx
+        let (started_line, started) = started_rx
             .recv_timeout(DEADLINE)
             .unwrap_or_else(|_| panic!("bridge did not start: {:?}", logs.lock().unwrap()));
         let started: Value = serde_json::from_str(&started).unwrap();
@@ -681,6 +766,8 @@ impl BridgeProcess {
             ws_addr: authority(&ws_url),
             metrics_addr: authority(started["metrics"].as_str().unwrap()),
             ws_url,
+            started,
+            started_line,
             child,
             logs,
             _dir: dir,
@@ -688,18 +775,7 @@ impl BridgeProcess {
     }
 
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if http_get(self.metrics_addr, "/readyz").await.0 == 200 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "bridge process not ready: {}",
-                self.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_ready(self.metrics_addr, || format!("\nlogs:\n{}", self.logs())).await
     }
 
     pub fn pid(&self) -> u32 {
@@ -748,6 +824,32 @@ impl BridgeProcess {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The lines written to stderr so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Line `*cursor` of stderr, once it has been written; moves the cursor past it.
+    pub async fn next_log_line(&self, cursor: &mut usize) -> String {
+        let at = *cursor;
+        let line = wait_for(&format!("log line {at}"), DEADLINE, async || {
+            let lines = self.logs.lock().unwrap();
+            lines
+                .get(at)
+                .cloned()
+                .ok_or_else(|| format!("{} lines: {lines:?}", lines.len()))
+        })
+        .await;
+        *cursor += 1;
+        line
+    }
+
+    /// Stops the process as an orchestrator does (SIGTERM) and waits for its exit code.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+        self.signal("TERM");
+        blocking(|| self.wait_exit(timeout))
     }
 }
 
@@ -1121,23 +1223,24 @@ impl Cluster {
     /// node has caught up). Returns how long that took.
     pub async fn wait_in_sync(&self) -> Duration {
         let started = Instant::now();
-        let deadline = started + Duration::from_secs(60);
-        loop {
-            let partitions = blocking(|| self.partitions());
-            let behind: Vec<String> = partitions
-                .iter()
-                .filter(|p| p.leader < 0 || p.isr.len() < p.replicas.len())
-                .map(|p| format!("{p:?}"))
-                .collect();
-            if behind.is_empty() {
-                return started.elapsed();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replicas still out of sync after 60 s: {behind:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_for(
+            "every replica in sync",
+            Duration::from_secs(60),
+            async || {
+                let behind: Vec<String> = blocking(|| self.partitions())
+                    .iter()
+                    .filter(|p| p.leader < 0 || p.isr.len() < p.replicas.len())
+                    .map(|p| format!("{p:?}"))
+                    .collect();
+                if behind.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("behind: {behind:?}"))
+                }
+            },
+        )
+        .await;
+        started.elapsed()
     }
 
     /// Creates a topic with one partition per entry of `leaders`, each replicated to every
@@ -1180,25 +1283,26 @@ impl Cluster {
         {
             result.unwrap_or_else(|(topic, e)| panic!("creating topic {topic}: {e}"));
         }
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let led: Vec<(i32, i32)> = blocking(|| self.partitions())
-                .into_iter()
-                .filter(|p| p.topic == name)
-                .map(|p| (p.partition, p.leader))
-                .collect();
-            let expected: Vec<(i32, i32)> = (0..).zip(leaders.iter().copied()).collect();
-            let mut sorted = led.clone();
-            sorted.sort();
-            if sorted == expected {
-                return name;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "topic {name}: leaders {led:?}, expected {expected:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let expected: Vec<(i32, i32)> = (0..).zip(leaders.iter().copied()).collect();
+        wait_for(
+            &format!("topic {name} led by {expected:?}"),
+            DEADLINE,
+            async || {
+                let mut led: Vec<(i32, i32)> = blocking(|| self.partitions())
+                    .into_iter()
+                    .filter(|p| p.topic == name)
+                    .map(|p| (p.partition, p.leader))
+                    .collect();
+                led.sort();
+                if led == expected {
+                    Ok(())
+                } else {
+                    Err(format!("leaders {led:?}"))
+                }
+            },
+        )
+        .await;
+        name
     }
 
     /// The leader of each partition of `topic`, by partition.
