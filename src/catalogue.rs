@@ -193,8 +193,8 @@ impl Catalogue {
 /// References to other documents are not fetched: a schema must be self-contained.
 pub fn load_schema(path: &Path) -> Result<jsonschema::Validator, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let schema: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let schema: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
     jsonschema::validator_for(&schema)
         .map_err(|e| format!("{}: not a valid JSON Schema: {e}", path.display()))
 }

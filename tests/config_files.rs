@@ -236,3 +236,19 @@ fn version_flag_prints_the_crate_version() {
         format!("kafka-ws-bridge {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn check_rejects_a_schema_file_that_is_not_a_json_schema() {
+    let output = check_text(
+        "schema",
+        "instance_id: a\nkafka: {bootstrap_servers: 'localhost:9092'}\nauth: {mode: none}\ninbound:\n  - {channel: c, topic: t, allow: anonymous, schema_file: command.json}\n",
+        &[("command.json", r#"{"type": "objekt"}"#)],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("bridge.yaml:5: inbound[0].schema_file:")
+            && stderr.contains("command.json: not a valid JSON Schema"),
+        "{stderr}"
+    );
+}

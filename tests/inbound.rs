@@ -183,3 +183,56 @@ async fn publish_refusals_name_the_problem() {
     assert_eq!(client.expect("ack").await["id"], "ok");
     bridge.stop().await;
 }
+
+/// `inbound[].schema_file`: a publish whose `data` breaks the channel's JSON Schema is refused
+/// with `invalid`, naming where, and nothing reaches Kafka; a valid one is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_that_breaks_the_channels_schema_is_refused_invalid_and_not_written() {
+    let topic = create_topic("schema", 1).await;
+    let schema = format!(
+        "{}/tests/fixtures/schemas/transfer.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}\ninbound:\n  - {{channel: transfers, topic: {topic}, allow: anonymous, schema_file: '{schema}'}}\n"
+    ))
+    .await;
+    let mut client = bridge.connect().await;
+    for (id, data, pointer) in [
+        (
+            "wrong-type",
+            json!({"accountId": "A-1", "amount": "lots"}),
+            "/amount",
+        ),
+        ("missing", json!({"amount": 5}), "`/`"),
+    ] {
+        client
+            .send(json!({"type": "publish", "id": id, "channel": "transfers", "data": data}))
+            .await;
+        let error = client.expect("error").await;
+        assert_eq!(
+            (error["id"].as_str(), error["code"].as_str()),
+            (Some(id), Some("invalid")),
+            "{error}"
+        );
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(pointer), "{message}");
+    }
+    client
+        .send(json!({"type": "publish", "id": "ok", "channel": "transfers", "data": {"accountId": "A-1", "amount": 5}}))
+        .await;
+    let ack = client.expect("ack").await;
+    assert_eq!(
+        (ack["id"].as_str(), ack["offset"].as_i64()),
+        (Some("ok"), Some(0)),
+        "{ack}"
+    );
+    let records = read_topic(&topic, 1).await;
+    assert_eq!(records[0].header("correlation-id"), Some("ok"));
+    bridge
+        .wait_metric(
+            "kafka_ws_bridge_publishes_total{channel=\"transfers\",result=\"invalid\"}",
+            2.0,
+        )
+        .await;
+}
