@@ -253,7 +253,14 @@ pub struct MessageParts<'a> {
 /// Encodes a `message` frame; also returns where `data` sits in it. Header values are sent as
 /// strings (invalid UTF-8 replaced by U+FFFD), null header values as `null`.
 ///
-/// Written by hand: it runs once per Kafka record (control frames go through serde).
+/// Written by hand, not with serde, because it runs once per Kafka record and measured faster:
+/// for a typical 140-byte JSON record with key, timestamp and two headers (a 348-byte frame),
+/// 386-538 ns per frame by hand against 638-771 ns through serde_json with [`Wire`] even when
+/// `data` is already a `RawValue`, and 990-1382 ns when it must be validated into one (which
+/// serde would need here: outbound holds `data` as text); best of 15 rounds, 4 runs, release
+/// build on a shared 2-core machine (2026-12-02), so the ratio (serde 1.5-1.9x slower) matters
+/// more than the absolute figures. Same bytes either way; `protocol::bench` checks that and
+/// measures: `cargo test --release --lib protocol::bench -- --ignored --nocapture`.
 pub fn message(
     prefix: &MessagePrefix,
     parts: &MessageParts<'_>,

@@ -13,6 +13,9 @@ mod decode;
 mod encode;
 mod frame;
 
+#[cfg(test)]
+mod bench;
+
 use serde_json::value::RawValue;
 
 pub use codec::{decode_data, encode_data, key_at_pointer, DataError, DataJson};
