@@ -98,6 +98,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn decoding_data_inverts_encoding_it() {
+        let value: &[u8] = b"\xff\x00 caf\xc3\xa9";
+        let base64 = RawValue::from_string(
+            encode_data(Format::Base64, Some(value))
+                .unwrap()
+                .as_str()
+                .into(),
+        )
+        .unwrap();
+        assert_eq!(decode_data(Format::Base64, &base64).unwrap(), value);
+        let text = RawValue::from_string(r#""caf\u00e9 \n""#.into()).unwrap();
+        assert_eq!(
+            decode_data(Format::Text, &text).unwrap(),
+            "café \n".as_bytes()
+        );
+        let json = RawValue::from_string("{\"a\": 1}".into()).unwrap();
+        assert_eq!(decode_data(Format::Json, &json).unwrap(), b"{\"a\": 1}");
+        // The messages HttpPublish has always answered with.
+        assert_eq!(
+            decode_data(Format::Text, &json).unwrap_err().to_string(),
+            "this channel's format is text: `data` must be a JSON string"
+        );
+        assert_eq!(
+            decode_data(Format::Base64, &json).unwrap_err().to_string(),
+            "this channel's format is base64: `data` must be a base64 string"
+        );
+        let bad = RawValue::from_string("\"%%\"".into()).unwrap();
+        assert!(decode_data(Format::Base64, &bad)
+            .unwrap_err()
+            .to_string()
+            .starts_with("`data` is not valid base64: "));
+    }
+
+    #[test]
     fn data_encoding_per_format() {
         assert_eq!(
             encode_data(Format::Json, Some(b" {\"a\": 1} "))
