@@ -35,13 +35,18 @@ impl Checker {
     }
 
     /// Every structural problem of `node`, in file order.
+    /// The schema it checks against.
+    pub(super) fn root(&self) -> &Value {
+        &self.root
+    }
+
     pub fn check(&self, node: &Node) -> Vec<Found> {
         let mut found = Vec::new();
         self.check_node(node, &self.root, "", &mut found);
         found
     }
 
-    fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
+    pub(super) fn resolve<'a>(&'a self, mut schema: &'a Value) -> &'a Value {
         while let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
             let name = reference.trim_start_matches("#/$defs/");
             schema = &self.root["$defs"][name];
@@ -49,7 +54,7 @@ impl Checker {
         schema
     }
 
-    fn branches<'a>(&'a self, schema: &'a Value) -> Option<Vec<&'a Value>> {
+    pub(super) fn branches<'a>(&'a self, schema: &'a Value) -> Option<Vec<&'a Value>> {
         let list = schema.get("anyOf").or_else(|| schema.get("oneOf"))?;
         Some(
             list.as_array()?
@@ -266,7 +271,7 @@ impl Checker {
     }
 
     /// A short human description of what a schema accepts.
-    fn describe(&self, schema: &Value) -> String {
+    pub(super) fn describe(&self, schema: &Value) -> String {
         let schema = self.resolve(schema);
         if let Some(branches) = self.branches(schema) {
             let forms: Vec<String> = branches
@@ -355,7 +360,7 @@ fn tagged_form(schema: &Value) -> Option<String> {
     Some(format!("`{{{}}}`", parts.join(", ")))
 }
 
-fn join(path: &str, key: &str) -> String {
+pub(super) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_owned()
     } else {
@@ -363,7 +368,7 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-fn join_or(forms: &[String]) -> String {
+pub(super) fn join_or(forms: &[String]) -> String {
     match forms {
         [] => "nothing".into(),
         [one] => one.clone(),
@@ -449,217 +454,5 @@ fn edit_distance(a: &str, b: &str) -> usize {
     previous[b.len()]
 }
 
-/// One documented configuration key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyDoc {
-    /// Dotted path; list items are written `channels[]`.
-    pub path: String,
-    /// What the key accepts.
-    pub accepts: String,
-    /// The default, as JSON, when the key may be omitted and has one.
-    pub default: Option<String>,
-    pub required: bool,
-    pub description: String,
-}
-
-/// Every key of `bridge.yaml`, depth first, for the configuration reference.
-pub fn documented_keys() -> Vec<KeyDoc> {
-    let checker = Checker::new(config_schema());
-    let mut keys: Vec<(KeyDoc, Vec<String>)> = Vec::new();
-    collect_keys(&checker, &checker.root, "", false, &mut keys);
-    keys.into_iter()
-        .map(|(mut key, forms)| {
-            key.accepts = join_or(&forms);
-            key
-        })
-        .collect()
-}
-
-/// Walks the schema; `alternative` is true inside one form of an `anyOf`/`oneOf`, where a key
-/// required by that form is not required in general. Keys seen in several forms are merged,
-/// with every value they accept.
-fn collect_keys(
-    checker: &Checker,
-    schema: &Value,
-    path: &str,
-    alternative: bool,
-    keys: &mut Vec<(KeyDoc, Vec<String>)>,
-) {
-    let schema = checker.resolve(schema);
-    if let Some(branches) = checker.branches(schema) {
-        for branch in branches {
-            collect_keys(checker, branch, path, true, keys);
-        }
-        return;
-    }
-    if let Some(items) = schema.get("items") {
-        collect_keys(checker, items, &format!("{path}[]"), alternative, keys);
-        return;
-    }
-    let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
-        return;
-    };
-    let required: Vec<&str> = schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    for (name, property) in properties {
-        let key_path = join(path, name);
-        let form = checker.describe(property);
-        if let Some((_, forms)) = keys.iter_mut().find(|(k, _)| k.path == key_path) {
-            if !forms.contains(&form) {
-                forms.push(form);
-            }
-            continue;
-        }
-        let resolved = checker.resolve(property);
-        let is_tag = property.get("const").is_some();
-        let description = property
-            .get("description")
-            .or_else(|| resolved.get("description"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| {
-                if is_tag {
-                    format!("Selects the form of `{path}`; see the forms above.")
-                } else {
-                    String::new()
-                }
-            });
-        keys.push((
-            KeyDoc {
-                path: key_path.clone(),
-                accepts: String::new(),
-                // A section's default is the defaults of its keys, listed with them.
-                default: property
-                    .get("default")
-                    .filter(|d| !d.is_null() && !d.is_object())
-                    .map(Value::to_string),
-                required: required.contains(&name.as_str()) && (!alternative || is_tag),
-                description,
-            },
-            vec![form],
-        ));
-        collect_keys(checker, property, &key_path, false, keys);
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::source::parse_yaml;
-
-    fn check(yaml: &str) -> Vec<String> {
-        let node = parse_yaml(yaml).unwrap();
-        Checker::new(config_schema())
-            .check(&node)
-            .into_iter()
-            .map(|f| format!("{}: {}: {}", f.line, f.path, f.message))
-            .collect()
-    }
-
-    const MINIMAL: &str =
-        "instance_id: a\nkafka: {bootstrap_servers: 'k:9092'}\nauth: {mode: none}\n";
-
-    #[test]
-    fn minimal_config_passes() {
-        assert_eq!(check(MINIMAL), Vec::<String>::new());
-    }
-
-    #[test]
-    fn reports_every_problem_with_its_line() {
-        let yaml = "instance_id: a\nkafka: {bootstrap_servers: k}\nauth: {mode: none}\nserver:\n  max_frame_bytes: big\n  listn: x\nchannels:\n  - name: a\n    topic: t\n  - name: b\n    format: xml\n";
-        let found = check(yaml);
-        assert_eq!(found.len(), 4, "{found:?}");
-        assert_eq!(
-            found[0],
-            "5: server.max_frame_bytes: expected a non-negative integer, found \"big\""
-        );
-        assert!(
-            found[1].starts_with("6: server.listn: unknown key (did you mean `listen`?); expected one of: allowed_origins, api_keys, demo_page, handshake_timeout_ms,"),
-            "{}",
-            found[1]
-        );
-        assert_eq!(
-            found[2],
-            "11: channels[1].format: expected `json`, `text` or `base64`, found \"xml\""
-        );
-        assert_eq!(found[3], "10: channels[1].topic: missing");
-    }
-
-    #[test]
-    fn tagged_enums_report_the_meant_variant() {
-        let base = format!("{MINIMAL}channels:\n  - name: a\n    topic: t\n");
-        assert_eq!(
-            check(&format!("{base}    key: {{from: header}}\n")),
-            ["7: channels[0].key.name: missing"]
-        );
-        assert_eq!(
-            check(&format!("{base}    key: {{from: body}}\n")),
-            ["7: channels[0].key.from: expected one of `record_key`, `header`, `value`, found \"body\""]
-        );
-        assert_eq!(
-            check(&format!("{base}    key: {{name: x}}\n")),
-            ["7: channels[0].key.from: missing (one of `record_key`, `header`, `value`)"]
-        );
-    }
-
-    #[test]
-    fn untagged_enums_list_their_forms() {
-        let base = format!("{MINIMAL}channels:\n  - name: a\n    topic: t\n    subscribe:\n");
-        assert_eq!(
-            check(&format!("{base}      allow: everyone\n")),
-            ["8: channels[0].subscribe.allow: expected `anonymous` or `authenticated` or a mapping with `roles`, found \"everyone\""]
-        );
-        assert_eq!(
-            check(&format!("{base}      allow: {{roles: ops}}\n")),
-            ["8: channels[0].subscribe.allow.roles: expected a list, found \"ops\""]
-        );
-        assert_eq!(
-            check(&format!("{base}      allow: {{role: [ops]}}\n")),
-            ["8: channels[0].subscribe.allow.role: unknown key (did you mean `roles`?); expected one of: roles", "8: channels[0].subscribe.allow.roles: missing"]
-        );
-    }
-
-    #[test]
-    fn null_and_negative_values() {
-        let yaml = "instance_id:\nkafka: {bootstrap_servers: k}\nauth: {mode: none}\nserver: {send_queue_messages: -1}\n";
-        assert_eq!(
-            check(yaml),
-            [
-                "1: instance_id: expected a string, found nothing (null)",
-                "4: server.send_queue_messages: expected an integer of at least 0, found -1",
-            ]
-        );
-    }
-
-    #[test]
-    fn properties_accept_any_scalar() {
-        let yaml = "instance_id: a\nkafka:\n  bootstrap_servers: k\n  properties: {linger.ms: 5, client.id: x, enable.idempotence: true}\nauth: {mode: none}\n";
-        assert_eq!(check(yaml), Vec::<String>::new());
-    }
-
-    #[test]
-    fn documented_keys_cover_nested_forms() {
-        let keys: Vec<String> = documented_keys().into_iter().map(|k| k.path).collect();
-        for expected in [
-            "instance_id",
-            "kafka.properties",
-            "server.tls.cert_file",
-            "auth.jwt.secret",
-            "channels[].key.from",
-            "channels[].key.pointer",
-            "channels[].subscribe.allow.roles",
-            "channels[].subscribe.keys.claim",
-            "inbound[].key.pointer",
-        ] {
-            assert!(
-                keys.contains(&expected.to_owned()),
-                "{expected} in {keys:?}"
-            );
-        }
-    }
-}
+mod tests;

@@ -68,7 +68,7 @@ impl HttpPublish {
         };
         let payload = match protocol::decode_data(channel.spec.format, &request.data) {
             Ok(payload) => payload,
-            Err(message) => return refuse(ErrorCode::BadRequest, message),
+            Err(error) => return refuse(ErrorCode::BadRequest, error.to_string()),
         };
         let mut headers: Vec<(String, String)> = request.headers.into_iter().collect();
         let key = match (&channel.spec.key, request.key) {

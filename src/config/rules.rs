@@ -1,345 +1,15 @@
-//! From file text to a validated [`Plan`], collecting *every* problem: environment references,
-//! YAML syntax, structure (unknown, missing and mistyped keys) and meaning (duplicate channels,
-//! `by_key` without a key, missing files, …). Each diagnostic names the file, line and key path.
+//! The meaning of a configuration, checked on every part that is structurally sound: values in
+//! range, names valid for Kafka, cross references between sections, files that must be
+//! readable. Each rule reports at the key it is about; warnings do not refuse the file.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::schema::{config_schema, Checker};
-use super::source::{expand_env, parse_yaml, Node, NodeKind};
+use super::diagnostic::{Report, Severity};
+use super::load::Partial;
+use super::plan::line_of;
 use super::*;
-
-/// How bad a diagnostic is: errors refuse the file, warnings are printed and accepted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-/// One problem in the config file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub severity: Severity,
-    pub file: String,
-    pub line: usize,
-    /// Key path such as `channels[1].topic`; empty when the problem is not about one key.
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.severity == Severity::Warning {
-            f.write_str("warning: ")?;
-        }
-        write!(f, "{}:{}: ", self.file, self.line)?;
-        if !self.path.is_empty() {
-            write!(f, "{}: ", self.path)?;
-        }
-        f.write_str(&self.message)
-    }
-}
-
-/// A configuration that passed every check, with the values derived while checking.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub config: Config,
-    /// The file it came from, for messages.
-    pub file: String,
-    /// Directory relative file paths in the config are resolved against.
-    pub base_dir: PathBuf,
-    pub listen: SocketAddr,
-    pub metrics_listen: SocketAddr,
-    pub warnings: Vec<Diagnostic>,
-    /// Line of every key path, for diagnostics raised after loading (e.g. by librdkafka).
-    lines: HashMap<String, usize>,
-}
-
-impl Plan {
-    /// A diagnostic about `path`, placed on its line.
-    pub fn diagnostic(&self, severity: Severity, path: &str, message: String) -> Diagnostic {
-        Diagnostic {
-            severity,
-            file: self.file.clone(),
-            line: line_of(&self.lines, path),
-            path: path.to_owned(),
-            message,
-        }
-    }
-
-    /// A path from the config resolved against the config file's directory.
-    pub fn resolve_path(&self, path: &str) -> PathBuf {
-        self.base_dir.join(path)
-    }
-
-    /// The consumer group of this instance.
-    pub fn group_id(&self) -> String {
-        format!(
-            "{}.{}",
-            self.config.kafka.group_id_prefix, self.config.instance_id
-        )
-    }
-}
-
-/// Loads and checks a config file, expanding variables from the process environment.
-pub fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Diagnostic {
-            severity: Severity::Error,
-            file: file.clone(),
-            line: 0,
-            path: String::new(),
-            message: format!("cannot read the file: {e}"),
-        }]
-    })?;
-    let base_dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    load_str(&text, &file, &base_dir, |name| std::env::var(name).ok())
-}
-
-/// Loads and checks config text; `env` answers `${VAR}` references.
-pub fn load_str(
-    text: &str,
-    file: &str,
-    base_dir: &Path,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Plan, Vec<Diagnostic>> {
-    let mut report = Report::new(file);
-    let (expanded, env_errors) = expand_env(text, env);
-    let tree = match parse_yaml(&expanded) {
-        Ok(tree) => tree,
-        Err(e) => {
-            for error in env_errors {
-                report.error_at(error.line, "", error.message);
-            }
-            report.error_at(e.line, "", e.message);
-            return Err(report.finish());
-        }
-    };
-    let mut lines = HashMap::new();
-    index_lines(&tree, "", &mut lines);
-    // An unset variable became an empty value; its type error would only repeat the problem.
-    let env_lines: HashSet<usize> = env_errors.iter().map(|e| e.line).collect();
-    for error in env_errors {
-        let path = path_at_line(&tree, "", error.line).unwrap_or_default();
-        report.error_at(error.line, &path, error.message);
-    }
-    if !matches!(tree.kind, NodeKind::Map(_)) {
-        report.error_at(
-            tree.line,
-            "",
-            format!(
-                "expected a mapping at the top level, found {}",
-                tree.type_name()
-            ),
-        );
-        return Err(report.finish());
-    }
-    let structural = Checker::new(config_schema()).check(&tree);
-    let broken: Vec<String> = structural.iter().map(|f| f.path.clone()).collect();
-    for found in structural {
-        if !env_lines.contains(&found.line) {
-            report.error_at(found.line, &found.path, found.message);
-        }
-    }
-    // Check the meaning of every part that is structurally sound, even when others are not,
-    // so that one run reports every error.
-    let partial = Partial::load(&tree, &broken);
-    let mut semantic = Semantic {
-        report: &mut report,
-        lines: &lines,
-        base_dir,
-    };
-    let (listen, metrics_listen) = semantic.check(&partial);
-    if report.has_errors() || !broken.is_empty() {
-        return Err(report.finish());
-    }
-    let config: Config = match serde_yaml::from_value(tree.to_yaml_value()) {
-        Ok(config) => config,
-        Err(e) => {
-            // The schema check should have caught it; report rather than panic if it did not.
-            report.error_at(1, "", format!("cannot load the config: {e}"));
-            return Err(report.finish());
-        }
-    };
-    let (Some(listen), Some(metrics_listen)) = (listen, metrics_listen) else {
-        unreachable!("addresses are checked above");
-    };
-    Ok(Plan {
-        config,
-        file: file.to_owned(),
-        base_dir: base_dir.to_path_buf(),
-        listen,
-        metrics_listen,
-        warnings: report.finish(),
-        lines,
-    })
-}
-
-/// The parts of the config that loaded, each `None` (or absent from a list) when its subtree
-/// has a structural error. List items keep their index for messages.
-struct Partial {
-    instance_id: Option<String>,
-    kafka: Option<KafkaConfig>,
-    server: Option<ServerConfig>,
-    metrics: Option<MetricsConfig>,
-    auth: Option<AuthConfig>,
-    channels: Vec<(usize, ChannelConfig)>,
-    inbound: Vec<(usize, InboundConfig)>,
-}
-
-impl Partial {
-    fn load(tree: &Node, broken: &[String]) -> Self {
-        let sound = |path: &str| {
-            !broken.iter().any(|b| {
-                b == path
-                    || b.starts_with(&format!("{path}."))
-                    || b.starts_with(&format!("{path}["))
-            })
-        };
-        fn typed<T: serde::de::DeserializeOwned>(node: &Node) -> Option<T> {
-            serde_yaml::from_value(node.to_yaml_value()).ok()
-        }
-        let section = |key: &str| tree.get(key).filter(|_| sound(key));
-        let items = |key: &str| -> Vec<(usize, &Node)> {
-            match tree.get(key).map(|n| &n.kind) {
-                Some(NodeKind::Seq(items)) => items
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| sound(&format!("{key}[{i}]")))
-                    .collect(),
-                _ => Vec::new(),
-            }
-        };
-        fn or_default<T: serde::de::DeserializeOwned + Default>(
-            tree: &Node,
-            section: Option<&Node>,
-            key: &str,
-        ) -> Option<T> {
-            match tree.get(key) {
-                None => Some(T::default()),
-                Some(_) => section.and_then(typed),
-            }
-        }
-        Partial {
-            instance_id: section("instance_id").and_then(typed),
-            kafka: section("kafka").and_then(typed),
-            server: or_default(tree, section("server"), "server"),
-            metrics: or_default(tree, section("metrics"), "metrics"),
-            auth: section("auth").and_then(typed),
-            channels: items("channels")
-                .into_iter()
-                .filter_map(|(i, n)| typed(n).map(|c| (i, c)))
-                .collect(),
-            inbound: items("inbound")
-                .into_iter()
-                .filter_map(|(i, n)| typed(n).map(|c| (i, c)))
-                .collect(),
-        }
-    }
-}
-
-/// Collects diagnostics for one file.
-struct Report {
-    file: String,
-    items: Vec<Diagnostic>,
-}
-
-impl Report {
-    fn new(file: &str) -> Self {
-        Report {
-            file: file.to_owned(),
-            items: Vec::new(),
-        }
-    }
-
-    fn push(&mut self, severity: Severity, line: usize, path: &str, message: String) {
-        self.items.push(Diagnostic {
-            severity,
-            file: self.file.clone(),
-            line,
-            path: path.to_owned(),
-            message,
-        });
-    }
-
-    fn error_at(&mut self, line: usize, path: &str, message: String) {
-        self.push(Severity::Error, line, path, message);
-    }
-
-    fn has_errors(&self) -> bool {
-        self.items.iter().any(|d| d.severity == Severity::Error)
-    }
-
-    /// All diagnostics, in file order.
-    fn finish(&mut self) -> Vec<Diagnostic> {
-        let mut items = std::mem::take(&mut self.items);
-        items.sort_by_key(|d| d.line);
-        items
-    }
-}
-
-fn index_lines(node: &Node, path: &str, lines: &mut HashMap<String, usize>) {
-    lines.insert(path.to_owned(), node.line);
-    match &node.kind {
-        NodeKind::Map(entries) => {
-            for (key, key_line, value) in entries {
-                let key_path = if path.is_empty() {
-                    key.clone()
-                } else {
-                    format!("{path}.{key}")
-                };
-                index_lines(value, &key_path, lines);
-                lines.insert(key_path, *key_line);
-            }
-        }
-        NodeKind::Seq(items) => {
-            for (i, item) in items.iter().enumerate() {
-                index_lines(item, &format!("{path}[{i}]"), lines);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The line of a key path, or of its nearest ancestor present in the file.
-fn line_of(lines: &HashMap<String, usize>, path: &str) -> usize {
-    let mut path = path;
-    loop {
-        if let Some(line) = lines.get(path) {
-            return *line;
-        }
-        match path.rfind(['.', '[']) {
-            Some(cut) => path = &path[..cut],
-            None => return lines.get("").copied().unwrap_or(1),
-        }
-    }
-}
-
-/// The deepest key whose value sits on `line`.
-fn path_at_line(node: &Node, path: &str, line: usize) -> Option<String> {
-    match &node.kind {
-        NodeKind::Map(entries) => entries.iter().find_map(|(key, key_line, value)| {
-            let key_path = if path.is_empty() {
-                key.clone()
-            } else {
-                format!("{path}.{key}")
-            };
-            path_at_line(value, &key_path, line).or((*key_line == line).then_some(key_path))
-        }),
-        NodeKind::Seq(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| path_at_line(item, &format!("{path}[{i}]"), line)),
-        _ => (node.line == line).then(|| path.to_owned()),
-    }
-}
 
 /// Properties the bridge sets itself; users configure them through dedicated keys.
 const MANAGED_PROPERTIES: &[(&str, &str)] = &[
@@ -374,13 +44,25 @@ const KEY_ALGORITHMS: &[&str] = &[
 ];
 
 /// Checks that need the typed config: meaning, cross references, files.
-struct Semantic<'a> {
+pub(super) struct Semantic<'a> {
     report: &'a mut Report,
     lines: &'a HashMap<String, usize>,
     base_dir: &'a Path,
 }
 
-impl Semantic<'_> {
+impl<'a> Semantic<'a> {
+    pub(super) fn new(
+        report: &'a mut Report,
+        lines: &'a HashMap<String, usize>,
+        base_dir: &'a Path,
+    ) -> Self {
+        Semantic {
+            report,
+            lines,
+            base_dir,
+        }
+    }
+
     fn error(&mut self, path: &str, message: impl Into<String>) {
         let line = line_of(self.lines, path);
         self.report
@@ -393,7 +75,8 @@ impl Semantic<'_> {
             .push(Severity::Warning, line, path, message.into());
     }
 
-    fn check(&mut self, partial: &Partial) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    /// Checks every sound part; the two listen addresses when they parse.
+    pub(super) fn check(&mut self, partial: &Partial) -> (Option<SocketAddr>, Option<SocketAddr>) {
         if let Some(id) = &partial.instance_id {
             self.check_instance_id(id);
         }
@@ -786,97 +469,5 @@ impl Semantic<'_> {
                 ),
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load_text(text: &str) -> Result<Plan, Vec<Diagnostic>> {
-        load_str(text, "bridge.yaml", Path::new("."), |name| {
-            (name == "SET").then(|| "value-from-env".to_owned())
-        })
-    }
-
-    /// The errors only (no warnings), as printed.
-    fn errors(text: &str) -> Vec<String> {
-        messages(text)
-            .into_iter()
-            .filter(|m| !m.starts_with("warning"))
-            .collect()
-    }
-
-    fn messages(text: &str) -> Vec<String> {
-        match load_text(text) {
-            Ok(plan) => plan.warnings.iter().map(ToString::to_string).collect(),
-            Err(diagnostics) => diagnostics.iter().map(ToString::to_string).collect(),
-        }
-    }
-
-    const BASE: &str = "instance_id: a\nkafka: {bootstrap_servers: 'k:9092'}\nauth: {mode: none}\n";
-
-    #[test]
-    fn minimal_config_loads_with_defaults() {
-        let plan = load_text(BASE).unwrap();
-        assert_eq!(plan.listen, "0.0.0.0:8080".parse().unwrap());
-        assert_eq!(plan.config.server.send_queue_messages, 8192);
-        assert_eq!(plan.group_id(), "kafka-ws-bridge.a");
-        let warnings: Vec<String> = plan.warnings.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            warnings,
-            ["warning: bridge.yaml:1: no `channels` and no `inbound`: the bridge will not move anything"]
-        );
-    }
-
-    #[test]
-    fn unset_variable_names_the_variable_and_key() {
-        let text = "instance_id: ${NOPE}\nkafka: {bootstrap_servers: 'k:9092'}\nauth: {mode: none}\ninbound: [{channel: c, topic: t, allow: anonymous}]\n";
-        assert_eq!(
-            messages(text),
-            ["bridge.yaml:1: instance_id: environment variable NOPE is not set and `${NOPE}` has no default (write `${NOPE:-default}` to give one)"]
-        );
-    }
-
-    #[test]
-    fn semantic_errors_point_at_their_keys() {
-        let text = format!(
-            "{BASE}channels:\n  - name: a\n    topic: t\n    deliver: by_key\n  - name: a\n    topic: 'bad topic'\n"
-        );
-        assert_eq!(
-            errors(&text),
-            [
-                "bridge.yaml:5: channels[0].key: missing (required for deliver: by_key): e.g. {from: record_key}",
-                "bridge.yaml:8: channels[1].name: \"a\" is used twice in channels",
-                "bridge.yaml:9: channels[1].topic: \"bad topic\" is not a valid Kafka topic name (1-249 of letters, digits, `.`, `_`, `-`)",
-            ]
-        );
-    }
-
-    #[test]
-    fn structural_and_semantic_errors_are_reported_together() {
-        let text = format!(
-            "{BASE}server: {{max_frame_bytes: lots}}\nchannels:\n  - name: a\n    topic: t\n    deliver: by_key\n  - name: a\n    topic: t\n    format: xml\n  - name: a\n    topic: u\n"
-        );
-        assert_eq!(
-            errors(&text),
-            [
-                "bridge.yaml:4: server.max_frame_bytes: expected a non-negative integer, found \"lots\"",
-                "bridge.yaml:6: channels[0].key: missing (required for deliver: by_key): e.g. {from: record_key}",
-                "bridge.yaml:11: channels[1].format: expected `json`, `text` or `base64`, found \"xml\"",
-                "bridge.yaml:12: channels[2].name: \"a\" is used twice in channels",
-            ]
-        );
-    }
-
-    #[test]
-    fn secrets_are_not_printed() {
-        let text = "instance_id: a\nkafka: {bootstrap_servers: 'k:9092'}\nauth:\n  mode: jwt\n  jwt: {secret: short-secret}\n";
-        let out = messages(text).join("\n");
-        assert!(
-            out.contains("auth.jwt.secret: must be at least 32 bytes"),
-            "{out}"
-        );
-        assert!(!out.contains("short-secret"), "{out}");
     }
 }

@@ -1,0 +1,186 @@
+//! The `channels` section (Kafka → WebSocket) and the permission types it shares with
+//! `inbound`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One Kafka topic exposed to clients as a channel.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Channel name clients subscribe to; unique among `channels`.
+    pub name: String,
+    /// Kafka topic read for this channel. Several channels may read one topic.
+    pub topic: String,
+    /// How record values become the `data` of a `message` frame.
+    #[serde(default)]
+    pub format: Format,
+    /// Where a record's routing key comes from; required for `deliver: by_key`.
+    #[serde(default)]
+    pub key: Option<KeySource>,
+    /// Who receives each record.
+    #[serde(default)]
+    pub deliver: Deliver,
+    /// Who may subscribe, and to which keys.
+    #[serde(default)]
+    pub subscribe: SubscribeRules,
+    /// Keep the last value per key and send it with `subscribed`.
+    #[serde(default)]
+    pub snapshot: bool,
+    /// Records kept in memory per key (`by_key`) or per channel (`broadcast`) to serve `resume`
+    /// and `history` requests; `0` keeps none.
+    #[serde(default)]
+    pub history: usize,
+    /// What happens to a session whose send queue is full: `disconnect` closes it with 4001;
+    /// `drop_oldest` drops the channel's oldest queued message; `latest_per_key` drops the
+    /// queued messages of the new record's key, so a key's last frame is always its newest.
+    #[serde(default)]
+    pub on_slow_client: SlowClientPolicy,
+    /// Most keys whose snapshot and history are kept; beyond it the key updated least recently
+    /// is dropped (a later resume for it is served from Kafka).
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+    /// Most bytes of records kept for snapshots and history; beyond it the key updated least
+    /// recently is dropped (on broadcast channels: the oldest record).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+}
+
+/// Decoding of record values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// The value is JSON and is sent as-is; a value that is not valid JSON is counted and skipped.
+    #[default]
+    Json,
+    /// The value is UTF-8 text, sent as a JSON string.
+    Text,
+    /// The value is arbitrary bytes, sent as a base64 string.
+    Base64,
+}
+
+/// Where a record's routing key comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeySource {
+    /// The Kafka record key, as UTF-8: `{from: record_key}`.
+    RecordKey,
+    /// A record header.
+    Header {
+        /// Header name.
+        name: String,
+    },
+    /// A JSON pointer into the record value (json channels only); strings and numbers qualify.
+    Value {
+        /// JSON pointer such as `/customerId`.
+        pointer: String,
+    },
+}
+
+/// Delivery rule of a channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Deliver {
+    /// Every subscriber of the channel gets every record.
+    #[default]
+    Broadcast,
+    /// Only subscribers of the record's key get it.
+    ByKey,
+    /// Each record goes to the session named in its `bridge-session` header, else to the
+    /// sessions of the user in `bridge-user`.
+    Reply,
+}
+
+/// Subscription permissions of a channel.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribeRules {
+    /// Who may subscribe: `anonymous` (anyone), `authenticated` (default), or `{roles: [...]}`.
+    #[serde(default)]
+    pub allow: Allow,
+    /// On `by_key` channels, which keys a user may subscribe to: `own` (default: only the
+    /// user's id), `any`, or `{claim: name}` (the key must be one of that token claim's values).
+    #[serde(default)]
+    pub keys: KeysRule,
+    /// Users with any of these roles may subscribe to any key.
+    #[serde(default)]
+    pub any_key_roles: Vec<String>,
+}
+
+/// Who may do something.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Allow {
+    /// `anonymous` or `authenticated`.
+    Level(AllowLevel),
+    /// Only users holding at least one of these roles.
+    Roles {
+        /// Role names, matched against the token's roles claim.
+        roles: Vec<String>,
+    },
+}
+
+impl Default for Allow {
+    fn default() -> Self {
+        Allow::Level(AllowLevel::Authenticated)
+    }
+}
+
+/// Coarse permission levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AllowLevel {
+    /// Anyone, including anonymous sessions.
+    Anonymous,
+    /// Any session with a verified token.
+    Authenticated,
+}
+
+/// Which keys of a `by_key` channel a user may subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum KeysRule {
+    /// `own` or `any`.
+    Level(KeysLevel),
+    /// Keys listed in a token claim.
+    Claim {
+        /// Claim name; its value is a list of strings (or one string).
+        claim: String,
+    },
+}
+
+impl Default for KeysRule {
+    fn default() -> Self {
+        KeysRule::Level(KeysLevel::Own)
+    }
+}
+
+/// Simple key rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeysLevel {
+    /// Only the key equal to the user's id.
+    Own,
+    /// Any key.
+    Any,
+}
+
+/// Policy for a session whose send queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SlowClientPolicy {
+    /// Close the session with code 4001; the client reconnects and resumes.
+    #[default]
+    Disconnect,
+    /// Drop the oldest queued message of this channel to make room (counted).
+    DropOldest,
+    /// Keep only the newest queued message per key of this channel (counted).
+    LatestPerKey,
+}
+
+fn default_max_keys() -> usize {
+    100_000
+}
+fn default_max_bytes() -> usize {
+    64 * 1024 * 1024
+}
