@@ -56,7 +56,8 @@ fn violations(sources: &[Source]) -> Vec<String> {
         .collect();
     let mut problems = Vec::new();
     let mut arrows: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for source in sources {
+    let tests = test_only(sources);
+    for source in sources.iter().filter(|s| !tests.contains(&s.path)) {
         let Some(&from_layer) = layer_of.get(source.module.as_str()) else {
             problems.push(format!(
                 "{}: module `{}` is in no layer: add it to LAYERS and to src/lib.rs's layout",
@@ -102,13 +103,53 @@ fn violations(sources: &[Source]) -> Vec<String> {
     problems
 }
 
-/// Lines without comments (so doc links do not count), numbered from 1; the tests of a file
-/// (from its `#[cfg(test)]` on) are left out: they may use what they test with.
-fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
-        .enumerate()
-        .take_while(|(_, line)| line.trim() != "#[cfg(test)]")
-        .map(|(i, line)| (i + 1, line.split("//").next().unwrap_or_default()))
+/// Lines without comments (so doc links do not count), numbered from 1, without what only tests
+/// compile: an inline test module (`#[cfg(test)]` then `mod tests {`) ends the file's code, a
+/// `#[cfg(test)]` item of one line is left out (`mod tests;` declares a file [`test_only`]
+/// leaves out). Tests may use what they test with.
+fn code_lines(text: &str) -> Vec<(usize, &str)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut code = Vec::new();
+    let mut skip_next = false;
+    for (i, line) in lines.iter().enumerate() {
+        if std::mem::take(&mut skip_next) {
+            continue;
+        }
+        if line.trim() == "#[cfg(test)]" {
+            match lines.get(i + 1).map(|next| next.trim_end()) {
+                // An inline test module: the rest of the file is tests.
+                Some(next) if next.ends_with('{') => break,
+                // One test-only item (`use …;`, `mod tests;`).
+                _ => skip_next = true,
+            }
+            continue;
+        }
+        code.push((i + 1, line.split("//").next().unwrap_or_default()));
+    }
+    code
+}
+
+/// Files that only tests compile: declared as `#[cfg(test)] mod name;` by their parent.
+fn test_only(sources: &[Source]) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    for source in sources {
+        let lines: Vec<&str> = source.text.lines().collect();
+        for pair in lines.windows(2) {
+            let declared = pair[1]
+                .trim()
+                .strip_prefix("mod ")
+                .and_then(|rest| rest.strip_suffix(';'));
+            if let (true, Some(name)) = (pair[0].trim() == "#[cfg(test)]", declared) {
+                let dir = match source.path.strip_suffix("/mod.rs") {
+                    Some(dir) => dir.to_owned(),
+                    None => source.path.trim_end_matches(".rs").to_owned(),
+                };
+                files.insert(format!("{dir}/{name}.rs"));
+                files.insert(format!("{dir}/{name}/mod.rs"));
+            }
+        }
+    }
+    files
 }
 
 /// Top-level modules named on a line: `crate::x` or `kafka_ws_bridge::x`.
@@ -282,4 +323,18 @@ fn the_checker_catches_an_upward_import_a_loop_and_a_confined_crate() {
         "/// See [`crate::ws::WsContext`].\nfn f() {}\n#[cfg(test)]\nuse crate::app::X;\n",
     )];
     assert_eq!(violations(&commented), Vec::<String>::new());
+    // A test module declared at the top of a file does not hide the code below it; the file
+    // it declares is left out.
+    let declared = [
+        source(
+            "src/hub/mod.rs",
+            "hub",
+            "#[cfg(test)]\nmod tests;\n\nuse crate::ws::WsContext;\n",
+        ),
+        source("src/hub/tests.rs", "hub", "use crate::app::Bridge;\n"),
+    ];
+    assert_eq!(
+        violations(&declared),
+        ["src/hub/mod.rs:4: `hub` names `ws`, a layer above it: use crate::ws::WsContext;"]
+    );
 }
