@@ -14,6 +14,7 @@ mod diagnostic;
 mod inbound;
 mod kafka;
 mod load;
+mod partial;
 mod plan;
 mod reference;
 mod rules;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use super::diagnostic::{Report, Severity};
-use super::load::Partial;
+use super::partial::Partial;
 use super::plan::line_of;
 use super::*;
 
