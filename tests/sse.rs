@@ -185,3 +185,47 @@ async fn refusals_are_http_answers_and_history_replays_before_live() {
     );
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_stream_gets_keep_alive_comments_and_ends_with_the_reason_on_shutdown() {
+    let topic = create_topic("sse-idle", 1).await;
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}\nchannels:\n  - {{name: feed, topic: {topic}, subscribe: {{allow: anonymous}}}}\n"
+    ))
+    .await;
+    let (status, mut stream) =
+        open_stream(TcpSocket::new_v4().unwrap(), &bridge, "/sse?channel=feed").await;
+    assert_eq!(status, 200);
+    read_events(&mut stream, "subscribed", 1).await;
+    let comment = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                stream.read_line(&mut line).await.unwrap() > 0,
+                "the stream ended"
+            );
+            if line.starts_with(':') {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("a keep-alive comment within 20 s");
+    assert_eq!(comment.trim_end(), ":");
+    // On shutdown the stream ends with a comment naming the reason.
+    let rest = async {
+        let mut rest = String::new();
+        let mut line = String::new();
+        while stream.read_line(&mut line).await.unwrap_or(0) > 0 {
+            rest.push_str(&line);
+            line.clear();
+        }
+        rest
+    };
+    let (rest, ()) = tokio::join!(rest, bridge.stop());
+    assert!(
+        rest.contains(": closed: server shutting down (1001)"),
+        "{rest}"
+    );
+}
