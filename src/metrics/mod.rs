@@ -101,7 +101,7 @@ impl Metrics {
             build_info,
             sessions_open: register!(IntGauge::new(
                 name("sessions_open"),
-                "WebSocket sessions currently open."
+                "Sessions currently open: WebSocket sessions and Server-Sent Events streams."
             )),
             sse_streams_open: register!(IntGauge::new(
                 name("sse_streams_open"),
@@ -109,7 +109,7 @@ impl Metrics {
             )),
             connections_accepted: register!(IntCounter::new(
                 name("connections_accepted_total"),
-                "WebSocket handshakes accepted."
+                "WebSocket handshakes and Server-Sent Events streams accepted."
             )),
             connections_rejected: register!(IntCounterVec::new(
                 Opts::new(
