@@ -59,6 +59,8 @@ if [ "$1" = --workspace ] && [ "$#" -eq 1 ]; then
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run typecheck) || status=$?
   echo "==> browser test (Chromium + playwright-core)"
   (tests/browser/setup.sh && node tests/browser/run.mjs) || status=$?
+  echo "==> Server-Sent Events in Chromium (EventSource)"
+  (tests/browser/setup.sh && node tests/browser/sse.mjs) || status=$?
   # The four reference systems of examples/, each with its backend, in Chromium (about 40 s).
   echo "==> examples in Chromium (examples/test.sh)"
   examples/test.sh || status=$?

@@ -66,6 +66,19 @@ impl Sessions {
             .collect()
     }
 
+    /// Registers a session that does not count towards `auth.max_sessions_per_user` (a
+    /// Server-Sent Events stream: replacing it would only make its `EventSource` reconnect,
+    /// and replace the user's WebSocket session in turn). Closed on shutdown like the others.
+    pub fn insert_uncounted(&self, handle: &Arc<SessionHandle>, finished: CancellationToken) {
+        self.inner.lock().by_id.insert(
+            handle.id,
+            Entry {
+                handle: handle.clone(),
+                finished,
+            },
+        );
+    }
+
     pub fn remove(&self, handle: &SessionHandle) {
         let mut registry = self.inner.lock();
         registry.by_id.remove(&handle.id);

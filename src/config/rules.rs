@@ -184,6 +184,20 @@ impl<'a> Semantic<'a> {
                 format!("\"{}\": must start with `/`", server.ws_path),
             );
         }
+        if !server.sse_path.is_empty() && !server.sse_path.starts_with('/') {
+            self.error(
+                "server.sse_path",
+                format!(
+                    "\"{}\": must start with `/` (or be empty to disable)",
+                    server.sse_path
+                ),
+            );
+        } else if server.sse_path == server.ws_path {
+            self.error(
+                "server.sse_path",
+                format!("\"{}\": must differ from `server.ws_path`", server.sse_path),
+            );
+        }
         for (path, value, min) in [
             ("server.max_frame_bytes", server.max_frame_bytes, 64),
             ("server.max_connections", server.max_connections, 1),

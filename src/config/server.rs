@@ -15,6 +15,11 @@ pub struct ServerConfig {
     /// HTTP path of the WebSocket endpoint.
     #[serde(default = "default_ws_path")]
     pub ws_path: String,
+    /// HTTP path of the Server-Sent Events endpoint (`GET {sse_path}?channel=C[&key=K]
+    /// [&history=N][&access_token=T]`, one subscription per stream, resumed with
+    /// `Last-Event-ID`; docs/protocol.md, "Server-Sent Events"). Empty disables it.
+    #[serde(default = "default_sse_path")]
+    pub sse_path: String,
     /// Browser origins allowed to open a WebSocket (`Origin` header). `"*"` allows any; requests
     /// without an `Origin` header (non-browser clients) are always allowed.
     #[serde(default = "default_allowed_origins")]
@@ -128,6 +133,9 @@ fn default_metrics_listen() -> String {
 fn default_ws_path() -> String {
     "/ws".into()
 }
+fn default_sse_path() -> String {
+    "/sse".into()
+}
 fn default_allowed_origins() -> Vec<String> {
     vec!["*".into()]
 }
@@ -179,6 +187,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             ws_path: default_ws_path(),
+            sse_path: default_sse_path(),
             allowed_origins: default_allowed_origins(),
             max_frame_bytes: default_max_frame_bytes(),
             max_connections: default_max_connections(),

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub registry: Registry,
     pub build_info: IntGaugeVec,
     pub sessions_open: IntGauge,
+    /// Of `sessions_open`, the Server-Sent Events streams.
+    pub sse_streams_open: IntGauge,
     pub connections_accepted: IntCounter,
     pub connections_rejected: IntCounterVec,
     pub sessions_closed: IntCounterVec,
@@ -99,11 +101,15 @@ impl Metrics {
             build_info,
             sessions_open: register!(IntGauge::new(
                 name("sessions_open"),
-                "WebSocket sessions currently open."
+                "Sessions currently open: WebSocket sessions and Server-Sent Events streams."
+            )),
+            sse_streams_open: register!(IntGauge::new(
+                name("sse_streams_open"),
+                "Server-Sent Events streams currently open (also counted in sessions_open)."
             )),
             connections_accepted: register!(IntCounter::new(
                 name("connections_accepted_total"),
-                "WebSocket handshakes accepted."
+                "WebSocket handshakes and Server-Sent Events streams accepted."
             )),
             connections_rejected: register!(IntCounterVec::new(
                 Opts::new(

@@ -6,6 +6,7 @@ mod demo;
 mod publish_api;
 mod requests;
 mod session;
+mod sse;
 mod upgrade;
 mod wire;
 
@@ -60,6 +61,8 @@ pub struct WsContext {
     /// `auth.max_sessions_per_user` (0 = unlimited).
     pub max_sessions_per_user: usize,
     pub ws_path: String,
+    /// `server.sse_path`; empty: no Server-Sent Events.
+    pub sse_path: String,
     pub allowed_origins: Vec<String>,
     /// Serve the demo page and the channel list (`server.demo_page`).
     pub demo_page: bool,
@@ -115,6 +118,7 @@ impl WsContext {
             },
             max_sessions_per_user: plan.config.auth.max_sessions_per_user,
             ws_path: server.ws_path.clone(),
+            sse_path: server.sse_path.clone(),
             allowed_origins: server.allowed_origins.clone(),
             demo_page: server.demo_page,
             sessions,
@@ -183,6 +187,8 @@ pub fn routes(
     ctx: Arc<WsContext>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     upgrade::route(ctx.clone())
+        .or(sse::route(ctx.clone()))
+        .unify()
         .or(publish_api::route(ctx.clone()))
         .unify()
         .or(demo::routes(ctx))

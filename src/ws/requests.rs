@@ -175,7 +175,7 @@ impl Session {
         Ok((channel_id, key))
     }
 
-    fn subscribe(
+    pub(super) fn subscribe(
         &mut self,
         id: RequestId,
         channel: &str,

@@ -138,17 +138,7 @@ pub(super) async fn run(
         &handle.public_id,
         identity.user.as_deref(),
     ));
-    let ctx_publish_rate = ctx.limits.publish_rate;
-    let mut session = Session {
-        inflight: Arc::new(Semaphore::new(ctx.limits.max_inflight_publishes)),
-        ctx,
-        handle,
-        identity,
-        subscriptions: HashSet::new(),
-        pending: None,
-        bucket: TokenBucket::new(&ctx_publish_rate),
-        last_heard: tokio::time::Instant::now(),
-    };
+    let mut session = Session::new(ctx, handle, identity);
     let reason = session.serve(&mut socket).await;
     session.finish(reason);
     finished.cancel();
@@ -156,7 +146,7 @@ pub(super) async fn run(
 }
 
 /// When a token valid until `expires_at` (seconds since the epoch) runs out.
-fn expiry_deadline(expires_at: Option<u64>) -> Option<tokio::time::Instant> {
+pub(super) fn expiry_deadline(expires_at: Option<u64>) -> Option<tokio::time::Instant> {
     let expires_at = UNIX_EPOCH + Duration::from_secs(expires_at?);
     let left = expires_at
         .duration_since(SystemTime::now())
@@ -165,6 +155,20 @@ fn expiry_deadline(expires_at: Option<u64>) -> Option<tokio::time::Instant> {
 }
 
 impl Session {
+    /// A session with no subscription yet (the WebSocket's, or a Server-Sent Events stream's).
+    pub(super) fn new(ctx: Arc<WsContext>, handle: Arc<SessionHandle>, identity: Identity) -> Self {
+        Session {
+            inflight: Arc::new(Semaphore::new(ctx.limits.max_inflight_publishes)),
+            bucket: TokenBucket::new(&ctx.limits.publish_rate),
+            ctx,
+            handle,
+            identity,
+            subscriptions: HashSet::new(),
+            pending: None,
+            last_heard: tokio::time::Instant::now(),
+        }
+    }
+
     async fn serve(&mut self, socket: &mut Socket) -> CloseReason {
         let mut batch: Vec<Outgoing> = Vec::with_capacity(16);
         let mut reading = true;
@@ -327,7 +331,7 @@ impl Session {
         reason
     }
 
-    fn finish(&mut self, reason: CloseReason) {
+    pub(super) fn finish(&mut self, reason: CloseReason) {
         if let Some(pending) = self.pending.take() {
             pending.read.abort();
             let (channel_id, key) = &pending.subscription;
@@ -349,7 +353,7 @@ impl Session {
 }
 
 /// Waits for the pending subscription's Kafka read (pending forever when there is none).
-async fn pending_read(pending: &mut Option<Pending>) -> Result<Fetched, String> {
+pub(super) async fn pending_read(pending: &mut Option<Pending>) -> Result<Fetched, String> {
     match pending.as_mut() {
         Some(pending) => (&mut pending.read)
             .await
@@ -358,7 +362,7 @@ async fn pending_read(pending: &mut Option<Pending>) -> Result<Fetched, String> 
     }
 }
 
-async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
+pub(super) async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,

@@ -172,7 +172,7 @@ fn websocket_key(headers: &HeaderMap) -> Result<String, &'static str> {
         .ok_or("missing Sec-WebSocket-Key")
 }
 
-fn origin_allowed(allowed: &[String], origin: &HeaderValue) -> bool {
+pub(super) fn origin_allowed(allowed: &[String], origin: &HeaderValue) -> bool {
     let origin = origin.to_str().unwrap_or_default();
     allowed
         .iter()
@@ -180,7 +180,7 @@ fn origin_allowed(allowed: &[String], origin: &HeaderValue) -> bool {
 }
 
 /// The token from `Authorization: Bearer …`, else from `?access_token=…`.
-fn bearer_token(headers: &HeaderMap, query: &str) -> Option<String> {
+pub(super) fn bearer_token(headers: &HeaderMap, query: &str) -> Option<String> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
@@ -192,7 +192,7 @@ fn bearer_token(headers: &HeaderMap, query: &str) -> Option<String> {
 }
 
 /// One value of an `application/x-www-form-urlencoded` query string.
-fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
+pub(super) fn form_urlencoded_value(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (k == name).then(|| percent_decode(v))

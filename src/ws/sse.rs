@@ -1,0 +1,474 @@
+//! Server-Sent Events on `server.sse_path`: `GET /sse?channel=C[&key=K][&history=N]` opens a
+//! stream with one subscription. It is a [`Session`] like a WebSocket's (same permissions,
+//! replay, hub, outbox and slow-client policy); only the writer differs: each queued frame's
+//! JSON becomes an event named after its `type`, and `message` events carry an id listing the
+//! positions seen so far (`partition:offset,…`), which `EventSource` sends back as
+//! `Last-Event-ID` on reconnect: the stream resumes after them, without a gap or a duplicate.
+//!
+//! Refusals (bad query, token, permission) are plain HTTP answers before the stream starts, so
+//! `EventSource` stops instead of retrying. A closed session ends the stream after a comment
+//! naming the reason; `EventSource` then reconnects and resumes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use warp::filters::path::FullPath;
+use warp::filters::sse::Event;
+use warp::http::header::{self, HeaderMap, HeaderValue};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use super::session::{expiry_deadline, pending_read, sleep_until_option, Session};
+use super::upgrade::{bearer_token, form_urlencoded_value, origin_allowed};
+use super::wire::record_latencies;
+use super::{json_error, user_label, WsContext};
+use crate::hub::{SessionHandle, Want};
+use crate::metrics::{CloseReason, RejectReason};
+use crate::outbox::{Close, Outbox, Outgoing};
+use crate::protocol::ErrorCode;
+
+/// A comment is sent when nothing else was for this long, so that proxies keep the stream
+/// open and a vanished client is noticed.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Events handed to the HTTP connection ahead of what it has written: small, so that a full
+/// channel means the client is not taking bytes (the outbox then judges it slow). The channel
+/// holds boxed events: tokio allocates its slots 32 at a time, and 32 unboxed events are 4 KiB
+/// per stream.
+const EVENTS_AHEAD: usize = 8;
+/// Most frames taken from the outbox at a time.
+const BATCH: usize = 64;
+/// Most partitions a `Last-Event-ID` may list (as `resume` on a WebSocket).
+const MAX_ID_PARTITIONS: usize = 1024;
+
+pub(super) fn route(
+    ctx: Arc<WsContext>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let path = ctx.sse_path.clone();
+    warp::get()
+        .and(warp::path::full())
+        .and_then(move |full: FullPath| {
+            let matches = !path.is_empty() && full.as_str() == path;
+            async move {
+                if matches {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }
+        })
+        .untuple_one()
+        .and(warp::header::headers_cloned())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::any().map(move || ctx.clone()))
+        .then(open)
+}
+
+/// What a stream asks for, from its query string and `Last-Event-ID`.
+#[derive(Debug, PartialEq)]
+struct Request {
+    channel: String,
+    key: Option<String>,
+    want: Want,
+}
+
+fn parse_request(query: &str, last_event_id: Option<&str>) -> Result<Request, String> {
+    let channel = form_urlencoded_value(query, "channel")
+        .filter(|c| !c.is_empty())
+        .ok_or("query parameter `channel` is required")?;
+    let key = form_urlencoded_value(query, "key");
+    let history = form_urlencoded_value(query, "history")
+        .map(|n| {
+            n.parse::<usize>()
+                .map_err(|_| format!("`history`: expected a number of records, found \"{n}\""))
+        })
+        .transpose()?;
+    let resume = last_event_id
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(parse_event_id)
+        .transpose()?;
+    let want = match (resume, history) {
+        (Some(seen), _) => Want::Resume(seen),
+        (None, Some(count)) => Want::Newest(count),
+        (None, None) => Want::Live,
+    };
+    Ok(Request { channel, key, want })
+}
+
+/// `partition:offset,…` → positions seen.
+fn parse_event_id(id: &str) -> Result<BTreeMap<i32, i64>, String> {
+    let bad = || format!("Last-Event-ID: expected `partition:offset,…`, found \"{id}\"");
+    let mut seen = BTreeMap::new();
+    for part in id.split(',') {
+        let (partition, offset) = part.split_once(':').ok_or_else(bad)?;
+        let partition = partition.parse::<i32>().map_err(|_| bad())?;
+        let offset = offset.parse::<i64>().map_err(|_| bad())?;
+        if partition < 0 || offset < -1 || seen.insert(partition, offset).is_some() {
+            return Err(bad());
+        }
+        if seen.len() > MAX_ID_PARTITIONS {
+            return Err(format!(
+                "Last-Event-ID lists more than {MAX_ID_PARTITIONS} partitions"
+            ));
+        }
+    }
+    Ok(seen)
+}
+
+fn event_id(seen: &BTreeMap<i32, i64>) -> String {
+    let mut id = String::with_capacity(seen.len() * 8);
+    for (i, (partition, offset)) in seen.iter().enumerate() {
+        if i > 0 {
+            id.push(',');
+        }
+        id.push_str(&format!("{partition}:{offset}"));
+    }
+    id
+}
+
+async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Response {
+    let refuse = |status: StatusCode, reason: RejectReason, message: &str| {
+        ctx.metrics.rejected(reason);
+        json_error(status, message)
+    };
+    if ctx.accepting.is_cancelled() {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RejectReason::ShuttingDown,
+            "the bridge is shutting down; reconnect to another instance",
+        );
+    }
+    let origin = headers.get(header::ORIGIN).cloned();
+    if let Some(origin) = &origin {
+        if !origin_allowed(&ctx.allowed_origins, origin) {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                RejectReason::ForbiddenOrigin,
+                "origin not allowed (server.allowed_origins)",
+            );
+        }
+    }
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let request = match parse_request(&query, last_event_id) {
+        Ok(request) => request,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, RejectReason::BadRequest, &message),
+    };
+    let identity = match ctx.auth.authenticate(bearer_token(&headers, &query)) {
+        Ok(identity) => identity,
+        Err(reason) => {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                RejectReason::Unauthorized,
+                &reason.to_string(),
+            )
+        }
+    };
+    let Some(slot) = ctx.try_reserve_connection() else {
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RejectReason::TooManyConnections,
+            "too many connections (server.max_connections)",
+        );
+    };
+    let id = ctx
+        .next_session
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let handle = Arc::new(SessionHandle {
+        id,
+        public_id: uuid::Uuid::new_v4().simple().to_string(),
+        user: identity.user.clone(),
+        outbox: Outbox::new(ctx.limits.send_queue),
+    });
+    let mut session = Session::new(ctx.clone(), handle.clone(), identity);
+    let seen = match &request.want {
+        Want::Resume(seen) => seen.clone(),
+        _ => BTreeMap::new(),
+    };
+    if let Err(refusal) = session.subscribe(None, &request.channel, request.key, request.want) {
+        let status = match refusal.code {
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::UnknownChannel => StatusCode::NOT_FOUND,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ctx.metrics
+            .client_errors
+            .with_label_values(&[refusal.code.as_str()])
+            .inc();
+        return json_error(status, &refusal.message);
+    }
+    let finished = CancellationToken::new();
+    ctx.sessions.insert_uncounted(&handle, finished.clone());
+    ctx.metrics.sessions_open.inc();
+    ctx.metrics.sse_streams_open.inc();
+    ctx.metrics.connections_accepted.inc();
+    tracing::info!(session = %handle.public_id, user = user_label(&session.identity), channel = %request.channel, "sse stream opened");
+    let (events, receiver) = mpsc::channel(EVENTS_AHEAD);
+    ctx.session_tasks.spawn(async move {
+        let mut writer = Writer {
+            events,
+            seen,
+            replay: None,
+        };
+        let reason = writer.serve(&mut session).await;
+        session.ctx.metrics.sse_streams_open.dec();
+        session.finish(reason);
+        finished.cancel();
+        drop(slot);
+    });
+    let mut response = warp::sse::reply(Events(receiver)).into_response();
+    let headers = response.headers_mut();
+    // Proxies (nginx) buffer responses unless told not to.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Some(origin) = origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+    response
+}
+
+/// The events of a stream, as the HTTP connection takes them.
+struct Events(mpsc::Receiver<Box<Event>>);
+
+impl futures_util::Stream for Events {
+    type Item = Result<Event, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|event| event.map(|e| Ok(*e)))
+    }
+}
+
+/// The fields of a queued frame the event needs.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    partition: Option<i32>,
+    offset: Option<i64>,
+    replayed: Option<usize>,
+    positions: Option<BTreeMap<i32, i64>>,
+}
+
+/// The writer's side of a stream.
+struct Writer {
+    events: mpsc::Sender<Box<Event>>,
+    /// Last offset seen per partition: the id of the latest `message` event.
+    seen: BTreeMap<i32, i64>,
+    /// While the replay announced by `subscribed` is written: the records left, and the
+    /// positions live delivery continues from (counted as seen once the replay is out).
+    replay: Option<(usize, BTreeMap<i32, i64>)>,
+}
+
+/// The stream ended: the reason it counts as.
+struct Ended(CloseReason);
+
+impl Writer {
+    async fn serve(&mut self, session: &mut Session) -> CloseReason {
+        let handle = session.handle.clone();
+        let outbox = &handle.outbox;
+        let mut batch: Vec<Outgoing> = Vec::with_capacity(16);
+        let expiry = expiry_deadline(session.identity.expires_at);
+        let mut keep_alive =
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+        loop {
+            tokio::select! {
+                biased;
+                (frames, close) = outbox.next_batch(std::mem::take(&mut batch), BATCH) => {
+                    batch = frames;
+                    let mut bytes = 0;
+                    for outgoing in &batch {
+                        let event = self.event(outgoing.frame.as_str());
+                        bytes += outgoing.frame.len();
+                        if let Err(Ended(reason)) = self.send(event, outbox).await {
+                            return reason;
+                        }
+                    }
+                    if !batch.is_empty() {
+                        keep_alive.reset();
+                        session.ctx.metrics.bytes_sent.inc_by(bytes as u64);
+                        record_latencies(&mut batch, &session.ctx.hub);
+                    }
+                    if let Some(close) = close {
+                        let _ = self.events.try_send(Box::new(Event::default().comment(format!(" closed: {} ({})", close.reason(), close.code()))));
+                        return close.counted_as();
+                    }
+                }
+                read = pending_read(&mut session.pending), if session.pending.is_some() => {
+                    session.on_fetched(read);
+                }
+                _ = keep_alive.tick() => {
+                    if let Err(Ended(reason)) = self.send(Event::default().comment(""), outbox).await {
+                        return reason;
+                    }
+                }
+                _ = self.events.closed() => return CloseReason::ClientClosed,
+                _ = sleep_until_option(expiry), if expiry.is_some() && outbox.closing().is_none() => {
+                    outbox.close(Close::TokenExpired);
+                }
+            }
+        }
+    }
+
+    /// Hands an event to the connection; while the connection does not take it, the outbox
+    /// knows the client is not reading (as a WebSocket's full socket buffer).
+    async fn send(&self, event: Event, outbox: &Outbox) -> Result<(), Ended> {
+        let event = match self.events.try_send(Box::new(event)) {
+            Ok(()) => return Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(Ended(CloseReason::ClientClosed))
+            }
+            Err(mpsc::error::TrySendError::Full(event)) => event,
+        };
+        outbox.set_socket_blocked(true);
+        let result = tokio::select! {
+            sent = self.events.send(event) => sent.map_err(|_| Ended(CloseReason::ClientClosed)),
+            close = outbox.aborted() => Err(Ended(close.counted_as())),
+        };
+        outbox.set_socket_blocked(false);
+        result
+    }
+
+    /// The event of a queued frame: named after its `type`, its data the frame's JSON; a
+    /// `message` carries the positions seen so far as its id.
+    fn event(&mut self, json: &str) -> Event {
+        let head = serde_json::from_str::<Head<'_>>(json).ok();
+        let mut event = Event::default().event(head.as_ref().map_or("message", |h| h.kind));
+        // `\r` would end an SSE line; in encoded JSON it can only be whitespace between tokens.
+        event = if json.contains('\r') {
+            event.data(json.replace('\r', " "))
+        } else {
+            event.data(json)
+        };
+        let Some(head) = head else {
+            return event;
+        };
+        let mut advanced = false;
+        match head.kind {
+            "subscribed" => {
+                let positions = head.positions.unwrap_or_default();
+                match head.replayed.unwrap_or(0) {
+                    0 => advanced = merge(&mut self.seen, &positions),
+                    left => self.replay = Some((left, positions)),
+                }
+                // Even with nothing seen yet, an id on `subscribed` keeps a previous one from
+                // being sent back after a resume that found nothing.
+                advanced |= !self.seen.is_empty();
+            }
+            "message" => {
+                if let (Some(partition), Some(offset)) = (head.partition, head.offset) {
+                    let last = self.seen.entry(partition).or_insert(offset);
+                    *last = (*last).max(offset);
+                    advanced = true;
+                }
+                if let Some((left, positions)) = &mut self.replay {
+                    *left -= 1;
+                    if *left == 0 {
+                        merge(&mut self.seen, positions);
+                        self.replay = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if advanced {
+            event = event.id(event_id(&self.seen));
+        }
+        event
+    }
+}
+
+/// Counts `positions` as seen; whether anything changed.
+fn merge(seen: &mut BTreeMap<i32, i64>, positions: &BTreeMap<i32, i64>) -> bool {
+    let mut changed = false;
+    for (&partition, &offset) in positions {
+        let last = seen.entry(partition).or_insert(i64::MIN);
+        if offset > *last {
+            *last = offset;
+            changed = true;
+        }
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_id_round_trips() {
+        let seen = BTreeMap::from([(0, 41), (3, 7)]);
+        assert_eq!(event_id(&seen), "0:41,3:7");
+        assert_eq!(parse_event_id("0:41,3:7").unwrap(), seen);
+    }
+
+    #[test]
+    fn a_bad_event_id_is_refused_with_what_was_expected() {
+        for bad in ["x", "0:", "0:1,0:2", "-1:4", "1:2,", "a:b"] {
+            let error = parse_event_id(bad).unwrap_err();
+            assert!(error.contains("partition:offset"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_query_and_last_event_id_make_the_request() {
+        let request = parse_request("channel=feed&key=C%2D1&history=5", None).unwrap();
+        assert_eq!(request.channel, "feed");
+        assert_eq!(request.key.as_deref(), Some("C-1"));
+        assert_eq!(request.want, Want::Newest(5));
+        // On reconnect, the id wins over `history`.
+        let request = parse_request("channel=feed&history=5", Some("2:9")).unwrap();
+        assert_eq!(request.want, Want::Resume(BTreeMap::from([(2, 9)])));
+        assert!(parse_request("key=a", None)
+            .unwrap_err()
+            .contains("`channel`"));
+        assert!(parse_request("channel=a&history=x", None)
+            .unwrap_err()
+            .contains("`history`"));
+    }
+
+    fn writer() -> Writer {
+        Writer {
+            events: mpsc::channel(1).0,
+            seen: BTreeMap::new(),
+            replay: None,
+        }
+    }
+
+    fn id_of(event: &Event) -> Option<String> {
+        event
+            .to_string()
+            .lines()
+            .find_map(|l| l.strip_prefix("id:").map(str::to_owned))
+    }
+
+    #[test]
+    fn ids_count_the_replay_then_the_live_positions() {
+        let mut w = writer();
+        let subscribed = w.event(r#"{"type":"subscribed","channel":"c","snapshot":null,"replayed":2,"gap":false,"positions":{"0":5,"1":3}}"#);
+        assert_eq!(id_of(&subscribed), None);
+        let first = w.event(r#"{"type":"message","channel":"c","data":{"a":"\n"},"partition":0,"offset":4,"timestamp":null,"headers":{}}"#);
+        assert_eq!(id_of(&first).as_deref(), Some("0:4"));
+        // The replay is out: live continues after the positions of `subscribed`.
+        let second = w.event(r#"{"type":"message","channel":"c","data":1,"partition":0,"offset":5,"timestamp":null,"headers":{}}"#);
+        assert_eq!(id_of(&second).as_deref(), Some("0:5,1:3"));
+        let live = w.event(r#"{"type":"message","channel":"c","data":1,"partition":1,"offset":4,"timestamp":null,"headers":{}}"#);
+        assert_eq!(id_of(&live).as_deref(), Some("0:5,1:4"));
+        assert!(live.to_string().starts_with("event:message\ndata:{"));
+    }
+
+    #[test]
+    fn a_subscribed_without_replay_carries_the_live_positions() {
+        let mut w = writer();
+        let subscribed = w.event(r#"{"type":"subscribed","channel":"c","snapshot":null,"replayed":0,"gap":false,"positions":{"2":40}}"#);
+        assert_eq!(id_of(&subscribed).as_deref(), Some("2:40"));
+        assert!(subscribed.to_string().starts_with("event:subscribed\n"));
+    }
+}
