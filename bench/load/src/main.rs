@@ -4,6 +4,7 @@
 //! prints one JSON object per run on stdout (progress goes to stderr). `scripts/bench.sh` runs
 //! it and `kwb-load report` turns the results into the table.
 
+mod compare;
 mod deliver;
 mod hist;
 mod idle;
