@@ -483,8 +483,8 @@ measure_multi() {
     done
   done
   say "multi: $holding of $MULTI_INSTANCES generators hold their sessions; producing $MULTI_RECORDS records"
-  "${pin_load[@]}" "$load" produce --bootstrap "$KAFKA_BOOTSTRAP" --topic "$t_fan" --rate 2 \
-    --duration $((MULTI_RECORDS / 2)) --size "$RECORD_BYTES" --channels-header fanout \
+  "${pin_load[@]}" "$load" produce --bootstrap "$KAFKA_BOOTSTRAP" --topic "$t_fan" --rate 1 \
+    --duration "$MULTI_RECORDS" --size "$RECORD_BYTES" --channels-header fanout \
     --out "$dir/produce.json" >/dev/null 2>"$dir/produce.stderr" || status=1
   for g in "${gens[@]}"; do wait "$g" || status=1; done
   for ((i = 1; i <= MULTI_INSTANCES; i++)); do sed 's/^/    /' "$dir/idle-$i.stderr" >&2; done
