@@ -58,6 +58,13 @@ impl Dir {
     }
 }
 
+/// A figure that describes the scenario (sessions, rate): from whichever peer ran it.
+fn any(p: &Peers, scenario: &str, path: &[&str]) -> Option<f64> {
+    [&p.bridge, &p.centrifugo, &p.raw]
+        .iter()
+        .find_map(|d| d.num(scenario, path))
+}
+
 fn times(x: Option<f64>) -> String {
     match x {
         Some(r) if r.is_finite() && r > 0.0 => {
@@ -150,7 +157,7 @@ pub fn render(dir: &Path, meta: &Value) -> String {
     let fb = p.bridge.num("fanout", &["best_deliveries_per_sec"]);
     let fc = p.centrifugo.num("fanout", &["best_deliveries_per_sec"]);
     let fr = p.raw.num("fanout", &["best_deliveries_per_sec"]);
-    let sessions = p.bridge.num("fanout", &["sessions"]).unwrap_or(0.0);
+    let sessions = any(&p, "fanout", &["sessions"]).unwrap_or(0.0);
     row([
         format!("a. fan-out ceiling: highest passing deliveries/s, {} sessions on one broadcast channel, p99 ≤ 50 ms, each peer on one pinned core", thousands(sessions)),
         fan(&p.bridge),
@@ -277,8 +284,8 @@ pub fn render(dir: &Path, meta: &Value) -> String {
     };
     let kb = p.bridge.num("keyed", &["best_deliveries_per_sec"]);
     let kc = p.centrifugo.num("keyed", &["best_deliveries_per_sec"]);
-    let ksessions = p.bridge.num("keyed", &["sessions"]).unwrap_or(0.0);
-    let klimit = p.bridge.num("keyed", &["p99_limit_ms"]).unwrap_or(0.0);
+    let ksessions = any(&p, "keyed", &["sessions"]).unwrap_or(0.0);
+    let klimit = any(&p, "keyed", &["p99_limit_ms"]).unwrap_or(0.0);
     row([
         format!("d. keyed: highest passing records/s, {} sessions each on its own key (Centrifugo: its own channel), p99 ≤ {klimit} ms (floor p99 + 20)", thousands(ksessions)),
         keyed(&p.bridge),
@@ -306,10 +313,7 @@ pub fn render(dir: &Path, meta: &Value) -> String {
         };
         let b = p.bridge.num(s, &["rss_per_session_kib"]);
         let c = p.centrifugo.num(s, &["rss_per_session_kib"]);
-        let n = p
-            .bridge
-            .num(s, &["sessions_target"])
-            .map_or("?".into(), thousands);
+        let n = any(&p, s, &["sessions_target"]).map_or("?".into(), thousands);
         row([
             format!("f. RSS per idle session at {n} sessions (RSS growth ÷ sessions)"),
             cell(&p.bridge),

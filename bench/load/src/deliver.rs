@@ -291,15 +291,24 @@ impl Run {
         self.pacer.window = (t0, t1);
         self.pacer.in_window = 0;
         let (pid, broker_pid) = (self.t.pid, self.t.broker_pid);
-        let meters = async {
+        let shm = sh.clone();
+        let meters = async move {
             tokio::time::sleep(warm).await;
             let m = (
                 CpuMeter::start(pid),
                 CpuMeter::start(Some(std::process::id())),
                 CpuMeter::start(broker_pid),
             );
+            let received = shm.received.get();
             tokio::time::sleep(measure).await;
-            (m.0.read(), m.1.percent(), m.2.percent(), m.0.split())
+            let received = shm.received.get() - received;
+            (
+                m.0.read(),
+                m.1.percent(),
+                m.2.percent(),
+                m.0.split(),
+                received,
+            )
         };
         sh.seq_min.set(u64::MAX);
         sh.seq_max.set(0);
@@ -309,7 +318,7 @@ impl Run {
                 Some(raw) => raw.run(rate, warm + measure).await,
             }
         };
-        let (report, (bridge_cpu, gen_cpu, broker_cpu, bridge_split)) =
+        let (report, (bridge_cpu, gen_cpu, broker_cpu, bridge_split, received)) =
             tokio::join!(source, meters);
         if self.raw.is_some() {
             self.settle(Duration::from_millis(300), drain).await;
@@ -353,10 +362,15 @@ impl Run {
             "produced": produced,
             "producer_secs": (report.secs * 100.0).round() / 100.0,
         });
+        // CPU per delivery: the peer's CPU over the measured seconds divided by the deliveries
+        // that arrived in those seconds (whatever their produce time). For a peer that keeps up
+        // this is the window's deliveries; for one that falls behind it is still what its CPU
+        // bought (it may be cheaper per delivery then, as a backlog batches its writes).
+        out["received_during_measure"] = json!(received);
         if let Some((cpu, _)) = bridge_cpu {
-            if delivered > 0 {
+            if received > 0 {
                 out["bridge_cpu_us_per_delivery"] =
-                    json!((cpu * 1e6 / delivered as f64 * 1000.0).round() / 1000.0);
+                    json!((cpu * 1e6 / received as f64 * 1000.0).round() / 1000.0);
             }
             out["bridge_cpu_secs"] = json!(cpu);
         }
