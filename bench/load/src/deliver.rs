@@ -22,7 +22,9 @@ use tokio::sync::Semaphore;
 use crate::hist::Hist;
 use crate::kafka::Pacer;
 use crate::procstat::{now_us, CpuMeter};
-use crate::ws::{find_u64, Url, Ws};
+use crate::proto::{Event, Protocol};
+use crate::raw::RawControl;
+use crate::ws::{find_u64, Url, Ws, OP_TEXT};
 
 #[derive(Clone)]
 pub struct Target {
@@ -38,6 +40,11 @@ pub struct Target {
     pub pid: Option<u32>,
     pub broker_pid: Option<u32>,
     pub connect_concurrency: usize,
+    pub protocol: Protocol,
+    /// Records come from the raw writer at `url` (paced by it, no Kafka) instead of Kafka.
+    pub raw: bool,
+    /// The `centrifugo-channels` header every produced record carries (see `Pacer`).
+    pub channels_header: Option<String>,
 }
 
 #[derive(Default)]
@@ -46,6 +53,10 @@ pub struct Shared {
     win_end: Cell<u64>,
     hist: RefCell<Hist>,
     in_window: Cell<u64>,
+    /// Raw writer runs: the lowest and one past the highest record number seen in the window
+    /// (its records are numbered without gaps, so this is how many it wrote).
+    seq_min: Cell<u64>,
+    seq_max: Cell<u64>,
     received: Cell<u64>,
     last_rx_us: Cell<u64>,
     subscribed: Cell<usize>,
@@ -82,18 +93,11 @@ async fn session(i: usize, t: Rc<Target>, shared: Rc<Shared>, gate: Rc<Semaphore
         }
     };
     drop(permit);
-    let subscribe = if t.keyed {
-        format!(
-            r#"{{"type":"subscribe","id":"s{i}","channel":"{}","key":"k{i}"}}"#,
-            t.channel
-        )
-    } else {
-        format!(
-            r#"{{"type":"subscribe","id":"s{i}","channel":"{}"}}"#,
-            t.channel
-        )
-    };
-    if ws.send_text(subscribe.as_bytes()).await.is_err() {
+    let key = t.keyed.then(|| format!("k{i}"));
+    for frame in t.protocol.subscribe_frames(i, &t.channel, key.as_deref()) {
+        ws.queue_frame(OP_TEXT, frame.as_bytes());
+    }
+    if ws.flush().await.is_err() {
         Shared::count(&shared.closes, "write_error".into());
         shared.done.set(shared.done.get() + 1);
         return;
@@ -111,19 +115,33 @@ async fn session(i: usize, t: Rc<Target>, shared: Rc<Shared>, gate: Rc<Semaphore
                 Err(end) => break 'outer end,
             };
             let p = ws.payload(&f);
-            if let Some(ts) = find_u64(p, b"\"ts\"") {
-                shared.received.set(shared.received.get() + 1);
-                shared.last_rx_us.set(now);
-                if ts >= shared.win_start.get() && ts < shared.win_end.get() {
-                    shared.in_window.set(shared.in_window.get() + 1);
-                    shared.hist.borrow_mut().record(now.saturating_sub(ts));
+            let mut ping = false;
+            t.protocol.events(p, |e| match e {
+                Event::Publication(ts) => {
+                    shared.received.set(shared.received.get() + 1);
+                    shared.last_rx_us.set(now);
+                    if ts >= shared.win_start.get() && ts < shared.win_end.get() {
+                        shared.in_window.set(shared.in_window.get() + 1);
+                        shared.hist.borrow_mut().record(now.saturating_sub(ts));
+                        if t.raw {
+                            if let Some(seq) = find_u64(p, b"\"seq\"") {
+                                shared.seq_min.set(shared.seq_min.get().min(seq));
+                                shared.seq_max.set(shared.seq_max.get().max(seq + 1));
+                            }
+                        }
+                    }
+                    if !probed {
+                        probed = true;
+                        shared.probed.set(shared.probed.get() + 1);
+                    }
                 }
-                if !probed {
-                    probed = true;
-                    shared.probed.set(shared.probed.get() + 1);
-                }
-            } else {
-                control(p, &shared);
+                Event::Subscribed => shared.subscribed.set(shared.subscribed.get() + 1),
+                Event::Error(code) => Shared::count(&shared.errors, code),
+                Event::Ping => ping = true,
+                Event::Other => {}
+            });
+            if ping && ws.send_text(t.protocol.pong()).await.is_err() {
+                break 'outer "write_error".to_owned();
             }
         }
     };
@@ -131,24 +149,12 @@ async fn session(i: usize, t: Rc<Target>, shared: Rc<Shared>, gate: Rc<Semaphore
     shared.done.set(shared.done.get() + 1);
 }
 
-fn control(p: &[u8], shared: &Shared) {
-    let Ok(v) = serde_json::from_slice::<Value>(p) else {
-        Shared::count(&shared.errors, "unparsable_frame".into());
-        return;
-    };
-    match v["type"].as_str() {
-        Some("subscribed") => shared.subscribed.set(shared.subscribed.get() + 1),
-        Some("error") => {
-            Shared::count(&shared.errors, v["code"].as_str().unwrap_or("?").to_owned())
-        }
-        _ => {}
-    }
-}
-
 pub struct Run {
     pub t: Rc<Target>,
     pub shared: Rc<Shared>,
     pub pacer: Pacer,
+    /// Set when the records come from the raw writer (`Target::raw`) rather than Kafka.
+    pub raw: Option<RawControl>,
     pub setup: Value,
 }
 
@@ -190,7 +196,15 @@ pub async fn setup(t: Target) -> Result<Run, String> {
         &t.topic,
         t.size,
         t.keyed.then_some(t.sessions as u64),
-    )?;
+    )?
+    .with_channels_header(t.channels_header.clone());
+    let mut raw = if t.raw {
+        let mut r = RawControl::connect(t.url.addr).await?;
+        r.set_rate(5.0).await?;
+        Some(r)
+    } else {
+        None
+    };
     let deadline = Instant::now() + Duration::from_secs(90);
     while shared.probed.get() < t.sessions {
         if Instant::now() > deadline {
@@ -208,9 +222,14 @@ pub async fn setup(t: Target) -> Result<Run, String> {
         }
         let round = if t.keyed { t.sessions } else { 1 };
         for _ in 0..round {
-            pacer.send_one();
+            if raw.is_none() {
+                pacer.send_one();
+            }
         }
         tokio::time::sleep(Duration::from_millis(if t.keyed { 1000 } else { 200 })).await;
+    }
+    if let Some(r) = raw.as_mut() {
+        r.set_rate(0.0).await?;
     }
     let probe_secs = started.elapsed().as_secs_f64() - connect_secs;
     eprintln!("  every session received a probe after {probe_secs:.1} s");
@@ -220,6 +239,7 @@ pub async fn setup(t: Target) -> Result<Run, String> {
         t,
         shared,
         pacer,
+        raw,
         setup,
     })
 }
@@ -271,20 +291,48 @@ impl Run {
         self.pacer.window = (t0, t1);
         self.pacer.in_window = 0;
         let (pid, broker_pid) = (self.t.pid, self.t.broker_pid);
-        let meters = async {
+        let shm = sh.clone();
+        let meters = async move {
             tokio::time::sleep(warm).await;
             let m = (
                 CpuMeter::start(pid),
                 CpuMeter::start(Some(std::process::id())),
                 CpuMeter::start(broker_pid),
             );
+            let received = shm.received.get();
             tokio::time::sleep(measure).await;
-            (m.0.read(), m.1.percent(), m.2.percent(), m.0.split())
+            let received = shm.received.get() - received;
+            (
+                m.0.read(),
+                m.1.percent(),
+                m.2.percent(),
+                m.0.split(),
+                received,
+            )
         };
-        let (report, (bridge_cpu, gen_cpu, broker_cpu, bridge_split)) =
-            tokio::join!(self.pacer.run(rate, warm + measure), meters);
-        let produced = self.pacer.seq - seq_before;
-        let expected = self.pacer.in_window * fanout;
+        sh.seq_min.set(u64::MAX);
+        sh.seq_max.set(0);
+        let source = async {
+            match self.raw.as_mut() {
+                None => self.pacer.run(rate, warm + measure).await,
+                Some(raw) => raw.run(rate, warm + measure).await,
+            }
+        };
+        let (report, (bridge_cpu, gen_cpu, broker_cpu, bridge_split, received)) =
+            tokio::join!(source, meters);
+        if self.raw.is_some() {
+            self.settle(Duration::from_millis(300), drain).await;
+        }
+        let (produced, expected) = if self.raw.is_some() {
+            // The writer numbers its records without gaps: the window's are seq_min..seq_max.
+            let n = sh
+                .seq_max
+                .get()
+                .saturating_sub(sh.seq_min.get().min(sh.seq_max.get()));
+            (n, n * fanout)
+        } else {
+            (self.pacer.seq - seq_before, self.pacer.in_window * fanout)
+        };
         let deadline = Instant::now() + drain;
         while sh.in_window.get() < expected && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -314,10 +362,15 @@ impl Run {
             "produced": produced,
             "producer_secs": (report.secs * 100.0).round() / 100.0,
         });
+        // CPU per delivery: the peer's CPU over the measured seconds divided by the deliveries
+        // that arrived in those seconds (whatever their produce time). For a peer that keeps up
+        // this is the window's deliveries; for one that falls behind it is still what its CPU
+        // bought (it may be cheaper per delivery then, as a backlog batches its writes).
+        out["received_during_measure"] = json!(received);
         if let Some((cpu, _)) = bridge_cpu {
-            if delivered > 0 {
+            if received > 0 {
                 out["bridge_cpu_us_per_delivery"] =
-                    json!((cpu * 1e6 / delivered as f64 * 1000.0).round() / 1000.0);
+                    json!((cpu * 1e6 / received as f64 * 1000.0).round() / 1000.0);
             }
             out["bridge_cpu_secs"] = json!(cpu);
         }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::procstat::{rss_kib, CpuMeter};
+use crate::hist::Hist;
+use crate::procstat::{now_us, rss_kib, CpuMeter};
+use crate::proto::{Event, Protocol};
 use crate::ws::{Url, Ws, OP_PING, OP_TEXT};
 
 pub struct IdleOpts {
@@ -24,6 +26,7 @@ pub struct IdleOpts {
     pub settle: Duration,
     pub connect_concurrency: usize,
     pub connect_timeout: Duration,
+    pub protocol: Protocol,
 }
 
 #[derive(Default)]
@@ -34,6 +37,9 @@ struct State {
     closes: RefCell<BTreeMap<String, u64>>,
     errors: RefCell<BTreeMap<String, u64>>,
     pings: Cell<u64>,
+    /// Records received (a broadcast produced while the sessions are held): produce → receipt.
+    hist: RefCell<Hist>,
+    publications: Cell<u64>,
 }
 
 async fn session(i: usize, o: Rc<IdleOpts>, st: Rc<State>, gate: Rc<Semaphore>) {
@@ -47,12 +53,11 @@ async fn session(i: usize, o: Rc<IdleOpts>, st: Rc<State>, gate: Rc<Semaphore>) 
             return;
         }
     };
-    let subscribe = format!(
-        r#"{{"type":"subscribe","id":{i},"channel":"{}"}}"#,
-        o.channel
-    );
+    for frame in o.protocol.subscribe_frames(i, &o.channel, None) {
+        ws.queue_frame(OP_TEXT, frame.as_bytes());
+    }
     let mut outcome = String::new();
-    if ws.send_text(subscribe.as_bytes()).await.is_err() {
+    if ws.flush().await.is_err() {
         outcome = "write_error".into();
     }
     let mut permit = Some(permit);
@@ -60,6 +65,7 @@ async fn session(i: usize, o: Rc<IdleOpts>, st: Rc<State>, gate: Rc<Semaphore>) 
         if let Err(end) = ws.read_more(None).await {
             outcome = end;
         }
+        let now = now_us();
         while outcome.is_empty() {
             let f = match ws.next_frame() {
                 Ok(Some(f)) => f,
@@ -71,15 +77,28 @@ async fn session(i: usize, o: Rc<IdleOpts>, st: Rc<State>, gate: Rc<Semaphore>) 
             };
             match f.op {
                 OP_TEXT => {
-                    let p = ws.payload(&f);
-                    if memchr::memmem::find(p, b"\"subscribed\"").is_some() {
-                        st.subscribed.set(st.subscribed.get() + 1);
-                        // The next handshake may start once this session is established.
-                        permit.take();
-                    } else if memchr::memmem::find(p, b"\"error\"").is_some() {
-                        let v: Value = serde_json::from_slice(p).unwrap_or_default();
-                        let code = v["code"].as_str().unwrap_or("?").to_owned();
-                        *st.errors.borrow_mut().entry(code).or_default() += 1;
+                    let mut ping = false;
+                    o.protocol.events(ws.payload(&f), |e| match e {
+                        Event::Subscribed => {
+                            st.subscribed.set(st.subscribed.get() + 1);
+                            // The next handshake may start once this session is established.
+                            permit.take();
+                        }
+                        Event::Error(code) => {
+                            *st.errors.borrow_mut().entry(code).or_default() += 1;
+                        }
+                        Event::Publication(ts) => {
+                            st.publications.set(st.publications.get() + 1);
+                            st.hist.borrow_mut().record(now.saturating_sub(ts));
+                        }
+                        Event::Ping => ping = true,
+                        Event::Other => {}
+                    });
+                    if ping {
+                        st.pings.set(st.pings.get() + 1);
+                        if ws.send_text(o.protocol.pong()).await.is_err() {
+                            outcome = "write_error".into();
+                        }
                     }
                 }
                 op => {
@@ -132,6 +151,9 @@ pub async fn run(o: IdleOpts) -> Value {
     tokio::time::sleep(o.settle).await;
     let rss_after = pid.and_then(rss_kib);
     let pings_before = st.pings.get();
+    // scripts/bench.sh waits for this line before it produces the broadcast of the
+    // several-instances scenario.
+    eprintln!("  idle: holding for {} s", o.hold.as_secs());
     let meter = CpuMeter::start(pid);
     let gen_meter = CpuMeter::start(Some(std::process::id()));
     tokio::time::sleep(o.hold).await;
@@ -166,6 +188,8 @@ pub async fn run(o: IdleOpts) -> Value {
         "hold_secs": o.hold.as_secs(),
         "pings_during_hold": st.pings.get() - pings_before,
         "generator_cpu_pct": gen_cpu,
+        "broadcast_received": st.publications.get(),
+        "broadcast_latency": st.hist.borrow().summary_ms(),
         "generator_rss_per_session_kib": match (my_rss_before, my_rss) {
             (Some(b), Some(a)) if st.subscribed.get() > 0 =>
                 Some(((a as f64 - b as f64) / st.subscribed.get() as f64 * 100.0).round() / 100.0),

@@ -102,7 +102,14 @@ pub struct Pacer {
     /// Records stamped within `window` (µs since the epoch, end excluded) are counted.
     pub window: (u64, u64),
     pub in_window: u64,
+    /// When set, every record carries the header `centrifugo-channels` (Centrifugo's Kafka
+    /// consumer reads its target channels from it): this value on broadcast load, the record's
+    /// key on keyed load. Set for every peer of a run, so all of them read the same records.
+    pub channels_header: Option<String>,
 }
+
+/// The header Centrifugo's Kafka consumer (publication data mode) takes channels from.
+pub const CENTRIFUGO_CHANNELS_HEADER: &str = "centrifugo-channels";
 
 pub struct PaceReport {
     pub produced: u64,
@@ -153,7 +160,14 @@ impl Pacer {
             queue_full: 0,
             window: (u64::MAX, u64::MAX),
             in_window: 0,
+            channels_header: None,
         })
+    }
+
+    /// The same pacer, its records carrying the `centrifugo-channels` header (see the field).
+    pub fn with_channels_header(mut self, channel: Option<String>) -> Pacer {
+        self.channels_header = channel;
+        self
     }
 
     /// Produces one record stamped now; false when librdkafka's queue is full.
@@ -166,6 +180,17 @@ impl Pacer {
             self.key.clear();
             let _ = write!(self.key, "k{}", self.seq % keys);
             record = record.key(self.key.as_bytes());
+        }
+        if let Some(channel) = &self.channels_header {
+            let value = if self.keys.is_some() {
+                self.key.as_bytes()
+            } else {
+                channel.as_bytes()
+            };
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: CENTRIFUGO_CHANNELS_HEADER,
+                value: Some(value),
+            }));
         }
         match self.producer.send(record) {
             Ok(()) => {

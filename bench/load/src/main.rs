@@ -4,12 +4,15 @@
 //! prints one JSON object per run on stdout (progress goes to stderr). `scripts/bench.sh` runs
 //! it and `kwb-load report` turns the results into the table.
 
+mod compare;
 mod deliver;
 mod hist;
 mod idle;
 mod inbound;
 mod kafka;
 mod procstat;
+mod proto;
+mod raw;
 mod report;
 mod soak;
 mod ws;
@@ -53,6 +56,9 @@ struct Bridge {
     /// Handshakes in progress at once.
     #[arg(long, default_value_t = 200)]
     connect_concurrency: usize,
+    /// The client protocol the peer speaks.
+    #[arg(long, value_enum, default_value_t = proto::Protocol::Kwb)]
+    protocol: proto::Protocol,
 }
 
 #[derive(Args, Clone)]
@@ -72,6 +78,14 @@ struct Outbound {
     /// Record value size in bytes.
     #[arg(long, default_value_t = 140)]
     size: usize,
+    /// The peer is `kwb-load raw-writer`: it writes the records itself, paced over its control
+    /// connection; nothing is produced to Kafka.
+    #[arg(long)]
+    raw: bool,
+    /// Every produced record carries the header `centrifugo-channels` with this value (the
+    /// record's key on keyed load), so Centrifugo's Kafka consumer can route the same records.
+    #[arg(long)]
+    channels_header: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -122,6 +136,9 @@ enum Cmd {
         linger_ms: Option<u32>,
         #[arg(long)]
         broker_pid: Option<u32>,
+        /// Header `centrifugo-channels` on every record (the key on keyed load).
+        #[arg(long)]
+        channels_header: Option<String>,
     },
     /// Scenario a: broadcast fan-out, record rate stepped up until p99 or delivery fails.
     Fanout {
@@ -243,6 +260,16 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         drain_timeout: u64,
     },
+    /// The physical floor: writes the bridge's message frames to every connected WebSocket at
+    /// the rate a load generator asks for, with no Kafka and no logic (see raw.rs).
+    RawWriter {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "fanout")]
+        channel: String,
+        #[arg(long, default_value_t = 140)]
+        size: usize,
+    },
     /// Builds the results table (markdown) from a directory of result files.
     Report {
         #[arg(long)]
@@ -274,6 +301,9 @@ fn target(o: &Outbound, keyed: bool) -> Result<deliver::Target, String> {
         pid: o.bridge.pid,
         broker_pid: o.bridge.broker_pid,
         connect_concurrency: o.bridge.connect_concurrency,
+        protocol: o.bridge.protocol,
+        raw: o.raw,
+        channels_header: o.channels_header.clone(),
     })
 }
 
@@ -323,11 +353,13 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
             size,
             linger_ms,
             broker_pid,
+            channels_header,
         } => {
             let mut pacer = kafka::Pacer::new(&bootstrap, &topic, size, keys)?;
             if let Some(l) = linger_ms {
                 pacer = pacer.with_linger(&bootstrap, l)?;
             }
+            let mut pacer = pacer.with_channels_header(channels_header);
             let broker = procstat::CpuMeter::start(broker_pid);
             let me = procstat::CpuMeter::start(Some(std::process::id()));
             let report = pacer.run(rate, secs(duration)).await;
@@ -478,6 +510,7 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
                 settle: secs(settle),
                 connect_concurrency: bridge.connect_concurrency,
                 connect_timeout: secs(connect_timeout),
+                protocol: bridge.protocol,
             })
             .await;
             v["generator_nofile"] = json!(nofile);
@@ -516,6 +549,19 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
             })
             .await
         }
+        Cmd::RawWriter {
+            listen,
+            channel,
+            size,
+        } => (
+            raw::serve(raw::RawOpts {
+                listen,
+                channel,
+                size,
+            })
+            .await?,
+            true,
+        ),
         Cmd::Report { dir } => {
             let table = report::build(&dir)?;
             print!("{table}");

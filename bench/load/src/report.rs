@@ -19,7 +19,7 @@ const BRIDGES: [(&str, &str); 3] = [
     ("python", "Python (aiokafka + websockets)"),
 ];
 
-fn load(path: &Path) -> Option<Value> {
+pub fn load(path: &Path) -> Option<Value> {
     let text = std::fs::read_to_string(path).ok()?;
     serde_json::from_str(text.lines().rev().find(|l| !l.trim().is_empty())?).ok()
 }
@@ -33,11 +33,11 @@ struct Results {
 
 const SCENARIOS: [&str; 5] = ["fanout", "latency", "keyed", "inbound", "idle"];
 
-fn num(v: Option<&Value>) -> Option<f64> {
+pub fn num(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64)
 }
 
-fn get<'a>(r: &'a Option<Value>, path: &[&str]) -> Option<&'a Value> {
+pub fn get<'a>(r: &'a Option<Value>, path: &[&str]) -> Option<&'a Value> {
     let mut v = r.as_ref()?;
     if v.get("error").is_some() {
         return None;
@@ -49,7 +49,7 @@ fn get<'a>(r: &'a Option<Value>, path: &[&str]) -> Option<&'a Value> {
 }
 
 /// 1234567 → "1,234,567".
-fn thousands(x: f64) -> String {
+pub fn thousands(x: f64) -> String {
     let n = x.round() as i64;
     let s = n.abs().to_string();
     let mut out = String::new();
@@ -66,7 +66,7 @@ fn thousands(x: f64) -> String {
     }
 }
 
-fn ms(x: Option<f64>) -> String {
+pub fn ms(x: Option<f64>) -> String {
     x.map_or("—".into(), |v| format!("{v:.1}"))
 }
 
@@ -118,7 +118,13 @@ pub fn build(dir: &Path) -> Result<String, String> {
             .collect(),
         meta,
     };
-    Ok(render(&res))
+    let side = crate::compare::render(dir, &res.meta);
+    let main = render(&res);
+    // The title line first, then the side-by-side table, then the table with the baselines.
+    let (title, rest) = main.split_once("\n\n").unwrap_or((&main, ""));
+    Ok(format!(
+        "{title}\n\n{side}## Next to the baselines (Node, Python)\n\n{rest}"
+    ))
 }
 
 fn cell_or_failure<F: Fn(&Option<Value>) -> Option<String>>(r: &Option<Value>, f: F) -> String {
