@@ -64,7 +64,7 @@ if [ "$1" = --workspace ] && [ "$#" -eq 1 ]; then
   # The four reference systems of examples/, each with its backend, in Chromium (about 40 s).
   echo "==> examples in Chromium (examples/test.sh)"
   examples/test.sh || status=$?
-  # The benchmark pipeline at tiny sizes (about a minute), so it cannot rot; its figures are
+  # The benchmark pipeline at tiny sizes (about two minutes; Centrifugo is built once into the cache, ~8 min the first time), so it cannot rot; its figures are
   # not judged here (docs/performance.md).
   echo "==> benchmark smoke (scripts/bench.sh --smoke)"
   scripts/bench.sh --smoke || status=$?
