@@ -17,6 +17,7 @@ mod load;
 mod plan;
 mod reference;
 mod rules;
+mod rules_jwt;
 mod schema;
 mod server;
 mod source;
