@@ -27,8 +27,8 @@ impl Semantic<'_> {
         if jwt.discovery {
             match &jwt.issuer {
                 None => self.error(
-                    "auth.jwt.issuer",
-                    "missing (required by discovery: true; the provider's configuration is read from {issuer}/.well-known/openid-configuration)",
+                    "auth.jwt.discovery",
+                    "needs auth.jwt.issuer: the provider's configuration is read from {issuer}/.well-known/openid-configuration",
                 ),
                 Some(issuer) => {
                     if let Err(reason) = http_url(issuer) {
@@ -124,7 +124,7 @@ mod tests {
         );
         assert_eq!(
             errors("    algorithms: [RS256]\n    discovery: true\n"),
-            ["bridge.yaml:8: auth.jwt.issuer: missing (required by discovery: true; the provider's configuration is read from {issuer}/.well-known/openid-configuration)"]
+            ["bridge.yaml:8: auth.jwt.discovery: needs auth.jwt.issuer: the provider's configuration is read from {issuer}/.well-known/openid-configuration"]
         );
         assert_eq!(
             errors("    algorithms: [RS256]\n    issuer: https://id.example.com\n    discovery: true\n    jwks_url: https://id.example.com/keys\n"),

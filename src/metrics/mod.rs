@@ -257,6 +257,9 @@ impl Metrics {
             )),
             registry,
         };
+        for result in ["ok", "failed"] {
+            metrics.jwks_fetches.with_label_values(&[result]);
+        }
         #[cfg(target_os = "linux")]
         {
             let process = prometheus::process_collector::ProcessCollector::new(
