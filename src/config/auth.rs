@@ -20,7 +20,8 @@ pub struct AuthConfig {
     #[serde(default)]
     pub max_sessions_per_user: usize,
     /// Seconds before a token's `exp` at which the session is sent `token_expiring`, so the
-    /// client can send a fresh token with `refresh` instead of reconnecting.
+    /// client can send a fresh token with `refresh` instead of reconnecting (for tokens shorter
+    /// than twice this, halfway through their remaining life).
     #[serde(default = "default_refresh_warning")]
     pub refresh_warning_s: u64,
 }

@@ -32,7 +32,10 @@ impl TokenClock {
         let now = tokio::time::Instant::now();
         TokenClock {
             expiry: Some(now + left),
-            warning: (!warn_before.is_zero()).then(|| now + left.saturating_sub(warn_before)),
+            // Not before half the remaining life: a token shorter than the warning would
+            // otherwise be warned about (and refreshed) again at once, in a loop.
+            warning: (!warn_before.is_zero())
+                .then(|| now + left.saturating_sub(warn_before).max(left / 2)),
             expires_at_ms: Some(expires_at * 1000),
         }
     }
