@@ -33,12 +33,19 @@ impl Provider {
     async fn start() -> Provider {
         let mut provider = Provider {
             child: None,
-            port: free_port(),
+            port: 0,
             dir: TempDir::new("oidc"),
             runs: 0,
         };
-        provider.spawn().await;
-        provider
+        // A free port can be taken by another test's listener before the provider binds it:
+        // then the provider exits, and another port is tried.
+        for _ in 0..5 {
+            provider.port = free_port();
+            if provider.spawn().await {
+                return provider;
+            }
+        }
+        panic!("the OpenID provider did not start on any of 5 ports");
     }
 
     fn binary() -> String {
@@ -53,11 +60,12 @@ impl Provider {
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
-    async fn spawn(&mut self) {
+    /// Starts the provider on `self.port`; false when it exited (the port was taken).
+    async fn spawn(&mut self) -> bool {
         let started = std::time::Instant::now();
         self.runs += 1;
-        let log =
-            std::fs::File::create(self.dir.path.join(format!("run{}.log", self.runs))).unwrap();
+        let log_path = self.dir.path.join(format!("run{}.log", self.runs));
+        let log = std::fs::File::create(&log_path).unwrap();
         let users = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/users.json");
         let child = Command::new(Self::binary())
             .env("PORT", self.port.to_string())
@@ -68,14 +76,37 @@ impl Provider {
             .spawn()
             .expect("start the OpenID provider");
         self.child = Some(child);
-        let addr = self.addr();
-        wait_for("the OpenID provider listening", DEADLINE, async || {
-            tokio::net::TcpStream::connect(addr).await.map(drop)
+        let (addr, issuer) = (self.addr(), self.issuer());
+        let child = self.child.as_mut().unwrap();
+        // Up when its discovery document names it; gone when the process exited.
+        let up = wait_for("the OpenID provider up", DEADLINE, async || {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Ok(Err(status));
+            }
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                return Err("not listening yet".to_owned());
+            }
+            match http_get(addr, "/.well-known/openid-configuration").await {
+                (200, body) if body.contains(&format!("\"issuer\":\"{issuer}\"")) => Ok(Ok(())),
+                (status, body) => Err(format!("{status} {body}")),
+            }
         })
         .await;
-        let (status, body) = http_get(addr, "/.well-known/openid-configuration").await;
-        assert_eq!(status, 200, "discovery: {body}");
-        eprintln!("OpenID provider up in {:?}", started.elapsed());
+        match up {
+            Ok(()) => {
+                eprintln!("OpenID provider up in {:?}", started.elapsed());
+                true
+            }
+            Err(status) => {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                eprintln!(
+                    "OpenID provider exited ({status}) on port {}: {log}",
+                    self.port
+                );
+                self.child = None;
+                false
+            }
+        }
     }
 
     fn addr(&self) -> SocketAddr {
@@ -96,7 +127,10 @@ impl Provider {
     /// Stopped and started again on the same port: it signs with a new key from then on.
     async fn restart(&mut self) {
         self.stop();
-        self.spawn().await;
+        assert!(
+            self.spawn().await,
+            "the OpenID provider restarts on its port"
+        );
     }
 
     /// Requests for the key set this provider has answered, over all its runs.
