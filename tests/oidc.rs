@@ -414,3 +414,53 @@ async fn without_keys_at_start_the_bridge_is_not_ready_and_says_why() {
     .await;
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_key_set_is_fetched_over_tls_and_an_untrusted_certificate_is_named_in_readyz() {
+    // A TLS server with a self-signed certificate: the bridge speaks TLS to it (webpki roots)
+    // and refuses the certificate, which /readyz names.
+    let dir = TempDir::new("jwks-tls");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(dir.path.join("cert.pem"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path.join("key.pem"),
+        certified.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    let acceptor = kafka_ws_bridge::server::tls_acceptor(
+        &dir.path.join("cert.pem"),
+        &dir.path.join("key.pem"),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = handshakes.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = acceptor.accept(tcp).await;
+            });
+        }
+    });
+    let text = common::config_text(&format!(
+        "auth:\n  mode: jwt\n  jwt: {{algorithms: [RS256], jwks_url: \"https://localhost:{port}/keys\"}}\n"
+    ));
+    let bridge = TestBridge::launch_text(&text).await;
+    wait_for(
+        "readyz naming the certificate",
+        DEADLINE,
+        async || match http_get(bridge.metrics_addr, "/readyz").await {
+            (503, body) if body.contains("certificate") => Ok(()),
+            (status, body) => Err(format!("{status} {body}")),
+        },
+    )
+    .await;
+    assert!(handshakes.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    server.abort();
+    bridge.stop().await;
+}
