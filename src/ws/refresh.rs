@@ -143,3 +143,31 @@ impl Session {
             ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now_s() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn the_warning_comes_before_exp_but_not_before_half_the_remaining_life() {
+        let start = tokio::time::Instant::now();
+        let long = TokenClock::new(Some(now_s() + 600), Duration::from_secs(60));
+        let warn_in = long.warning.unwrap() - start;
+        assert!((535..=541).contains(&warn_in.as_secs()), "{warn_in:?}");
+        let short = TokenClock::new(Some(now_s() + 20), Duration::from_secs(60));
+        let warn_in = short.warning.unwrap() - start;
+        assert!((9..=11).contains(&warn_in.as_secs()), "{warn_in:?}");
+        let off = TokenClock::new(Some(now_s() + 20), Duration::ZERO);
+        assert!(off.warning.is_none() && off.expiry.is_some());
+        assert!(TokenClock::new(None, Duration::from_secs(60))
+            .expiry
+            .is_none());
+    }
+}
