@@ -36,6 +36,9 @@ fi
 # promtool (Debian package `prometheus`) is installed by this check when missing; the Rust
 # tests use it too.
 scripts/check-dashboards.sh
+# The real OpenID provider of tests/oidc.rs (zitadel/oidc's example OP), built once with Go into
+# $KWB_CACHE (about 15 s the first time, with the module downloads).
+scripts/oidc/provider.sh path >/dev/null
 # A hung test must fail the run with a message, not eat CI's whole time budget.
 limit="${KWB_TEST_TIMEOUT:-45m}"
 # Without arguments: every crate of the workspace (the bridge and the benchmark's load generator).

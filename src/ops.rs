@@ -36,6 +36,8 @@ pub struct OpsContext {
     pub snapshots: bool,
     /// Keys that may pause and resume delivery (`server.api_keys`); none: the endpoints are off.
     pub api_keys: Vec<crate::config::Secret>,
+    /// The identity provider's key set, when tokens are verified with one.
+    pub jwks: Option<Arc<crate::auth::Jwks>>,
 }
 
 impl OpsContext {
@@ -60,6 +62,7 @@ impl OpsContext {
             consuming: !config.channels.is_empty(),
             snapshots: config.channels.iter().any(|c| c.snapshot),
             api_keys: config.server.api_keys.clone(),
+            jwks: None,
         }
     }
 }
@@ -147,9 +150,31 @@ fn readiness(ctx: &OpsContext) -> Readiness {
             },
         });
     }
+    if let Some(jwks) = &ctx.jwks {
+        checks.push(signing_keys_check(&jwks.status()));
+    }
     let ready = checks.iter().all(|c| c.ok);
     ctx.metrics.ready.set(i64::from(ready));
     Readiness { ready, checks }
+}
+
+/// Ready while keys are cached, also when the last refresh failed (cached keys keep working
+/// through an outage of the provider); the detail says so.
+fn signing_keys_check(status: &crate::auth::JwksStatus) -> Check {
+    let url = status.url.as_deref().unwrap_or("the identity provider");
+    let detail = match (&status.last_error, status.keys) {
+        (None, 0) => format!("fetching signing keys from {url}"),
+        (None, keys) => format!("{keys} signing keys from {url}"),
+        (Some(error), 0) => format!("no signing keys yet: {error}"),
+        (Some(error), keys) => {
+            format!("{keys} cached signing keys in use; the last refresh failed: {error}")
+        }
+    };
+    Check {
+        name: "signing_keys",
+        ok: status.keys > 0,
+        detail,
+    }
 }
 
 #[derive(Serialize)]

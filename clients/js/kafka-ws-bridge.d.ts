@@ -11,6 +11,8 @@ export type ErrorCode =
   | "bad_request"
   | "unknown_channel"
   | "forbidden"
+  /** refresh: the new token does not verify (expired, bad signature, unknown key...). */
+  | "unauthorized"
   | "too_large"
   | "rate_limited"
   | "invalid"
@@ -110,7 +112,8 @@ export interface WebSocketLike {
 export interface ConnectOptions {
   /** A JWT sent as `?access_token=` (auth.mode: jwt). Ignored when `getToken` is given. */
   token?: string | null;
-  /** Called before every connect and reconnect; return a fresh JWT (or null for none). */
+  /** Called before every connect and reconnect, and on `token_expiring` for the in-band
+   *  refresh; return a fresh JWT (or null for none). */
   getToken?: () => string | null | undefined | Promise<string | null | undefined>;
   /** Default: `globalThis.WebSocket`. Required on Node 20/21, e.g. `WebSocket` from `ws`. */
   WebSocket?: WebSocketConstructor;
@@ -164,8 +167,14 @@ export interface ClientEvents {
   reconnecting: ReconnectingEvent;
   /** Another session of the same user took over (close 4000): no automatic reconnect. */
   session_replaced: { code: number; reason: string };
-  /** The token expired (close 4002): reconnects at once when `getToken` is set, else stops. */
+  /** The token expired (close 4002): reconnects at once when `getToken` is set, else stops.
+   *  With `getToken` this happens only when the in-band refresh failed. */
   token_expired: { code: number; reason: string };
+  /** The bridge ends the session at `expiresAt` (ms since the epoch) unless it gets a fresh
+   *  token: with `getToken` the client refreshes by itself, else call `refresh(token)`. */
+  token_expiring: { expiresAt: number | null };
+  /** The session runs on a fresh token, until `expiresAt`. */
+  token_refreshed: { expiresAt: number | null };
   /** A resume could not replay everything missed: reload from the source of truth. */
   gap: GapEvent;
   error: BridgeError;
@@ -234,6 +243,9 @@ export class BridgeClient {
   /** From the current session's welcome; null when not open. */
   session: string | null;
   user: string | null;
+  /** When the session's token runs out (ms since the epoch), as the bridge last said
+   *  (`token_expiring`, `refreshed`); null while unknown or not open. */
+  expiresAt: number | null;
   readonly subscriptions: Subscription[];
   on<E extends keyof ClientEvents>(event: E, listener: (payload: ClientEvents[E]) => void): () => void;
   off<E extends keyof ClientEvents>(event: E, listener: (payload: ClientEvents[E]) => void): void;
@@ -241,6 +253,9 @@ export class BridgeClient {
   /** Sends `data` (any JSON-serializable value) to an inbound channel. Resolves once Kafka has
    *  the record; rejects with a BridgeError (`code`), `disconnected` at once when not open. */
   publish(channel: string, data: unknown, options?: PublishOptions): Promise<Ack>;
+  /** Hands the bridge a fresh token of the same user for this session, without reconnecting.
+   *  Rejects with `unauthorized` (the token does not verify) or `forbidden` (another user). */
+  refresh(token: string): Promise<{ expiresAt: number | null }>;
   /** Drops the connection if any and connects now (also after close or session_replaced). */
   reconnect(): void;
   /** Closes for good; resolves when the socket is closed. */

@@ -84,6 +84,9 @@ export class BridgeClient {
   /** The session id and user of the current session (from `welcome`); null when not open. */
   session = null;
   user = null;
+  /** When the bridge ends the session unless it gets a fresh token (ms since the epoch, from
+   * `token_expiring` and `refreshed`); null while unknown. */
+  expiresAt = null;
 
   constructor(url, options = {}) {
     const WS = options.WebSocket || globalThis.WebSocket;
@@ -225,6 +228,7 @@ export class BridgeClient {
     this.#stopHeartbeat();
     this.session = null;
     this.user = null;
+    this.expiresAt = null;
     this.#failPending("disconnected", `connection closed (${code}${reason ? ` ${reason}` : ""})`);
     for (const subs of this.#subscriptions.values()) {
       for (const sub of subs) sub._detach();
@@ -373,8 +377,15 @@ export class BridgeClient {
       case "session_replaced":
         this.#replaced = true;
         return;
+      case "token_expiring":
+        return this.#onTokenExpiring(frame);
+      case "refreshed":
+        return this.#onRefreshed(frame);
+      case "unsubscribed":
+        if (frame.reason) this.#onEnded(frame);
+        return;
       default:
-        // unsubscribed, pong, and types this client does not know (newer bridges): nothing to do.
+        // pong, and types this client does not know (newer bridges): nothing to do.
         return;
     }
   }
@@ -472,7 +483,7 @@ export class BridgeClient {
       return;
     }
     this.#pending.delete(frame.id);
-    if (request.kind === "publish") {
+    if (request.kind === "publish" || request.kind === "refresh") {
       clearTimeout(request.timer);
       request.reject(error);
     } else if (request.kind === "subscribe") {
@@ -493,11 +504,91 @@ export class BridgeClient {
     }
   }
 
+  // ---- token refresh (in-band, no reconnect) -----------------------------------------------
+
+  #onTokenExpiring(frame) {
+    this.expiresAt = frame.expires_at ?? null;
+    this.#emit("token_expiring", { expiresAt: this.expiresAt });
+    // Without getToken the application may call refresh(token); otherwise the bridge closes the
+    // session at expiresAt (4002).
+    if (!this.#getToken) return;
+    const generation = this.#generation;
+    Promise.resolve()
+      .then(() => this.#getToken())
+      .then((token) => {
+        if (generation !== this.#generation || this.#state !== "open") return undefined;
+        return this.refresh(token);
+      })
+      .catch((e) => {
+        // The session then ends at expiry (4002) and the client reconnects with getToken: the
+        // fallback, visible to the application as a reconnect.
+        const error =
+          e instanceof BridgeError ? e : new BridgeError("token", `token refresh failed: ${e && e.message ? e.message : e}`);
+        if (error !== e) error.cause = e;
+        this.#emit("error", error);
+      });
+  }
+
+  #onRefreshed(frame) {
+    const request = this.#pending.get(frame.id);
+    if (!request || request.kind !== "refresh") return;
+    this.#pending.delete(frame.id);
+    clearTimeout(request.timer);
+    // A static token is replaced by the fresher one for later reconnects.
+    if (!this.#getToken) this.#token = request.token;
+    this.expiresAt = frame.expires_at ?? null;
+    const info = { expiresAt: this.expiresAt };
+    this.#emit("token_refreshed", info);
+    request.resolve(info);
+  }
+
+  /** A subscription the bridge ended (`unsubscribed` with a reason: `forbidden` after a
+   * refreshed token no longer allows it). It is not retried. */
+  #onEnded(frame) {
+    const key = frame.key ?? null;
+    for (const sub of [...(this.#subscriptions.get(frame.channel) || [])]) {
+      if (!sub._matchesKey(key)) continue;
+      const error = new BridgeError(
+        frame.reason,
+        `subscription to ${frame.channel}${key === null ? "" : ` key ${key}`} ended by the bridge: ${frame.reason}`,
+        frame,
+      );
+      error.subscription = sub;
+      this.#remove(sub);
+      sub._fail(error);
+      if (typeof sub._onError === "function") this.#call(sub._onError, "onError", error);
+      else this.#emit("error", error);
+    }
+  }
+
+  /** Hands the bridge a fresh token for this session (the same user) without reconnecting;
+   * resolves with `{ expiresAt }`. With `getToken` the client does this by itself on
+   * `token_expiring`. */
+  refresh(token) {
+    if (this.#state !== "open") {
+      return Promise.reject(new BridgeError("disconnected", `not connected (${this.#state}): refresh not sent`));
+    }
+    if (typeof token !== "string" || token === "") {
+      return Promise.reject(new TypeError("refresh: token must be a non-empty string"));
+    }
+    const id = this.#newId("r");
+    const timeoutMs = this.#publishTimeoutMs;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.#pending.get(id)?.timer !== timer) return;
+        this.#pending.delete(id);
+        reject(new BridgeError("timeout", `refresh ${id} not answered within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#pending.set(id, { kind: "refresh", resolve, reject, timer, token });
+      this.#send({ type: "refresh", id, token });
+    });
+  }
+
   #failPending(code, message) {
     for (const [id, request] of this.#pending) {
-      if (request.kind === "publish") {
+      if (request.kind === "publish" || request.kind === "refresh") {
         clearTimeout(request.timer);
-        request.reject(new BridgeError(code, `publish ${id} not acknowledged: ${message}`));
+        request.reject(new BridgeError(code, `${request.kind} ${id} not answered: ${message}`));
       }
     }
     this.#pending.clear();

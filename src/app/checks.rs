@@ -19,6 +19,7 @@ pub fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
         let key = match e {
             SetupError::KeyFile { .. } | SetupError::Key { .. } => "auth.jwt.public_key_file",
             SetupError::Algorithms(_) => "auth.jwt.algorithms",
+            SetupError::Jwks(_) => "auth.jwt.jwks_url",
             SetupError::NoJwt => "auth.jwt",
         };
         problems.push(plan.diagnostic(Severity::Error, key, e.to_string()));

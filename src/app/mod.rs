@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{Authenticator, SetupError};
+use crate::auth::{Authenticator, JwksMetrics, SetupError};
 use crate::catalogue::Catalogue;
 use crate::config::Plan;
 use crate::hub::Hub;
@@ -121,6 +121,14 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
     let metrics = Arc::new(Metrics::new(&channel_names, &topics, &inbound_names));
     let status = Arc::new(KafkaStatus::new(metrics.clone()));
     let auth = Authenticator::from_plan(&plan)?;
+    let jwks = auth.jwks().cloned();
+    if let Some(jwks) = &jwks {
+        jwks.set_metrics(JwksMetrics {
+            fetched: metrics.jwks_fetches.with_label_values(&["ok"]),
+            failed: metrics.jwks_fetches.with_label_values(&["failed"]),
+            keys: metrics.jwks_keys.clone(),
+        });
+    }
 
     let catalogue = Arc::new(Catalogue::from_plan(&plan, &metrics).map_err(StartError::Schema)?);
     let hub = Arc::new(Hub::new(catalogue.clone()));
@@ -154,14 +162,16 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
         auth,
         sessions.clone(),
     ));
-    let ops_ctx = Arc::new(OpsContext::new(
+    let mut ops_ctx = OpsContext::new(
         &plan,
         metrics,
         status.clone(),
         hub,
         sessions,
         ws_ctx.accepting.clone(),
-    ));
+    );
+    ops_ctx.jwks = jwks.clone();
+    let ops_ctx = Arc::new(ops_ctx);
     let ws_addr = local_addr(&listeners.ws)?;
     let metrics_addr = local_addr(&listeners.metrics)?;
     let tls = match &config.server.tls {
@@ -184,6 +194,11 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
         handshake_timeout,
     ));
     let ops_stop = CancellationToken::new();
+    if let Some(jwks) = jwks {
+        // Keys are fetched in the background: /readyz says not ready until the first arrive.
+        let stop = ops_stop.clone();
+        tokio::spawn(async move { jwks.run(stop).await });
+    }
     let ops_server = tokio::spawn(server::serve(
         listeners.metrics,
         warp::service(ops::routes(ops_ctx)),

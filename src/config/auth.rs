@@ -19,6 +19,11 @@ pub struct AuthConfig {
     /// wins and the oldest is closed with code 4000.
     #[serde(default)]
     pub max_sessions_per_user: usize,
+    /// Seconds before a token's `exp` at which the session is sent `token_expiring`, so the
+    /// client can send a fresh token with `refresh` instead of reconnecting (for tokens shorter
+    /// than twice this, halfway through their remaining life).
+    #[serde(default = "default_refresh_warning")]
+    pub refresh_warning_s: u64,
 }
 
 /// How clients are identified.
@@ -36,17 +41,33 @@ pub enum AuthMode {
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// Accepted signature algorithms (`HS256`, `HS384`, `HS512`, `RS256`, `RS384`, `RS512`,
-    /// `PS256`, `PS384`, `PS512`, `ES256`, `ES384`). HMAC and public-key algorithms cannot be
-    /// mixed.
+    /// `PS256`, `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA`). HMAC and public-key algorithms
+    /// cannot be mixed; `none` is never accepted. With `jwks_url` or `discovery` a token's `alg`
+    /// must also match the key its `kid` names.
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
     /// Shared secret for the HS* algorithms; take it from the environment.
     #[serde(default)]
     pub secret: Option<Secret>,
-    /// PEM public key for the RS*/PS*/ES* algorithms.
+    /// PEM public key for the RS*/PS*/ES*/EdDSA algorithms (one fixed key; for an identity
+    /// provider that rotates its keys use `jwks_url` or `discovery`).
     #[serde(default)]
     pub public_key_file: Option<String>,
-    /// When set, the `iss` claim must equal it.
+    /// URL of the identity provider's JSON Web Key Set (e.g. Keycloak's
+    /// `{issuer}/protocol/openid-connect/certs`). Keys are cached by `kid`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Find the key set through OpenID Connect discovery: `{issuer}/.well-known/openid-configuration`
+    /// names the `jwks_uri`. Needs `issuer`; excludes `jwks_url`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// Seconds between refreshes of the key set. A token whose `kid` is not cached also causes
+    /// a refresh, at most one every 10 s. When the provider cannot be reached the cached keys
+    /// keep working.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_s: u64,
+    /// When set, the `iss` claim must equal it. With `discovery: true`, also where the
+    /// provider's configuration is read from.
     #[serde(default)]
     pub issuer: Option<String>,
     /// When set, the `aud` claim must contain it.
@@ -71,6 +92,12 @@ fn default_user_claim() -> String {
 }
 fn default_roles_claim() -> String {
     "roles".into()
+}
+fn default_jwks_refresh() -> u64 {
+    300
+}
+fn default_refresh_warning() -> u64 {
+    60
 }
 fn default_leeway() -> u64 {
     30

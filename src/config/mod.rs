@@ -18,6 +18,7 @@ mod partial;
 mod plan;
 mod reference;
 mod rules;
+mod rules_jwt;
 mod schema;
 mod server;
 mod source;

@@ -40,7 +40,7 @@ const MANAGED_PROPERTIES: &[(&str, &str)] = &[
 
 const HMAC_ALGORITHMS: &[&str] = &["HS256", "HS384", "HS512"];
 const KEY_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
 /// Checks that need the typed config: meaning, cross references, files.
@@ -63,13 +63,13 @@ impl<'a> Semantic<'a> {
         }
     }
 
-    fn error(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn error(&mut self, path: &str, message: impl Into<String>) {
         let line = line_of(self.lines, path);
         self.report
             .push(Severity::Error, line, path, message.into());
     }
 
-    fn warn(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn warn(&mut self, path: &str, message: impl Into<String>) {
         let line = line_of(self.lines, path);
         self.report
             .push(Severity::Warning, line, path, message.into());
@@ -255,7 +255,7 @@ impl<'a> Semantic<'a> {
         }
     }
 
-    fn readable_file(&mut self, path: &str, file: &str) {
+    pub(super) fn readable_file(&mut self, path: &str, file: &str) {
         let resolved = self.base_dir.join(file);
         if let Err(e) = std::fs::metadata(&resolved).and_then(|m| {
             if m.is_file() {
@@ -326,15 +326,7 @@ impl<'a> Semantic<'a> {
                 Some(_) => {}
             }
         }
-        if public_key {
-            match &jwt.public_key_file {
-                None => self.error(
-                    "auth.jwt.public_key_file",
-                    "missing (required for RS*/PS*/ES* algorithms)",
-                ),
-                Some(file) => self.readable_file("auth.jwt.public_key_file", file),
-            }
-        }
+        self.check_jwt_keys(jwt, hmac, public_key);
         if jwt.user_claim.is_empty() {
             self.error("auth.jwt.user_claim", "must not be empty");
         }

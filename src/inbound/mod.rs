@@ -70,6 +70,7 @@ pub fn http_status(code: ErrorCode) -> u16 {
     match code {
         ErrorCode::BadRequest | ErrorCode::Invalid => 400,
         ErrorCode::Forbidden => 403,
+        ErrorCode::Unauthorized => 401,
         ErrorCode::UnknownChannel => 404,
         ErrorCode::TooLarge => 413,
         ErrorCode::RateLimited => 429,

@@ -98,6 +98,7 @@ impl From<ErrorCode> for HttpResult {
             ErrorCode::BadRequest
             | ErrorCode::Invalid
             | ErrorCode::Forbidden
+            | ErrorCode::Unauthorized
             | ErrorCode::RateLimited
             | ErrorCode::UnknownChannel => HttpResult::BadRequest,
         }
@@ -146,10 +147,11 @@ impl PublishResult {
 }
 
 /// Error codes sent to clients (label `code`).
-pub(super) const ERROR_CODES: [ErrorCode; 8] = [
+pub(super) const ERROR_CODES: [ErrorCode; 9] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownChannel,
     ErrorCode::Forbidden,
+    ErrorCode::Unauthorized,
     ErrorCode::TooLarge,
     ErrorCode::RateLimited,
     ErrorCode::Invalid,

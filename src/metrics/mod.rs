@@ -51,6 +51,9 @@ pub struct Metrics {
     pub replay_gaps: IntCounterVec,
     pub snapshots_loaded: IntGauge,
     pub http_publishes: IntCounterVec,
+    /// Fetches of the identity provider's key set, by result (`ok`, `failed`).
+    pub jwks_fetches: IntCounterVec,
+    pub jwks_keys: IntGauge,
 }
 
 /// Handles for one channel, resolved once so the delivery path only increments.
@@ -236,6 +239,17 @@ impl Metrics {
                 ),
                 &["channel"]
             )),
+            jwks_fetches: register!(IntCounterVec::new(
+                Opts::new(
+                    name("jwks_fetches_total"),
+                    "Fetches of the identity provider's signing keys (auth.jwt.jwks_url or discovery), by result (ok, failed)."
+                ),
+                &["result"]
+            )),
+            jwks_keys: register!(IntGauge::new(
+                name("jwks_keys"),
+                "Signing keys from the identity provider currently cached."
+            )),
             http_publishes: register!(IntCounterVec::new(
                 Opts::new(
                     name("http_publishes_total"),
@@ -249,6 +263,9 @@ impl Metrics {
             )),
             registry,
         };
+        for result in ["ok", "failed"] {
+            metrics.jwks_fetches.with_label_values(&[result]);
+        }
         #[cfg(target_os = "linux")]
         {
             let process = prometheus::process_collector::ProcessCollector::new(

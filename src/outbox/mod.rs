@@ -28,6 +28,7 @@ use crate::config::SlowClientPolicy;
 use crate::protocol::Frame;
 
 mod close;
+mod discard;
 
 pub use close::Close;
 

@@ -36,6 +36,11 @@ pub enum ClientFrame<'a> {
     Ping {
         id: RequestId,
     },
+    /// A fresh token for this session (§5.1 of the design).
+    Refresh {
+        id: RequestId,
+        token: String,
+    },
 }
 
 /// A frame that could not be decoded: what to answer, with the id when it could be read.
@@ -58,6 +63,7 @@ struct Envelope<'a> {
     headers: Option<BTreeMap<String, String>>,
     resume: Option<BTreeMap<String, i64>>,
     history: Option<usize>,
+    token: Option<String>,
 }
 
 /// Keys are strings; integers are accepted and used in their decimal form.
@@ -104,11 +110,17 @@ pub fn decode_client(text: &str) -> Result<ClientFrame<'_>, DecodeError> {
     match kind.as_str() {
         "subscribe" | "unsubscribe" | "publish" => {}
         "ping" => return Ok(ClientFrame::Ping { id }),
+        "refresh" => {
+            return match envelope.token {
+                Some(token) if !token.is_empty() => Ok(ClientFrame::Refresh { id, token }),
+                _ => fail(id, "missing field `token` (the new JWT)".into()),
+            }
+        }
         other => {
             return fail(
                 id,
                 format!(
-                    "unknown type `{}`; expected subscribe, unsubscribe, publish or ping",
+                    "unknown type `{}`; expected subscribe, unsubscribe, publish, ping or refresh",
                     truncate(other, 40)
                 ),
             )
@@ -273,7 +285,8 @@ mod tests {
             decode_err(r#"{"type":"dance","id":"d1"}"#),
             (
                 Some("\"d1\"".into()),
-                "unknown type `dance`; expected subscribe, unsubscribe, publish or ping".into()
+                "unknown type `dance`; expected subscribe, unsubscribe, publish, ping or refresh"
+                    .into()
             )
         );
         assert_eq!(

@@ -57,8 +57,20 @@ enum Control<'a> {
         channel: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         key: Option<&'a str>,
+        /// Why the server ended the subscription (`forbidden` after a refresh); absent when
+        /// the client asked.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'a str>,
     },
     SessionReplaced,
+    Refreshed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a RawValue>,
+        expires_at: Option<u64>,
+    },
+    TokenExpiring {
+        expires_at: u64,
+    },
 }
 
 #[derive(Serialize)]
@@ -193,7 +205,32 @@ pub fn unsubscribed(id: &RequestId, channel: &str, key: Option<&str>) -> Frame {
         id: id.as_deref(),
         channel,
         key,
+        reason: None,
     })
+}
+
+/// `{"type":"unsubscribed","reason":…}`: the server ended a subscription.
+pub fn unsubscribed_because(channel: &str, key: Option<&str>, reason: &str) -> Frame {
+    control(&Control::Unsubscribed {
+        id: None,
+        channel,
+        key,
+        reason: Some(reason),
+    })
+}
+
+/// `{"type":"refreshed",...}`: the session runs on the new token, valid until `expires_at`
+/// (milliseconds since the epoch).
+pub fn refreshed(id: &RequestId, expires_at: Option<u64>) -> Frame {
+    control(&Control::Refreshed {
+        id: id.as_deref(),
+        expires_at,
+    })
+}
+
+/// `{"type":"token_expiring","expires_at":…}`: send `refresh` before then (ms since the epoch).
+pub fn token_expiring(expires_at: u64) -> Frame {
+    control(&Control::TokenExpiring { expires_at })
 }
 
 /// `{"type":"session_replaced"}`: sent just before closing with 4000.

@@ -21,8 +21,9 @@ use serde_json::value::RawValue;
 pub use codec::{decode_data, encode_data, key_at_pointer, DataError, DataJson};
 pub use decode::{decode_client, ClientFrame, DecodeError, MAX_DATA_DEPTH};
 pub use encode::{
-    ack, error, message, pong, push_json_str, session_replaced, subscribed, unsubscribed, welcome,
-    MessageParts, MessagePrefix, SnapshotValue,
+    ack, error, message, pong, push_json_str, refreshed, session_replaced, subscribed,
+    token_expiring, unsubscribed, unsubscribed_because, welcome, MessageParts, MessagePrefix,
+    SnapshotValue,
 };
 pub use frame::Frame;
 
@@ -41,6 +42,8 @@ pub enum ErrorCode {
     BadRequest,
     UnknownChannel,
     Forbidden,
+    /// A `refresh` whose token does not verify.
+    Unauthorized,
     TooLarge,
     RateLimited,
     Invalid,
@@ -54,6 +57,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::UnknownChannel => "unknown_channel",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Invalid => "invalid",

@@ -4,6 +4,7 @@
 
 mod demo;
 mod publish_api;
+mod refresh;
 mod requests;
 mod session;
 mod sse;
@@ -44,6 +45,8 @@ pub struct Limits {
     /// Bounds of each session's outbound queue.
     pub send_queue: crate::outbox::Bounds,
     pub max_inflight_publishes: usize,
+    /// `token_expiring` this long before a session's token runs out (`auth.refresh_warning_s`).
+    pub refresh_warning: std::time::Duration,
 }
 
 /// Everything a session or handshake needs, shared by all of them.
@@ -115,6 +118,7 @@ impl WsContext {
                     bytes: server.send_queue_bytes,
                 },
                 max_inflight_publishes: server.max_inflight_publishes,
+                refresh_warning: std::time::Duration::from_secs(plan.config.auth.refresh_warning_s),
             },
             max_sessions_per_user: plan.config.auth.max_sessions_per_user,
             ws_path: server.ws_path.clone(),

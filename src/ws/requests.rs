@@ -26,6 +26,8 @@ impl Session {
             }
         };
         match frame {
+            // Verifying may fetch keys: done by the session loop, which may wait.
+            ClientFrame::Refresh { id, token } => self.refresh_request = Some((id, token)),
             ClientFrame::Ping { id } => {
                 self.handle.outbox.push_control(protocol::pong(&id));
             }

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::Semaphore;
@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use super::refresh::TokenClock;
 use super::wire::{
     close_and_linger, record_latencies, send_close, write_frames, Socket, Watched, CLOSE_TIMEOUT,
 };
@@ -48,6 +49,10 @@ pub(super) struct Session {
     pub(super) bucket: TokenBucket,
     /// When the peer last sent anything (a frame or a pong).
     pub(super) last_heard: tokio::time::Instant,
+    /// When the token runs out (and when to warn); moved on by `refresh`.
+    pub(super) clock: TokenClock,
+    /// A `refresh` read and not yet handled.
+    pub(super) refresh_request: Option<(RequestId, String)>,
 }
 
 /// `server.publish_rate`: `rate` tokens a second, at most `burst`, one per publish.
@@ -145,18 +150,10 @@ pub(super) async fn run(
     drop(slot);
 }
 
-/// When a token valid until `expires_at` (seconds since the epoch) runs out.
-pub(super) fn expiry_deadline(expires_at: Option<u64>) -> Option<tokio::time::Instant> {
-    let expires_at = UNIX_EPOCH + Duration::from_secs(expires_at?);
-    let left = expires_at
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    Some(tokio::time::Instant::now() + left)
-}
-
 impl Session {
     /// A session with no subscription yet (the WebSocket's, or a Server-Sent Events stream's).
     pub(super) fn new(ctx: Arc<WsContext>, handle: Arc<SessionHandle>, identity: Identity) -> Self {
+        let (identity_expiry, refresh_warning) = (identity.expires_at, ctx.limits.refresh_warning);
         Session {
             inflight: Arc::new(Semaphore::new(ctx.limits.max_inflight_publishes)),
             bucket: TokenBucket::new(&ctx.limits.publish_rate),
@@ -166,13 +163,14 @@ impl Session {
             subscriptions: HashSet::new(),
             pending: None,
             last_heard: tokio::time::Instant::now(),
+            clock: TokenClock::new(identity_expiry, refresh_warning),
+            refresh_request: None,
         }
     }
 
     async fn serve(&mut self, socket: &mut Socket) -> CloseReason {
         let mut batch: Vec<Outgoing> = Vec::with_capacity(16);
         let mut reading = true;
-        let expiry = expiry_deadline(self.identity.expires_at);
         let ping_every = self.ctx.limits.ping_interval;
         let mut pings = tokio::time::interval_at(
             tokio::time::Instant::now() + ping_every.unwrap_or(Duration::from_secs(3600)),
@@ -234,7 +232,12 @@ impl Session {
                 message = socket.next(), if can_read => {
                     self.last_heard = tokio::time::Instant::now();
                     match message {
-                        Some(Ok(Message::Text(text))) => self.on_text(text.as_str()),
+                        Some(Ok(Message::Text(text))) => {
+                            self.on_text(text.as_str());
+                            if let Some((id, token)) = self.refresh_request.take() {
+                                self.refresh(id, token).await;
+                            }
+                        }
                         Some(Ok(Message::Binary(_))) => self.refuse(
                             &None,
                             Refusal::new(ErrorCode::BadRequest, "binary frames are not supported: send JSON text frames"),
@@ -274,7 +277,10 @@ impl Session {
                         return CloseReason::Error;
                     }
                 }
-                _ = sleep_until_option(expiry), if expiry.is_some() && self.handle.outbox.closing().is_none() => {
+                _ = sleep_until_option(self.clock.warning), if self.clock.warning.is_some() => {
+                    self.warn_expiring();
+                }
+                _ = sleep_until_option(self.clock.expiry), if self.clock.expiry.is_some() && self.handle.outbox.closing().is_none() => {
                     self.handle.outbox.close(Close::TokenExpired);
                 }
             }

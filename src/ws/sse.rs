@@ -24,7 +24,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use super::session::{expiry_deadline, pending_read, sleep_until_option, Session};
+use super::session::{pending_read, sleep_until_option, Session};
 use super::upgrade::{bearer_token, form_urlencoded_value, origin_allowed};
 use super::wire::record_latencies;
 use super::{json_error, user_label, WsContext};
@@ -159,7 +159,7 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
         Ok(request) => request,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, RejectReason::BadRequest, &message),
     };
-    let identity = match ctx.auth.authenticate(bearer_token(&headers, &query)) {
+    let identity = match ctx.auth.authenticate(bearer_token(&headers, &query)).await {
         Ok(identity) => identity,
         Err(reason) => {
             return refuse(
@@ -275,7 +275,7 @@ impl Writer {
         let handle = session.handle.clone();
         let outbox = &handle.outbox;
         let mut batch: Vec<Outgoing> = Vec::with_capacity(16);
-        let expiry = expiry_deadline(session.identity.expires_at);
+        let expiry = session.clock.expiry;
         let mut keep_alive =
             tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
         loop {

@@ -86,7 +86,7 @@ async fn handshake(
             );
         }
     }
-    let identity = match ctx.auth.authenticate(bearer_token(&headers, &query)) {
+    let identity = match ctx.auth.authenticate(bearer_token(&headers, &query)).await {
         Ok(identity) => identity,
         Err(reason) => {
             return refuse(

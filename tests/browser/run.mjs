@@ -250,7 +250,12 @@ async function jwtScenario(browser) {
   const config = writeConfig(
     makeConfig({
       instanceId: unique("browser-jwt"),
-      auth: { mode: "jwt", jwt: { algorithms: ["HS256"], secret, leeway_seconds: 0 }, max_sessions_per_user: 1 },
+      auth: {
+        mode: "jwt",
+        jwt: { algorithms: ["HS256"], secret, leeway_seconds: 0 },
+        max_sessions_per_user: 1,
+        refresh_warning_s: 1, // the in-band refresh step uses 3-second tokens
+      },
       channels: [
         {
           name: "balances",
@@ -310,6 +315,39 @@ async function jwtScenario(browser) {
   await first.waitForSelector(`${card} [data-role=status][data-status=live]`);
   await second.waitForSelector("#replaced:not([hidden])");
   step("jwt: the first tab took the session back; the second shows the banner");
+
+  // In-band refresh: one session across three 3-second tokens, each put in the token field
+  // (which the page's getToken reads) before the bridge's token_expiring.
+  const shortToken = () => mintJwt({ sub: "C-7", exp: Math.floor(Date.now() / 1000) + 3 }, secret);
+  const third = await browser.newPage({ viewport: { width: 1400, height: 800 } });
+  watchPage(third, errors);
+  third.setDefaultTimeout(20000);
+  await third.goto(`${bridge.http}/`);
+  await third.waitForSelector("#auth:not([hidden])");
+  const firstToken = shortToken();
+  const firstExpMs = JSON.parse(Buffer.from(firstToken.split(".")[1], "base64url").toString()).exp * 1000;
+  await third.fill("#token", firstToken);
+  if ((await third.getAttribute("#state", "data-state")) !== "open") await third.click("#connect");
+  await third.waitForSelector("#state[data-state=open]");
+  await third.evaluate(() => {
+    window.kwbCounts = { opens: 0, refreshed: 0 };
+    window.kwbClient.on("open", () => window.kwbCounts.opens++);
+    window.kwbClient.on("token_refreshed", () => window.kwbCounts.refreshed++);
+  });
+  // At least three refreshes, and on until the first token's exp is well past.
+  for (let i = 1; i <= 3 || Date.now() <= firstExpMs + 500; i++) {
+    await third.fill("#token", shortToken());
+    await third.waitForFunction((n) => window.kwbCounts.refreshed >= n, i);
+  }
+  const counts = await third.evaluate(() => window.kwbCounts);
+  assert.ok(Date.now() > firstExpMs, "the session outlived its first token");
+  assert.equal(counts.opens, 0, "no reconnect during three token lifetimes");
+  assert.equal(await third.getAttribute("#state", "data-state"), "open");
+  await third.waitForSelector("#token-life:not([hidden])");
+  assert.match(await third.textContent("#token-life"), /Token valid for \d+ s more · refreshed in-band [3-9]×/);
+  step("jwt: one session across three 3-second tokens, refreshed in-band (no reconnect), lifetime shown");
+  await third.close();
+
   await first.screenshot({ path: screenshotJwt, fullPage: true });
   assert.deepEqual(errors, [], "no uncaught exception or failed request in the pages");
   console.log(`==> screenshot: ${relative(process.cwd(), screenshotJwt) || screenshotJwt}`);

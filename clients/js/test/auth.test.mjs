@@ -1,5 +1,6 @@
 // JWT sessions: the user from the token, refused handshakes, one session per user
-// (session_replaced, no reconnect) and token expiry (token_expired, reconnect with getToken).
+// (session_replaced, no reconnect), in-band refresh on token_expiring (one session across token
+// lifetimes), and token expiry (token_expired, reconnect with getToken when a refresh failed).
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { WebSocket } from "ws";
@@ -25,6 +26,8 @@ const config = makeConfig({
     mode: "jwt",
     jwt: { algorithms: ["HS256"], secret: SECRET, leeway_seconds: 0 },
     max_sessions_per_user: 1,
+    // token_expiring 1 s before exp: the tests' tokens live 3 s.
+    refresh_warning_s: 1,
   },
   channels: [
     {
@@ -126,40 +129,60 @@ describe("authentication", () => {
     assert.equal(second.session, secondInfo.session);
   });
 
-  it("reconnects with a fresh token from getToken when the token expires", { timeout: 30000 }, async () => {
+  it("refreshes in-band on token_expiring: one session across three token lifetimes", { timeout: 30000 }, async () => {
     const user = unique("C");
     const tokens = [];
     const c = client({
       async getToken() {
-        // The first token expires in 3 s; later ones are good for 5 minutes.
-        const t = token(user, tokens.length === 0 ? 3 : 300);
+        const t = token(user, 3);
         tokens.push(t);
         return t;
       },
     });
+    let opens = 0;
+    let refreshed = 0;
+    c.on("open", () => opens++);
+    c.on("token_refreshed", () => refreshed++);
     const got = [];
     const sub = c.subscribe("balances", { onMessage: (d) => got.push(d.n) });
     await sub.ready;
     const writer = client({ token: token(unique("W")) });
     await nextEvent(writer, "open");
-
-    const expired = nextEvent(c, "token_expired", 6000);
-    const closed = nextEvent(c, "close", 6000);
+    const started = Date.now();
     await writer.publish("set-balance", { customer: user, n: 0 });
-    await waitFor(() => got.length === 1, { what: "the first record" });
-    const reopened = new Promise((resolve) => c.on("open", resolve));
-    const closeEvent = await closed;
+    // Three refreshes: the session outlives three 3-second tokens.
+    await waitFor(() => refreshed >= 3, { what: "three in-band refreshes", timeoutMs: 20000 });
+    assert.ok(Date.now() - started > 3000, "past the first token's exp");
+    await writer.publish("set-balance", { customer: user, n: 1 });
+    await waitFor(() => got.length === 2, { what: "records after the refreshes" });
+    assert.deepEqual(got, [0, 1]);
+    assert.equal(opens, 1, "no reconnect");
+    assert.equal(tokens.length, 1 + refreshed, "getToken: once to connect, once per refresh");
+    assert.ok(c.expiresAt > Date.now(), `expiresAt ${c.expiresAt} is ahead`);
+  });
+
+  it("falls back to a reconnect with getToken when the refresh is refused", { timeout: 30000 }, async () => {
+    const user = unique("C");
+    let calls = 0;
+    const c = client({
+      async getToken() {
+        calls += 1;
+        // 1: connect (3 s); 2: the refresh, with another user's token (forbidden); 3: reconnect.
+        if (calls === 2) return token(unique("other"), 300);
+        return token(user, calls === 1 ? 3 : 300);
+      },
+    });
+    const errors = [];
+    c.on("error", (e) => errors.push(e.code));
+    await nextEvent(c, "open");
+    const closeEvent = await nextEvent(c, "close", 8000);
     assert.equal(closeEvent.code, 4002);
     assert.equal(closeEvent.willReconnect, true);
-    await expired;
-    await writer.publish("set-balance", { customer: user, n: 1 }); // while reconnecting
-    const info = await reopened;
+    const info = await nextEvent(c, "open", 8000);
     assert.equal(info.reconnected, true);
     assert.equal(info.user, user);
-    assert.equal(tokens.length, 2, "getToken is called before each connect");
-    await writer.publish("set-balance", { customer: user, n: 2 });
-    await waitFor(() => got.length === 3, { what: "the records after the expiry" });
-    assert.deepEqual(got, [0, 1, 2]);
+    assert.deepEqual(errors, ["forbidden"]);
+    assert.equal(calls, 3);
   });
 
   it("stops after a token expiry when there is no getToken", { timeout: 30000 }, async () => {

@@ -45,6 +45,9 @@ async function example(): Promise<void> {
   } catch (e) {
     if (e instanceof BridgeError && e.code === "disconnected") void 0;
   }
+  client.on("token_expiring", (e) => void (e.expiresAt ?? 0));
+  const refreshed: { expiresAt: number | null } = await client.refresh("eyJ...");
+  void (refreshed.expiresAt ?? client.expiresAt);
   sub.unsubscribe();
   client.reconnect();
   await client.close();

@@ -1,13 +1,17 @@
 //! Who a session is ([`Identity`]) and what it may do: the `allow` and `keys` rules of the
 //! config evaluated against an identity. Token verification lives here too.
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+mod jwks;
+mod verify;
+
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
-use crate::config::{
-    Allow, AllowLevel, AuthMode, JwtConfig, KeysLevel, KeysRule, Plan, SubscribeRules,
-};
+pub use jwks::{Jwks, JwksMetrics, JwksStatus, KeySource};
+pub use verify::JwtVerifier;
+
+use crate::config::{Allow, AllowLevel, AuthMode, KeysLevel, KeysRule, Plan, SubscribeRules};
 
 /// Why a connection was refused at the handshake. The message is sent to the client, so it
 /// names the reason and never echoes the token.
@@ -31,6 +35,12 @@ pub enum AuthError {
     Audience,
     #[error("token has no `{0}` claim (the user id)")]
     NoUser(String),
+    #[error("token signed with an unknown key (kid `{0}`)")]
+    UnknownKey(String),
+    #[error("token has no `kid` and the identity provider publishes several keys")]
+    NoKeyId,
+    #[error("token algorithm `{alg}` does not match its key (kid `{kid}`)")]
+    KeyMismatch { alg: String, kid: String },
 }
 
 /// Why token verification could not be set up from the config.
@@ -51,6 +61,8 @@ pub enum SetupError {
     },
     #[error("auth.jwt.algorithms: {0}")]
     Algorithms(String),
+    #[error("auth.jwt.jwks_url: {0}")]
+    Jwks(String),
 }
 
 /// Verifies the credentials of new connections.
@@ -77,184 +89,31 @@ impl Authenticator {
         matches!(self, Authenticator::Anonymous)
     }
 
-    /// The identity behind a connection's token (`None` when it sent none).
-    pub fn authenticate(&self, token: Option<String>) -> Result<Identity, AuthError> {
+    /// The identity behind a connection's token (`None` when it sent none). May fetch the
+    /// identity provider's keys once when the token names a key not cached.
+    pub async fn authenticate(&self, token: Option<String>) -> Result<Identity, AuthError> {
         match self {
             Authenticator::Anonymous => Ok(Identity::anonymous()),
             Authenticator::Jwt(verifier) => {
-                verifier.verify(token.as_deref().ok_or(AuthError::Missing)?)
+                verifier
+                    .verify(token.as_deref().ok_or(AuthError::Missing)?)
+                    .await
             }
         }
     }
-}
 
-/// JSON Web Token verification per `auth.jwt`.
-pub struct JwtVerifier {
-    key: DecodingKey,
-    validation: Validation,
-    /// Accepted algorithm names, to refuse others (and `none`) with a precise reason.
-    algorithm_names: Vec<String>,
-    user_claim: String,
-    roles_claim: String,
-    leeway: u64,
-}
-
-impl JwtVerifier {
-    pub fn new(config: &JwtConfig, plan: &Plan) -> Result<Self, SetupError> {
-        let algorithms: Vec<Algorithm> = config
-            .algorithms
-            .iter()
-            .map(|name| {
-                name.parse::<Algorithm>()
-                    .map_err(|_| SetupError::Algorithms(format!("\"{name}\" is not supported")))
-            })
-            .collect::<Result<_, _>>()?;
-        let families: std::collections::BTreeSet<&str> =
-            algorithms.iter().map(|a| family(*a)).collect();
-        let family =
-            match families.iter().collect::<Vec<_>>().as_slice() {
-                [one] => **one,
-                [] => return Err(SetupError::Algorithms("empty".into())),
-                _ => return Err(SetupError::Algorithms(
-                    "one key cannot serve HMAC, RSA and EC algorithms together: keep one family"
-                        .into(),
-                )),
-            };
-        let key = match family {
-            "hmac" => {
-                let secret = config.secret.as_ref().ok_or_else(|| {
-                    SetupError::Algorithms("HS* algorithms need auth.jwt.secret".into())
-                })?;
-                DecodingKey::from_secret(secret.expose().as_bytes())
-            }
-            "other" => {
-                return Err(SetupError::Algorithms(
-                    "only HS*, RS*, PS* and ES* algorithms are supported".into(),
-                ))
-            }
-            kind => {
-                let file = config.public_key_file.as_deref().ok_or_else(|| {
-                    SetupError::Algorithms(
-                        "RS*/PS*/ES* algorithms need auth.jwt.public_key_file".into(),
-                    )
-                })?;
-                let path = plan.resolve_path(file);
-                let pem = std::fs::read(&path).map_err(|source| SetupError::KeyFile {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                let parsed = if kind == "rsa" {
-                    DecodingKey::from_rsa_pem(&pem)
-                } else {
-                    DecodingKey::from_ec_pem(&pem)
-                };
-                parsed.map_err(|e| SetupError::Key {
-                    path: path.display().to_string(),
-                    kind: if kind == "rsa" { "RSA" } else { "EC" },
-                    reason: e.to_string(),
-                })?
-            }
-        };
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        validation.leeway = config.leeway_seconds;
-        validation.validate_nbf = true;
-        validation.required_spec_claims = ["exp".to_owned()].into_iter().collect();
-        if let Some(issuer) = &config.issuer {
-            validation.set_issuer(&[issuer]);
-            validation.required_spec_claims.insert("iss".into());
+    /// The key set from the identity provider, when keys come from one.
+    pub fn jwks(&self) -> Option<&Arc<Jwks>> {
+        match self {
+            Authenticator::Jwt(verifier) => verifier.jwks(),
+            Authenticator::Anonymous => None,
         }
-        match &config.audience {
-            Some(audience) => {
-                validation.set_audience(&[audience]);
-                validation.required_spec_claims.insert("aud".into());
-            }
-            None => validation.validate_aud = false,
-        }
-        Ok(JwtVerifier {
-            key,
-            validation,
-            algorithm_names: config.algorithms.clone(),
-            user_claim: config.user_claim.clone(),
-            roles_claim: config.roles_claim.clone(),
-            leeway: config.leeway_seconds,
-        })
     }
-
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        // Read the algorithm first so that `none` and unlisted algorithms get their own reason.
-        let algorithm = header_algorithm(token).ok_or(AuthError::Malformed)?;
-        if !self.algorithm_names.contains(&algorithm) {
-            return Err(AuthError::Algorithm(algorithm));
-        }
-        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
-            .map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-            ErrorKind::InvalidSignature => AuthError::BadSignature,
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                AuthError::Algorithm(algorithm.clone())
-            }
-            ErrorKind::InvalidIssuer => AuthError::Issuer,
-            ErrorKind::InvalidAudience => AuthError::Audience,
-            ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::Issuer,
-            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::Audience,
-            ErrorKind::MissingRequiredClaim(_) => AuthError::Malformed,
-            _ => AuthError::Malformed,
-        })?;
-        let claims = data.claims;
-        let user = match claim(&claims, &self.user_claim) {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Err(AuthError::NoUser(self.user_claim.clone())),
-        };
-        let roles = match claim(&claims, &self.roles_claim) {
-            Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect(),
-            _ => Vec::new(),
-        };
-        let expires_at = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .map(|exp| exp + self.leeway);
-        Ok(Identity {
-            user: Some(user),
-            roles,
-            claims,
-            expires_at,
-        })
-    }
-}
-
-/// `hmac`, `rsa` or `ec`: algorithms of one family share a key type.
-fn family(algorithm: Algorithm) -> &'static str {
-    use Algorithm::*;
-    match algorithm {
-        HS256 | HS384 | HS512 => "hmac",
-        RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => "rsa",
-        ES256 | ES384 => "ec",
-        _ => "other",
-    }
-}
-
-/// The `alg` of a token's header, without verifying anything.
-fn header_algorithm(token: &str) -> Option<String> {
-    use base64::Engine as _;
-    let header = token.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
-        .ok()?;
-    let header: Value = serde_json::from_slice(&bytes).ok()?;
-    header.get("alg")?.as_str().map(str::to_owned)
 }
 
 /// A claim by name; a name with dots that is not a top-level claim is a path into nested
 /// objects (`realm_access.roles`).
-fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+pub(super) fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     if let Some(value) = claims.get(name) {
         return Some(value);
     }

@@ -1,0 +1,134 @@
+//! Where `auth.jwt` finds its verification keys: a secret, a PEM file, a JWKS URL or OpenID
+//! Connect discovery — exactly one, and one that fits the algorithms.
+
+use super::rules::Semantic;
+use super::JwtConfig;
+
+/// Shortest `jwks_refresh_s`: the same floor as the refresh an unknown `kid` may cause.
+const MIN_JWKS_REFRESH_S: u64 = 10;
+/// Longest `jwks_refresh_s`: a day; providers publish a new key well before using it.
+const MAX_JWKS_REFRESH_S: u64 = 86_400;
+
+impl Semantic<'_> {
+    /// `hmac` / `public_key`: whether the algorithms include those families.
+    pub(super) fn check_jwt_keys(&mut self, jwt: &JwtConfig, hmac: bool, public_key: bool) {
+        let from_idp = jwt.jwks_url.is_some() || jwt.discovery;
+        if let Some(url) = &jwt.jwks_url {
+            if let Err(reason) = http_url(url) {
+                self.error("auth.jwt.jwks_url", reason);
+            }
+            if jwt.discovery {
+                self.error(
+                    "auth.jwt.discovery",
+                    "cannot be combined with jwks_url: discovery finds the key set's URL itself",
+                );
+            }
+        }
+        if jwt.discovery {
+            match &jwt.issuer {
+                None => self.error(
+                    "auth.jwt.discovery",
+                    "needs auth.jwt.issuer: the provider's configuration is read from {issuer}/.well-known/openid-configuration",
+                ),
+                Some(issuer) => {
+                    if let Err(reason) = http_url(issuer) {
+                        self.error("auth.jwt.issuer", reason);
+                    }
+                }
+            }
+        }
+        if from_idp {
+            if hmac {
+                self.error(
+                    "auth.jwt.algorithms",
+                    "HS* algorithms cannot be used with a key set from an identity provider: list RS*, PS*, ES* or EdDSA",
+                );
+            }
+            if jwt.public_key_file.is_some() {
+                self.error(
+                    "auth.jwt.public_key_file",
+                    "cannot be combined with jwks_url or discovery: keys come from the identity provider",
+                );
+            }
+            if !(MIN_JWKS_REFRESH_S..=MAX_JWKS_REFRESH_S).contains(&jwt.jwks_refresh_s) {
+                self.error(
+                    "auth.jwt.jwks_refresh_s",
+                    format!(
+                        "must be between {MIN_JWKS_REFRESH_S} and {MAX_JWKS_REFRESH_S} seconds, found {}",
+                        jwt.jwks_refresh_s
+                    ),
+                );
+            }
+            return;
+        }
+        if public_key {
+            match &jwt.public_key_file {
+                None => self.error(
+                    "auth.jwt.public_key_file",
+                    "missing (required for RS*/PS*/ES*/EdDSA algorithms, unless jwks_url or discovery is set)",
+                ),
+                Some(file) => self.readable_file("auth.jwt.public_key_file", file),
+            }
+        }
+    }
+}
+
+/// An `http://` or `https://` URL with a host.
+fn http_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("expected an http:// or https:// URL, found \"{url}\""))?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("expected a URL with a host, found \"{url}\""));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn errors(jwt: &str) -> Vec<String> {
+        let text = format!(
+            "instance_id: a\nkafka: {{bootstrap_servers: 'k:9092'}}\ninbound: [{{channel: c, topic: t}}]\nauth:\n  mode: jwt\n  jwt:\n{jwt}"
+        );
+        match crate::config::load_str(&text, "bridge.yaml", Path::new("."), |_| None) {
+            Ok(_) => Vec::new(),
+            Err(found) => found.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn a_key_set_url_or_discovery_is_enough() {
+        assert_eq!(
+            errors("    algorithms: [RS256, ES256, EdDSA]\n    jwks_url: https://id.example.com/certs\n"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            errors("    algorithms: [RS256]\n    issuer: https://id.example.com/realms/shop\n    discovery: true\n"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn key_set_mistakes_point_at_their_lines() {
+        assert_eq!(
+            errors("    algorithms: [HS256]\n    secret: 0123456789abcdef0123456789abcdef\n    jwks_url: id.example.com/certs\n    jwks_refresh_s: 5\n"),
+            [
+                "bridge.yaml:7: auth.jwt.algorithms: HS* algorithms cannot be used with a key set from an identity provider: list RS*, PS*, ES* or EdDSA",
+                "bridge.yaml:9: auth.jwt.jwks_url: expected an http:// or https:// URL, found \"id.example.com/certs\"",
+                "bridge.yaml:10: auth.jwt.jwks_refresh_s: must be between 10 and 86400 seconds, found 5",
+            ]
+        );
+        assert_eq!(
+            errors("    algorithms: [RS256]\n    discovery: true\n"),
+            ["bridge.yaml:8: auth.jwt.discovery: needs auth.jwt.issuer: the provider's configuration is read from {issuer}/.well-known/openid-configuration"]
+        );
+        assert_eq!(
+            errors("    algorithms: [RS256]\n    issuer: https://id.example.com\n    discovery: true\n    jwks_url: https://id.example.com/keys\n"),
+            ["bridge.yaml:9: auth.jwt.discovery: cannot be combined with jwks_url: discovery finds the key set's URL itself"]
+        );
+    }
+}
