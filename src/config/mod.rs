@@ -20,6 +20,7 @@ mod rules;
 mod schema;
 mod server;
 mod source;
+mod transform;
 
 use std::fmt;
 
@@ -40,6 +41,7 @@ pub use reference::{documented_keys, KeyDoc};
 pub use schema::config_schema;
 pub use server::{MetricsConfig, PublishRate, ServerConfig, TlsConfig};
 pub use source::{Node, NodeKind};
+pub use transform::{HeadersInto, PredicateSpec, Transform, WhereRule};
 
 /// The whole `bridge.yaml` file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

@@ -31,6 +31,8 @@ pub struct SessionHandle {
     pub public_id: String,
     /// Authenticated user id; `None` for anonymous sessions.
     pub user: Option<String>,
+    /// Claims of the session's token, for `subscribe.where` (empty when anonymous).
+    pub claims: serde_json::Map<String, serde_json::Value>,
     pub outbox: Outbox,
 }
 
@@ -79,6 +81,9 @@ impl Fanout {
 /// A subscribed session, with the positions a replay already covered.
 struct Subscriber {
     session: Arc<SessionHandle>,
+    /// On `subscribe.where` channels: the session's claim value; only records of that scope
+    /// reach it.
+    scope: Option<Box<str>>,
     /// Live records at or below these offsets (per partition) were sent by the replay.
     after: Option<Box<[(i32, i64)]>>,
     /// While its replay is read from Kafka, the subscription's live records wait here.
@@ -108,6 +113,8 @@ struct Subscribers {
     /// Broadcast channels: every subscriber.
     all: Vec<Subscriber>,
     /// By-key channels: subscribers per key. Reply channels: per session public id.
+    /// Broadcast channels with `subscribe.where`: per claim value (`all` stays empty), so a
+    /// record costs the sessions of its scope only.
     by_key: HashMap<String, Vec<Subscriber>>,
     /// Reply channels: subscribers per user.
     by_user: HashMap<String, Vec<Subscriber>>,
@@ -178,6 +185,11 @@ impl Hub {
         let mut state = self.states[id as usize].lock();
         let subscribers = &mut state.subscribers;
         let removed = match channel.deliver() {
+            Deliver::Broadcast if channel.spec.subscribe.where_.is_some() => remove_keyed(
+                &mut subscribers.by_key,
+                &scope_of(channel, session).unwrap_or_default(),
+                session.id,
+            ),
             Deliver::Broadcast => remove(&mut subscribers.all, session.id),
             Deliver::ByKey => {
                 remove_keyed(&mut subscribers.by_key, key.unwrap_or_default(), session.id)
@@ -234,6 +246,11 @@ impl Hub {
         }
         let subscribers = &mut state.subscribers;
         let targets: &mut [Subscriber] = match (channel.deliver(), route) {
+            (Deliver::Broadcast, _) if channel.spec.subscribe.where_.is_some() => held
+                .scope
+                .as_deref()
+                .and_then(|scope| subscribers.by_key.get_mut(scope))
+                .map_or(&mut [], Vec::as_mut_slice),
             (Deliver::Broadcast, _) => &mut subscribers.all,
             (Deliver::ByKey, Route::Key(Some(key))) => subscribers
                 .by_key
@@ -262,6 +279,10 @@ impl Hub {
             ..Fanout::default()
         };
         for subscriber in targets.iter_mut() {
+            if subscriber.scope.as_deref() != held.scope.as_deref() {
+                // By-key channels with `where`: a subscriber of the key in another scope.
+                continue;
+            }
             if let Some(buffer) = &mut subscriber.buffer {
                 buffer.records.push_back(held.clone());
                 if buffer.records.len() > buffer.limit {
@@ -325,8 +346,10 @@ impl Hub {
         let channel = self.catalogue.channel(id);
         let state = self.states[id as usize].lock();
         match channel.deliver() {
-            Deliver::Broadcast => state.subscribers.all.len(),
-            Deliver::ByKey | Deliver::Reply => {
+            Deliver::Broadcast if channel.spec.subscribe.where_.is_none() => {
+                state.subscribers.all.len()
+            }
+            Deliver::Broadcast | Deliver::ByKey | Deliver::Reply => {
                 state.subscribers.by_key.values().map(Vec::len).sum()
             }
         }
@@ -347,12 +370,19 @@ fn add_subscriber(
         existing.buffer = buffer;
         return Change::Unchanged;
     }
+    let scope = scope_of(channel, session);
     let subscriber = Subscriber {
         session: session.clone(),
+        scope: scope.as_deref().map(Into::into),
         after,
         buffer,
     };
     match channel.deliver() {
+        Deliver::Broadcast if channel.spec.subscribe.where_.is_some() => subscribers
+            .by_key
+            .entry(scope.unwrap_or_default())
+            .or_default()
+            .push(subscriber),
         Deliver::Broadcast => subscribers.all.push(subscriber),
         Deliver::ByKey => subscribers
             .by_key
@@ -367,6 +397,7 @@ fn add_subscriber(
                     .or_default()
                     .push(Subscriber {
                         session: session.clone(),
+                        scope: None,
                         after: None,
                         buffer: None,
                     });
@@ -390,11 +421,22 @@ fn find_subscriber<'a>(
     session: &SessionHandle,
 ) -> Option<&'a mut Subscriber> {
     let list = match channel.deliver() {
+        Deliver::Broadcast if channel.spec.subscribe.where_.is_some() => subscribers
+            .by_key
+            .get_mut(scope_of(channel, session).unwrap_or_default().as_str())?,
         Deliver::Broadcast => &mut subscribers.all,
         Deliver::ByKey => subscribers.by_key.get_mut(key.unwrap_or_default())?,
         Deliver::Reply => subscribers.by_key.get_mut(&session.public_id)?,
     };
     list.iter_mut().find(|s| s.session.id == session.id)
+}
+
+/// The session's scope on a `subscribe.where` channel: its token's claim value (`None`
+/// elsewhere, or when the token lacks the claim — the client listener refuses such a
+/// subscribe, and no record carries a `None` scope on such a channel).
+pub fn scope_of(channel: &Channel, session: &SessionHandle) -> Option<String> {
+    let rule = channel.spec.subscribe.where_.as_ref()?;
+    crate::auth::claim_text(&session.claims, &rule.equals_claim)
 }
 
 /// Moves the channel's memory gauges and eviction counter by what changed.

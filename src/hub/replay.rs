@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::{add_subscriber, find_subscriber, Buffer, Hub, SessionHandle};
+use super::{add_subscriber, find_subscriber, scope_of, Buffer, Hub, SessionHandle};
 use crate::catalogue::ChannelId;
 use crate::config::Deliver;
 use crate::protocol::Frame;
@@ -150,8 +150,10 @@ impl Hub {
         }
         let snapshot = key.and_then(|k| state.memory.snapshot(k)).cloned();
         let cursors = live_cursors(&state.memory, &replay);
+        let scope = scope_of(channel, session);
         let attached = queue_replay(
             session,
+            scope.as_deref(),
             replay,
             false,
             limit,
@@ -218,8 +220,10 @@ impl Hub {
         dedup_positions(&mut replay);
         let cursors = live_cursors(&state.memory, &replay);
         let snapshot = key.and_then(|k| state.memory.snapshot(k)).cloned();
+        let scope = scope_of(channel, session);
         let attached = queue_replay(
             session,
+            scope.as_deref(),
             replay,
             gap,
             limit,
@@ -255,8 +259,10 @@ fn after(cursors: BTreeMap<i32, i64>) -> Option<Box<[(i32, i64)]>> {
 }
 
 /// Queues the confirmation and the replay (its newest `limit` records; fewer means a gap).
+#[allow(clippy::too_many_arguments)]
 fn queue_replay(
     session: &SessionHandle,
+    scope: Option<&str>,
     mut replay: Vec<Held>,
     mut gap: bool,
     limit: usize,
@@ -264,6 +270,9 @@ fn queue_replay(
     positions: &BTreeMap<i32, i64>,
     confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
 ) -> Attached {
+    // `subscribe.where`: memory and Kafka hold every scope's records; only the session's go.
+    replay.retain(|h| h.scope.as_deref() == scope);
+    let snapshot = snapshot.filter(|h| h.scope.as_deref() == scope);
     if replay.len() > limit {
         replay.drain(..replay.len() - limit);
         gap = true;

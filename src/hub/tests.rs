@@ -14,6 +14,7 @@ fn session(id: u64, user: Option<&str>) -> Arc<SessionHandle> {
         id,
         public_id: format!("s{id}"),
         user: user.map(str::to_owned),
+        claims: Default::default(),
         outbox: Outbox::new(crate::outbox::Bounds {
             messages: 64,
             bytes: usize::MAX,
@@ -34,6 +35,7 @@ fn held(partition: i32, offset: i64) -> Held {
         offset,
         data,
         timestamp: offset,
+        scope: None,
     }
 }
 

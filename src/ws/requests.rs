@@ -148,6 +148,17 @@ impl Session {
                 format!("subscribing to `{channel}` is not allowed: {reason}"),
             ));
         }
+        if let Some(rule) = &config.subscribe.where_ {
+            if crate::auth::claim_text(&self.identity.claims, &rule.equals_claim).is_none() {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "subscribing to `{channel}` needs a token with the claim `{}` (subscribe.where)",
+                        rule.equals_claim
+                    ),
+                ));
+            }
+        }
         let key = match config.deliver {
             Deliver::ByKey => {
                 let Some(key) = key.or_else(|| self.identity.user.clone()) else {

@@ -1,0 +1,148 @@
+//! Contract §5.3 against a real broker and a real bridge: channel `transforms` shape records
+//! once, before any session, snapshot or history sees them.
+
+mod common;
+
+use common::{create_topic, TestBridge, TestProducer};
+use serde_json::{json, Value};
+
+const SSN: &str = "123-45-6789";
+const CARD: &str = "4111111111111111";
+
+/// A realistic order: nested fields, an array, internal fields that must not leave.
+fn order(id: &str, status: &str) -> Value {
+    json!({
+        "orderId": id,
+        "status": status,
+        "internal": {"trace": "t-9", "shard": 4},
+        "customer": {"id": "C-1", "ssn": SSN, "name": "Ann"},
+        "card": {"number": CARD, "expiry": "12/29"},
+        "lines": [{"sku": "A-1", "qty": 2, "card": CARD}, {"sku": "B-7", "qty": 1}],
+        "payload": {"total": 42.5}
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transforms_shape_every_record_before_any_session_snapshot_or_history_sees_it() {
+    let topic = create_topic("orders", 1).await;
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}
+channels:
+  - name: orders
+    topic: {topic}
+    key: {{from: record_key}}
+    snapshot: true
+    history: 10
+    subscribe: {{allow: anonymous}}
+    transforms:
+      - filter: {{pointer: /status, in: [NEW, FILLED]}}
+      - drop: [/internal, /customer/ssn, /not/there]
+      - mask: [/card/number, /lines/*/card]
+      - headers_into: {{pointer: /meta, names: [traceparent]}}
+  - name: totals
+    topic: {topic}
+    subscribe: {{allow: anonymous}}
+    transforms:
+      - extract: /payload
+"
+    ))
+    .await;
+    let mut live = bridge.connect().await;
+    live.subscribe("orders", None).await;
+    let mut totals = bridge.connect().await;
+    totals.subscribe("totals", None).await;
+
+    let producer = TestProducer::new();
+    let headers = [("traceparent", "00-abc-01"), ("secret-header", "x")];
+    producer
+        .send(
+            &topic,
+            None,
+            Some("O-1"),
+            order("O-1", "FILLED").to_string().as_bytes(),
+            &headers,
+        )
+        .await;
+    producer
+        .send(
+            &topic,
+            None,
+            Some("O-2"),
+            order("O-2", "CANCELLED").to_string().as_bytes(),
+            &headers,
+        )
+        .await;
+    // Missing fields everywhere: every step is a no-op on them, the record still flows.
+    producer
+        .send(
+            &topic,
+            None,
+            Some("O-3"),
+            br#"{"orderId":"O-3","status":"NEW"}"#,
+            &[],
+        )
+        .await;
+
+    let expected_first = json!({
+        "orderId": "O-1",
+        "status": "FILLED",
+        "customer": {"id": "C-1", "name": "Ann"},
+        "card": {"number": "***", "expiry": "12/29"},
+        "lines": [{"sku": "A-1", "qty": 2, "card": "***"}, {"sku": "B-7", "qty": 1}],
+        "payload": {"total": 42.5},
+        "meta": {"traceparent": "00-abc-01"}
+    });
+    let first = live.expect("message").await;
+    assert_eq!(first["key"], "O-1");
+    assert_eq!(first["data"], expected_first);
+    assert_eq!(
+        first["headers"]["secret-header"], "x",
+        "record headers are still sent as they are"
+    );
+    let third = live.expect("message").await;
+    assert_eq!(third["key"], "O-3", "the CANCELLED order was filtered out");
+    assert_eq!(
+        third["data"],
+        json!({"orderId": "O-3", "status": "NEW", "meta": {}})
+    );
+
+    // Each channel has its own chain; `extract` of a missing subtree filters the record.
+    assert_eq!(
+        totals.expect("message").await["data"],
+        json!({"total": 42.5})
+    );
+    assert_eq!(
+        totals.expect("message").await["data"],
+        json!({"total": 42.5})
+    );
+    assert_eq!(totals.drain_until_pong().await, Vec::<Value>::new());
+
+    // Snapshot and history hold the transformed record, never the original.
+    let mut late = bridge.connect().await;
+    late.send(json!({"type": "subscribe", "id": "s", "channel": "orders", "history": 10}))
+        .await;
+    let subscribed = late.expect("subscribed").await;
+    let replayed: Vec<Value> = vec![late.expect("message").await, late.expect("message").await];
+    assert_eq!(replayed[0]["data"], expected_first);
+    assert_eq!(subscribed["replayed"], 2, "{subscribed}");
+    for frame in [&first, &third, &subscribed, &replayed[0], &replayed[1]] {
+        let text = frame.to_string();
+        assert!(
+            !text.contains(SSN) && !text.contains(CARD) && !text.contains("shard"),
+            "{text}"
+        );
+    }
+    bridge
+        .wait_metric(
+            "kafka_ws_bridge_messages_dropped_total{channel=\"orders\",reason=\"filtered\"}",
+            1.0,
+        )
+        .await;
+    bridge
+        .wait_metric(
+            "kafka_ws_bridge_messages_dropped_total{channel=\"totals\",reason=\"filtered\"}",
+            1.0,
+        )
+        .await;
+    bridge.stop().await;
+}
