@@ -3,8 +3,46 @@
 
 mod common;
 
-use common::{create_topic, TestBridge, TestProducer};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{create_topic, Client, TestBridge, TestProducer};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+
+const SECRET: &str = "test-secret-for-hs256-0123456789abcdef";
+
+/// A token for `sub` with extra claims, valid ten minutes.
+fn token(sub: &str, extra: Value) -> String {
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let mut claims = json!({"sub": sub, "exp": exp});
+    claims
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn connect_as(bridge: &TestBridge, sub: &str, extra: Value) -> Client {
+    Client::connect(&format!(
+        "{}?access_token={}",
+        bridge.ws_url,
+        token(sub, extra)
+    ))
+    .await
+}
+
+fn jwt_auth() -> String {
+    format!("auth:\n  mode: jwt\n  jwt: {{algorithms: [HS256], secret: \"{SECRET}\"}}\n")
+}
 
 const SSN: &str = "123-45-6789";
 const CARD: &str = "4111111111111111";
@@ -141,6 +179,96 @@ channels:
     bridge
         .wait_metric(
             "kafka_ws_bridge_messages_dropped_total{channel=\"totals\",reason=\"filtered\"}",
+            1.0,
+        )
+        .await;
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_isolates_tenants_on_one_topic_live_and_in_history() {
+    let topic = create_topic("tenants", 2).await;
+    let bridge = TestBridge::start(&format!(
+        "{}channels:
+  - name: orders
+    topic: {topic}
+    history: 10
+    subscribe:
+      where: {{pointer: /tenantId, equals_claim: tenant}}
+  - name: accounts
+    topic: {topic}
+    key: {{from: record_key}}
+    deliver: by_key
+    subscribe:
+      keys: any
+      where: {{pointer: /tenantId, equals_claim: org.id}}
+",
+        jwt_auth()
+    ))
+    .await;
+    let mut a1 = connect_as(&bridge, "u1", json!({"tenant": "A"})).await;
+    let mut a2 = connect_as(&bridge, "u2", json!({"tenant": "A"})).await;
+    let mut b1 = connect_as(&bridge, "u3", json!({"tenant": "B"})).await;
+    for client in [&mut a1, &mut a2, &mut b1] {
+        client.subscribe("orders", None).await;
+    }
+    let mut nobody = connect_as(&bridge, "u4", json!({})).await;
+    nobody
+        .send(json!({"type": "subscribe", "id": "s", "channel": "orders"}))
+        .await;
+    let refused = nobody.expect("error").await;
+    assert_eq!(refused["code"], "forbidden");
+    assert_eq!(
+        refused["message"],
+        "subscribing to `orders` needs a token with the claim `tenant` (subscribe.where)"
+    );
+    // By-key channel, nested claim: the same key in two tenants.
+    let mut acme = connect_as(&bridge, "u5", json!({"org": {"id": "A"}})).await;
+    let mut other = connect_as(&bridge, "u6", json!({"org": {"id": "B"}})).await;
+    acme.subscribe("accounts", Some("K")).await;
+    other.subscribe("accounts", Some("K")).await;
+
+    let producer = TestProducer::new();
+    for (n, tenant) in [
+        (1, json!("A")),
+        (2, json!("B")),
+        (3, Value::Null),
+        (4, json!("A")),
+    ] {
+        let mut value = json!({"n": n});
+        if !tenant.is_null() {
+            value["tenantId"] = tenant;
+        }
+        producer
+            .send(
+                &topic,
+                Some(0),
+                Some("K"),
+                value.to_string().as_bytes(),
+                &[],
+            )
+            .await;
+    }
+    for client in [&mut a1, &mut a2] {
+        assert_eq!(client.expect("message").await["data"]["n"], 1);
+        assert_eq!(client.expect("message").await["data"]["n"], 4);
+    }
+    assert_eq!(b1.expect("message").await["data"]["n"], 2);
+    assert_eq!(acme.expect("message").await["data"]["n"], 1);
+    assert_eq!(acme.expect("message").await["data"]["n"], 4);
+    assert_eq!(other.expect("message").await["data"]["n"], 2);
+    for client in [&mut a1, &mut a2, &mut b1, &mut acme, &mut other] {
+        assert_eq!(client.drain_until_pong().await, Vec::<Value>::new());
+    }
+    // History holds every tenant's records; a replay sends only the session's own.
+    let mut late = connect_as(&bridge, "u7", json!({"tenant": "B"})).await;
+    late.send(json!({"type": "subscribe", "id": "h", "channel": "orders", "history": 10}))
+        .await;
+    assert_eq!(late.expect("subscribed").await["replayed"], 1);
+    assert_eq!(late.expect("message").await["data"]["n"], 2);
+    bridge
+        .wait_metric(
+            "kafka_ws_bridge_messages_dropped_total{channel=\"orders\",reason=\"not_entitled\"}",
             1.0,
         )
         .await;
