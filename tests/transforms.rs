@@ -274,3 +274,96 @@ async fn where_isolates_tenants_on_one_topic_live_and_in_history() {
         .await;
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_filter_selects_records_per_subscription_and_a_malformed_one_is_refused_precisely()
+{
+    let topic = create_topic("prices", 1).await;
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}
+channels:
+  - name: prices
+    topic: {topic}
+    history: 10
+    subscribe: {{allow: anonymous, filters: true}}
+    transforms:
+      - drop: [/internal]
+  - name: plain
+    topic: {topic}
+    subscribe: {{allow: anonymous}}
+"
+    ))
+    .await;
+    let expensive = json!({"all": [{"pointer": "/price", "gt": 100}, {"not": {"pointer": "/internal", "exists": true}}]});
+    let mut filtered = bridge.connect().await;
+    filtered
+        .send(json!({"type": "subscribe", "id": "f", "channel": "prices", "filter": expensive}))
+        .await;
+    filtered.expect("subscribed").await;
+    let mut everything = bridge.connect().await;
+    everything.subscribe("prices", None).await;
+
+    // Malformed: refused with the path of the problem; the session carries on.
+    let mut careless = bridge.connect().await;
+    careless
+        .send(json!({"type": "subscribe", "id": "bad", "channel": "prices",
+                     "filter": {"any": [{"pointer": "/price", "gt": 1}, {"pointer": "price", "lt": 5}]}}))
+        .await;
+    let error = careless.expect("error").await;
+    assert_eq!(error["id"], "bad");
+    assert_eq!(error["code"], "bad_request");
+    assert_eq!(
+        error["message"],
+        "`filter.any[1].pointer`: \"price\" is not a JSON pointer; it must start with `/`"
+    );
+    careless
+        .send(json!({"type": "subscribe", "id": "p", "channel": "plain", "filter": {"key": true, "exists": true}}))
+        .await;
+    assert_eq!(
+        careless.expect("error").await["message"],
+        "channel `plain` takes no client filters (subscribe.filters is off)"
+    );
+    careless.subscribe("prices", None).await;
+
+    let producer = TestProducer::new();
+    for price in [50, 150, 99, 101] {
+        let value = json!({"price": price, "internal": "x"}).to_string();
+        producer
+            .send(&topic, None, None, value.as_bytes(), &[])
+            .await;
+    }
+    let prices = |frames: Vec<Value>| -> Vec<i64> {
+        frames
+            .iter()
+            .map(|f| f["data"]["price"].as_i64().unwrap())
+            .collect()
+    };
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(filtered.expect("message").await);
+    }
+    assert_eq!(
+        prices(got),
+        [150, 101],
+        "evaluated on the transformed record"
+    );
+    assert_eq!(filtered.drain_until_pong().await, Vec::<Value>::new());
+    let mut all = Vec::new();
+    for _ in 0..4 {
+        all.push(everything.expect("message").await);
+    }
+    assert_eq!(prices(all), [50, 150, 99, 101]);
+    assert_eq!(careless.drain_until_pong().await.len(), 4);
+
+    // A replay honours the filter too.
+    let mut late = bridge.connect().await;
+    late.send(
+        json!({"type": "subscribe", "id": "h", "channel": "prices", "history": 10,
+                     "filter": {"pointer": "/price", "lt": 100}}),
+    )
+    .await;
+    assert_eq!(late.expect("subscribed").await["replayed"], 2);
+    let replayed = vec![late.expect("message").await, late.expect("message").await];
+    assert_eq!(prices(replayed), [50, 99]);
+    bridge.stop().await;
+}

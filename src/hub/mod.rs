@@ -14,12 +14,16 @@ use parking_lot::Mutex;
 use crate::catalogue::{Catalogue, Channel, ChannelId};
 use crate::config::{Deliver, SlowClientPolicy};
 use crate::outbox::{Outbox, Pushed};
+use crate::predicate::Predicate;
 use crate::protocol::Frame;
 use crate::state::{ChannelMemory, Held, MemoryStats};
 
+mod filter;
 mod replay;
 #[cfg(test)]
 mod tests;
+
+use filter::{FrameSubject, Sieve};
 
 pub use replay::{Attached, Begun, Fetched, Need, Want};
 
@@ -84,6 +88,8 @@ struct Subscriber {
     /// On `subscribe.where` channels: the session's claim value; only records of that scope
     /// reach it.
     scope: Option<Box<str>>,
+    /// The client's `filter` (channels with `subscribe.filters`).
+    filter: Option<Arc<Predicate>>,
     /// Live records at or below these offsets (per partition) were sent by the replay.
     after: Option<Box<[(i32, i64)]>>,
     /// While its replay is read from Kafka, the subscription's live records wait here.
@@ -176,7 +182,15 @@ impl Hub {
         let channel = self.catalogue.channel(id);
         let mut state = self.states[id as usize].lock();
         session.outbox.push_control(confirmation);
-        add_subscriber(channel, &mut state.subscribers, key, session, None, None)
+        add_subscriber(
+            channel,
+            &mut state.subscribers,
+            key,
+            session,
+            None,
+            None,
+            None,
+        )
     }
 
     /// Removes a subscription added with the same arguments.
@@ -278,10 +292,18 @@ impl Hub {
             shed: channel.spec.on_slow_client != SlowClientPolicy::Disconnect,
             ..Fanout::default()
         };
+        // Parsed once, on the first subscription with a client filter.
+        let mut subject: Option<Option<FrameSubject>> = None;
         for subscriber in targets.iter_mut() {
             if subscriber.scope.as_deref() != held.scope.as_deref() {
                 // By-key channels with `where`: a subscriber of the key in another scope.
                 continue;
+            }
+            if let Some(filter) = &subscriber.filter {
+                let subject = subject.get_or_insert_with(|| FrameSubject::parse(held));
+                if !subject.as_ref().is_some_and(|s| filter.matches(s)) {
+                    continue;
+                }
             }
             if let Some(buffer) = &mut subscriber.buffer {
                 buffer.records.push_back(held.clone());
@@ -356,6 +378,7 @@ impl Hub {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn add_subscriber(
     channel: &Channel,
     subscribers: &mut Subscribers,
@@ -363,17 +386,20 @@ fn add_subscriber(
     session: &Arc<SessionHandle>,
     after: Option<Box<[(i32, i64)]>>,
     buffer: Option<Buffer>,
+    filter: Option<Arc<Predicate>>,
 ) -> Change {
     if let Some(existing) = find_subscriber(channel, subscribers, key, session) {
-        // Subscribing again (e.g. with a new resume point) replaces the replay state.
+        // Subscribing again (e.g. with a new resume point or filter) replaces its state.
         existing.after = after;
         existing.buffer = buffer;
+        existing.filter = filter;
         return Change::Unchanged;
     }
     let scope = scope_of(channel, session);
     let subscriber = Subscriber {
         session: session.clone(),
         scope: scope.as_deref().map(Into::into),
+        filter,
         after,
         buffer,
     };
@@ -398,6 +424,7 @@ fn add_subscriber(
                     .push(Subscriber {
                         session: session.clone(),
                         scope: None,
+                        filter: None,
                         after: None,
                         buffer: None,
                     });

@@ -7,9 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::{add_subscriber, find_subscriber, scope_of, Buffer, Hub, SessionHandle};
+use super::{add_subscriber, find_subscriber, scope_of, Buffer, Hub, SessionHandle, Sieve};
 use crate::catalogue::ChannelId;
 use crate::config::Deliver;
+use crate::predicate::Predicate;
 use crate::protocol::Frame;
 use crate::state::{sort_by_time, ChannelMemory, Held, Missing, Target};
 
@@ -80,6 +81,7 @@ impl Hub {
     /// replayed records, and registers the session for the live records after them. Otherwise
     /// it registers the session with its live records held back and says what to read from
     /// Kafka: the range up to the live position, which the held-back records continue.
+    #[allow(clippy::too_many_arguments)]
     pub fn begin(
         &self,
         id: ChannelId,
@@ -87,6 +89,7 @@ impl Hub {
         session: &Arc<SessionHandle>,
         want: &Want,
         limit: usize,
+        client_filter: Option<Arc<Predicate>>,
         confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
     ) -> Begun {
         let channel = self.catalogue.channel(id);
@@ -145,15 +148,20 @@ impl Hub {
                 session,
                 None,
                 Some(buffer),
+                client_filter,
             );
             return Begun::Reading { need, held: replay };
         }
         let snapshot = key.and_then(|k| state.memory.snapshot(k)).cloned();
         let cursors = live_cursors(&state.memory, &replay);
         let scope = scope_of(channel, session);
+        let sieve = Sieve {
+            scope: scope.as_deref(),
+            filter: client_filter.as_deref(),
+        };
         let attached = queue_replay(
             session,
-            scope.as_deref(),
+            sieve,
             replay,
             false,
             limit,
@@ -167,7 +175,15 @@ impl Hub {
         } else {
             after(cursors)
         };
-        add_subscriber(channel, &mut state.subscribers, key, session, filter, None);
+        add_subscriber(
+            channel,
+            &mut state.subscribers,
+            key,
+            session,
+            filter,
+            None,
+            client_filter,
+        );
         Begun::Attached(attached)
     }
 
@@ -199,6 +215,7 @@ impl Hub {
             };
         };
         let buffer = subscriber.buffer.take();
+        let client_filter = subscriber.filter.clone();
         let read_failed = fetched.is_none();
         let fetched = fetched.unwrap_or_default();
         let mut gap = fetched.gap || read_failed;
@@ -221,9 +238,13 @@ impl Hub {
         let cursors = live_cursors(&state.memory, &replay);
         let snapshot = key.and_then(|k| state.memory.snapshot(k)).cloned();
         let scope = scope_of(channel, session);
+        let sieve = Sieve {
+            scope: scope.as_deref(),
+            filter: client_filter.as_deref(),
+        };
         let attached = queue_replay(
             session,
-            scope.as_deref(),
+            sieve,
             replay,
             gap,
             limit,
@@ -262,7 +283,7 @@ fn after(cursors: BTreeMap<i32, i64>) -> Option<Box<[(i32, i64)]>> {
 #[allow(clippy::too_many_arguments)]
 fn queue_replay(
     session: &SessionHandle,
-    scope: Option<&str>,
+    sieve: Sieve<'_>,
     mut replay: Vec<Held>,
     mut gap: bool,
     limit: usize,
@@ -270,9 +291,9 @@ fn queue_replay(
     positions: &BTreeMap<i32, i64>,
     confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
 ) -> Attached {
-    // `subscribe.where`: memory and Kafka hold every scope's records; only the session's go.
-    replay.retain(|h| h.scope.as_deref() == scope);
-    let snapshot = snapshot.filter(|h| h.scope.as_deref() == scope);
+    // Memory and Kafka hold every scope's records, filtered or not: only the subscription's go.
+    replay.retain(|h| sieve.admits(h));
+    let snapshot = snapshot.filter(|h| sieve.admits(h));
     if replay.len() > limit {
         replay.drain(..replay.len() - limit);
         gap = true;

@@ -20,6 +20,8 @@ pub enum ClientFrame<'a> {
         resume: Option<BTreeMap<i32, i64>>,
         /// Newest N held records wanted before live ones.
         history: Option<usize>,
+        /// A client filter (a predicate, parsed by the subscriber: contract §5.3).
+        filter: Option<serde_json::Value>,
     },
     Unsubscribe {
         id: RequestId,
@@ -58,6 +60,7 @@ struct Envelope<'a> {
     headers: Option<BTreeMap<String, String>>,
     resume: Option<BTreeMap<String, i64>>,
     history: Option<usize>,
+    filter: Option<serde_json::Value>,
 }
 
 /// Keys are strings; integers are accepted and used in their decimal form.
@@ -151,6 +154,7 @@ pub fn decode_client(text: &str) -> Result<ClientFrame<'_>, DecodeError> {
                 key,
                 resume,
                 history: envelope.history,
+                filter: envelope.filter,
             })
         }
         "unsubscribe" => Ok(ClientFrame::Unsubscribe { id, channel, key }),
@@ -238,7 +242,7 @@ mod tests {
     #[test]
     fn decodes_every_frame_type() {
         match decode_client(r#"{"type":"subscribe","id":"s1","channel":"balances","key":"C-1","resume":{"0":41,"3":7}}"#).unwrap() {
-            ClientFrame::Subscribe { id, channel, key, resume, history } => {
+            ClientFrame::Subscribe { id, channel, key, resume, history, .. } => {
                 assert_eq!(id.unwrap().get(), "\"s1\"");
                 assert_eq!(channel, "balances");
                 assert_eq!(key.as_deref(), Some("C-1"));

@@ -35,13 +35,14 @@ impl Session {
                 key,
                 resume,
                 history,
+                filter,
             } => {
                 let want = match (resume, history) {
                     (Some(seen), _) => Want::Resume(seen),
                     (None, Some(count)) => Want::Newest(count),
                     (None, None) => Want::Live,
                 };
-                if let Err(refusal) = self.subscribe(id.clone(), &channel, key, want) {
+                if let Err(refusal) = self.subscribe(id.clone(), &channel, key, want, filter) {
                     self.refuse(&id, refusal);
                 }
             }
@@ -192,8 +193,13 @@ impl Session {
         channel: &str,
         key: Option<String>,
         want: Want,
+        filter: Option<serde_json::Value>,
     ) -> Result<(), Refusal> {
         let subscription = self.resolve(channel, key)?;
+        let filter = super::filters::client_filter(
+            self.ctx.catalogue.channel(subscription.0),
+            filter.as_ref(),
+        )?;
         if !self.subscriptions.contains(&subscription)
             && self.subscriptions.len() >= self.ctx.limits.max_subscriptions
         {
@@ -232,6 +238,7 @@ impl Session {
             &self.handle,
             &want,
             limit,
+            filter,
             |snapshot, replayed, gap, positions| {
                 subscribed_frame(
                     &id,
