@@ -367,3 +367,92 @@ channels:
     assert_eq!(prices(replayed), [50, 99]);
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rate_conflates_to_the_latest_value_and_counts_what_it_skipped() {
+    let topic = create_topic("ticks", 1).await;
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}
+channels:
+  - name: ticks
+    topic: {topic}
+    key: {{from: record_key}}
+    history: 5
+    max_rate: 2
+    subscribe: {{allow: anonymous}}
+"
+    ))
+    .await;
+    let mut client = bridge.connect().await;
+    client.subscribe("ticks", None).await;
+    let mut greedy = bridge.connect().await;
+    greedy
+        .send(json!({"type": "subscribe", "id": "g", "channel": "ticks", "max_rate": 10}))
+        .await;
+    let refused = greedy.expect("error").await;
+    assert_eq!(refused["code"], "bad_request");
+    assert_eq!(
+        refused["message"],
+        "`max_rate` 10 is above the channel's (2 messages per second)"
+    );
+
+    let started = std::time::Instant::now();
+    let producer = TestProducer::new();
+    for n in 0..200 {
+        let value = json!({"n": n}).to_string();
+        producer
+            .send(&topic, Some(0), Some("K"), value.as_bytes(), &[])
+            .await;
+    }
+    producer
+        .send(&topic, None, Some("other"), br#"{"n":-1}"#, &[])
+        .await;
+
+    let (mut sent, mut skipped, mut last) = (0u64, 0u64, None);
+    let mut other_seen = false;
+    while last != Some(199) || !other_seen {
+        let frame = client.expect("message").await;
+        if frame["key"] == "other" {
+            other_seen = true;
+            continue;
+        }
+        sent += 1;
+        skipped += frame["conflated"].as_u64().unwrap_or(0);
+        let n = frame["data"]["n"].as_i64().unwrap();
+        assert!(
+            last.is_none_or(|l| n > l),
+            "never an older value: {n} after {last:?}"
+        );
+        last = Some(n);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(
+        sent + skipped,
+        200,
+        "every record is sent or counted as skipped"
+    );
+    assert!(skipped > 0, "{sent} sent");
+    assert!(
+        (sent as f64) <= 2.0 * elapsed + 2.0,
+        "{sent} messages of one key in {elapsed:.1} s at max_rate 2"
+    );
+    bridge
+        .wait_metric(
+            "kafka_ws_bridge_messages_dropped_total{channel=\"ticks\",reason=\"conflated\"}",
+            skipped as f64,
+        )
+        .await;
+    // History is not conflated: the newest five, each as it was.
+    let mut late = bridge.connect().await;
+    late.send(json!({"type": "subscribe", "id": "h", "channel": "ticks", "history": 5}))
+        .await;
+    assert_eq!(late.expect("subscribed").await["replayed"], 5);
+    let mut replayed = Vec::new();
+    for _ in 0..5 {
+        let frame = late.expect("message").await;
+        assert!(frame.get("conflated").is_none(), "{frame}");
+        replayed.push(frame["data"]["n"].as_i64().unwrap());
+    }
+    assert_eq!(replayed, [196, 197, 198, 199, -1]);
+    bridge.stop().await;
+}

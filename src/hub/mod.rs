@@ -7,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
@@ -16,14 +18,19 @@ use crate::config::{Deliver, SlowClientPolicy};
 use crate::outbox::{Outbox, Pushed};
 use crate::predicate::Predicate;
 use crate::protocol::Frame;
-use crate::state::{ChannelMemory, Held, MemoryStats};
+use crate::state::{ChannelMemory, Held};
 
+mod conflate;
 mod filter;
+mod lists;
 mod replay;
 #[cfg(test)]
 mod tests;
 
+use conflate::Conflation;
 use filter::{FrameSubject, Sieve};
+pub use lists::scope_of;
+use lists::{find_subscriber, remove, remove_keyed, report_memory};
 
 pub use replay::{Attached, Begun, Fetched, Need, Want};
 
@@ -62,6 +69,8 @@ pub struct Fanout {
     pub behind: Vec<Arc<SessionHandle>>,
     /// The channel sheds (drop_oldest, latest_per_key) rather than waits for a blocked socket.
     pub shed: bool,
+    /// Records replaced while held back by `max_rate` (never sent).
+    pub conflated: u64,
 }
 
 impl Fanout {
@@ -90,10 +99,21 @@ struct Subscriber {
     scope: Option<Box<str>>,
     /// The client's `filter` (channels with `subscribe.filters`).
     filter: Option<Arc<Predicate>>,
+    /// `max_rate` (the channel's, or the subscribe's when lower): records held back per key.
+    rate: Option<Conflation>,
     /// Live records at or below these offsets (per partition) were sent by the replay.
     after: Option<Box<[(i32, i64)]>>,
     /// While its replay is read from Kafka, the subscription's live records wait here.
     buffer: Option<Buffer>,
+}
+
+/// What a subscribe asks for besides its channel and key.
+#[derive(Default, Clone)]
+pub struct Terms {
+    /// The client's `filter`, parsed.
+    pub filter: Option<Arc<Predicate>>,
+    /// The subscribe's `max_rate`; the channel's applies when lower or when absent.
+    pub max_rate: Option<u32>,
 }
 
 /// Live records held back while a replay is read, at most `limit` (the oldest go first).
@@ -135,6 +155,8 @@ pub struct Hub {
     catalogue: Arc<Catalogue>,
     /// Per channel, indexed by [`ChannelId`].
     states: Vec<Mutex<ChannelState>>,
+    /// Per channel: some subscription holds records back for `max_rate` ([`Hub::flush_conflated`]).
+    conflating: Vec<AtomicBool>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -157,6 +179,11 @@ impl Hub {
                         memory: ChannelMemory::new(c.limits),
                     })
                 })
+                .collect(),
+            conflating: catalogue
+                .channels()
+                .iter()
+                .map(|_| AtomicBool::new(false))
                 .collect(),
             catalogue,
             hasher: Default::default(),
@@ -189,7 +216,7 @@ impl Hub {
             session,
             None,
             None,
-            None,
+            Terms::default(),
         )
     }
 
@@ -228,8 +255,9 @@ impl Hub {
     /// the sessions the result lists as behind ([`Fanout::wait_for_writers`]).
     pub fn deliver(&self, id: ChannelId, route: Route<'_>, held: &Held, tombstone: bool) -> Fanout {
         let channel = self.catalogue.channel(id);
-        let key_hash = match (channel.spec.on_slow_client, route) {
-            (SlowClientPolicy::LatestPerKey, Route::Key(Some(key))) => {
+        // For latest_per_key shedding and max_rate conflation.
+        let key_hash = match route {
+            Route::Key(Some(key)) => {
                 let mut hasher = self.hasher.build_hasher();
                 hasher.write(key.as_bytes());
                 hasher.finish()
@@ -294,6 +322,8 @@ impl Hub {
         };
         // Parsed once, on the first subscription with a client filter.
         let mut subject: Option<Option<FrameSubject>> = None;
+        let mut now = None;
+        let mut held_back = false;
         for subscriber in targets.iter_mut() {
             if subscriber.scope.as_deref() != held.scope.as_deref() {
                 // By-key channels with `where`: a subscriber of the key in another scope.
@@ -316,6 +346,14 @@ impl Hub {
             if !subscriber.wants(held.partition, held.offset) {
                 continue;
             }
+            if let Some(rate) = &mut subscriber.rate {
+                let now = *now.get_or_insert_with(Instant::now);
+                if let Err(replaced) = rate.offer(key_hash, held, now) {
+                    fanout.conflated += replaced;
+                    held_back = true;
+                    continue;
+                }
+            }
             match subscriber.session.outbox.push_message(
                 &held.frame,
                 id,
@@ -337,8 +375,12 @@ impl Hub {
             }
         }
         drop(state);
+        if held_back {
+            self.conflating[id as usize].store(true, Ordering::Release);
+        }
         channel.metrics.delivered.inc_by(fanout.delivered);
         channel.metrics.dropped_queue_full.inc_by(fanout.dropped);
+        channel.metrics.dropped_conflated.inc_by(fanout.conflated);
         if unrouted {
             channel.metrics.dropped_undeliverable.inc();
         }
@@ -386,13 +428,19 @@ fn add_subscriber(
     session: &Arc<SessionHandle>,
     after: Option<Box<[(i32, i64)]>>,
     buffer: Option<Buffer>,
-    filter: Option<Arc<Predicate>>,
+    terms: Terms,
 ) -> Change {
+    let rate = match (channel.spec.max_rate, terms.max_rate) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let filter = terms.filter;
     if let Some(existing) = find_subscriber(channel, subscribers, key, session) {
         // Subscribing again (e.g. with a new resume point or filter) replaces its state.
         existing.after = after;
         existing.buffer = buffer;
         existing.filter = filter;
+        existing.rate = rate.map(Conflation::new);
         return Change::Unchanged;
     }
     let scope = scope_of(channel, session);
@@ -400,6 +448,7 @@ fn add_subscriber(
         session: session.clone(),
         scope: scope.as_deref().map(Into::into),
         filter,
+        rate: rate.map(Conflation::new),
         after,
         buffer,
     };
@@ -425,6 +474,7 @@ fn add_subscriber(
                         session: session.clone(),
                         scope: None,
                         filter: None,
+                        rate: None,
                         after: None,
                         buffer: None,
                     });
@@ -438,62 +488,4 @@ fn add_subscriber(
     }
     channel.metrics.subscriptions.inc();
     Change::Changed
-}
-
-/// The subscription entry of `session` (for reply channels: the one routed by session id).
-fn find_subscriber<'a>(
-    channel: &Channel,
-    subscribers: &'a mut Subscribers,
-    key: Option<&str>,
-    session: &SessionHandle,
-) -> Option<&'a mut Subscriber> {
-    let list = match channel.deliver() {
-        Deliver::Broadcast if channel.spec.subscribe.where_.is_some() => subscribers
-            .by_key
-            .get_mut(scope_of(channel, session).unwrap_or_default().as_str())?,
-        Deliver::Broadcast => &mut subscribers.all,
-        Deliver::ByKey => subscribers.by_key.get_mut(key.unwrap_or_default())?,
-        Deliver::Reply => subscribers.by_key.get_mut(&session.public_id)?,
-    };
-    list.iter_mut().find(|s| s.session.id == session.id)
-}
-
-/// The session's scope on a `subscribe.where` channel: its token's claim value (`None`
-/// elsewhere, or when the token lacks the claim — the client listener refuses such a
-/// subscribe, and no record carries a `None` scope on such a channel).
-pub fn scope_of(channel: &Channel, session: &SessionHandle) -> Option<String> {
-    let rule = channel.spec.subscribe.where_.as_ref()?;
-    crate::auth::claim_text(&session.claims, &rule.equals_claim)
-}
-
-/// Moves the channel's memory gauges and eviction counter by what changed.
-fn report_memory(channel: &Channel, before: MemoryStats, after: MemoryStats) {
-    let metrics = &channel.metrics;
-    metrics.state_keys.set(after.keys as i64);
-    metrics.state_bytes.set(after.bytes as i64);
-    metrics
-        .state_evicted_keys
-        .inc_by(after.evicted_keys - before.evicted_keys);
-}
-
-fn remove(list: &mut Vec<Subscriber>, id: u64) -> bool {
-    // Unsubscribing ends a replay under way too.
-    match list.iter().position(|s| s.session.id == id) {
-        Some(i) => {
-            list.swap_remove(i);
-            true
-        }
-        None => false,
-    }
-}
-
-fn remove_keyed(map: &mut HashMap<String, Vec<Subscriber>>, key: &str, id: u64) -> bool {
-    let Some(list) = map.get_mut(key) else {
-        return false;
-    };
-    let removed = remove(list, id);
-    if list.is_empty() {
-        map.remove(key);
-    }
-    removed
 }

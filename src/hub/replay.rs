@@ -7,10 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::{add_subscriber, find_subscriber, scope_of, Buffer, Hub, SessionHandle, Sieve};
+use super::{add_subscriber, find_subscriber, scope_of, Buffer, Hub, SessionHandle, Sieve, Terms};
 use crate::catalogue::ChannelId;
 use crate::config::Deliver;
-use crate::predicate::Predicate;
 use crate::protocol::Frame;
 use crate::state::{sort_by_time, ChannelMemory, Held, Missing, Target};
 
@@ -89,7 +88,7 @@ impl Hub {
         session: &Arc<SessionHandle>,
         want: &Want,
         limit: usize,
-        client_filter: Option<Arc<Predicate>>,
+        terms: Terms,
         confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
     ) -> Begun {
         let channel = self.catalogue.channel(id);
@@ -148,7 +147,7 @@ impl Hub {
                 session,
                 None,
                 Some(buffer),
-                client_filter,
+                terms,
             );
             return Begun::Reading { need, held: replay };
         }
@@ -157,7 +156,7 @@ impl Hub {
         let scope = scope_of(channel, session);
         let sieve = Sieve {
             scope: scope.as_deref(),
-            filter: client_filter.as_deref(),
+            filter: terms.filter.as_deref(),
         };
         let attached = queue_replay(
             session,
@@ -182,7 +181,7 @@ impl Hub {
             session,
             filter,
             None,
-            client_filter,
+            terms,
         );
         Begun::Attached(attached)
     }

@@ -140,7 +140,7 @@ fn confirm(snapshot: Option<&Held>, replayed: usize, gap: bool, _: &BTreeMap<i32
 }
 
 fn begin(hub: &Hub, key: Option<&str>, s: &Arc<SessionHandle>, want: &Want) -> Begun {
-    hub.begin(0, key, s, want, 100, None, confirm)
+    hub.begin(0, key, s, want, 100, Terms::default(), confirm)
 }
 
 fn messages(s: &SessionHandle) -> Vec<String> {

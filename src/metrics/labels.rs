@@ -77,6 +77,8 @@ labels! {
         Filtered => "filtered",
         /// A `subscribe.where` channel's record without the value its rule points at.
         NotEntitled => "not_entitled",
+        /// Replaced by a newer record of its key while held back by `max_rate`.
+        Conflated => "conflated",
     }
 }
 

@@ -22,6 +22,8 @@ pub enum ClientFrame<'a> {
         history: Option<usize>,
         /// A client filter (a predicate, parsed by the subscriber: contract §5.3).
         filter: Option<serde_json::Value>,
+        /// At most this many messages per second and key (contract §5.3).
+        max_rate: Option<u32>,
     },
     Unsubscribe {
         id: RequestId,
@@ -61,6 +63,7 @@ struct Envelope<'a> {
     resume: Option<BTreeMap<String, i64>>,
     history: Option<usize>,
     filter: Option<serde_json::Value>,
+    max_rate: Option<u32>,
 }
 
 /// Keys are strings; integers are accepted and used in their decimal form.
@@ -155,6 +158,7 @@ pub fn decode_client(text: &str) -> Result<ClientFrame<'_>, DecodeError> {
                 resume,
                 history: envelope.history,
                 filter: envelope.filter,
+                max_rate: envelope.max_rate,
             })
         }
         "unsubscribe" => Ok(ClientFrame::Unsubscribe { id, channel, key }),

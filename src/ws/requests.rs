@@ -36,13 +36,16 @@ impl Session {
                 resume,
                 history,
                 filter,
+                max_rate,
             } => {
                 let want = match (resume, history) {
                     (Some(seen), _) => Want::Resume(seen),
                     (None, Some(count)) => Want::Newest(count),
                     (None, None) => Want::Live,
                 };
-                if let Err(refusal) = self.subscribe(id.clone(), &channel, key, want, filter) {
+                if let Err(refusal) =
+                    self.subscribe(id.clone(), &channel, key, want, filter, max_rate)
+                {
                     self.refuse(&id, refusal);
                 }
             }
@@ -194,11 +197,13 @@ impl Session {
         key: Option<String>,
         want: Want,
         filter: Option<serde_json::Value>,
+        max_rate: Option<u32>,
     ) -> Result<(), Refusal> {
         let subscription = self.resolve(channel, key)?;
-        let filter = super::filters::client_filter(
+        let terms = super::filters::terms(
             self.ctx.catalogue.channel(subscription.0),
             filter.as_ref(),
+            max_rate,
         )?;
         if !self.subscriptions.contains(&subscription)
             && self.subscriptions.len() >= self.ctx.limits.max_subscriptions
@@ -238,7 +243,7 @@ impl Session {
             &self.handle,
             &want,
             limit,
-            filter,
+            terms,
             |snapshot, replayed, gap, positions| {
                 subscribed_frame(
                     &id,
