@@ -402,3 +402,29 @@ fn memory_is_bounded_by_keys_and_evictions_raise_the_floor() {
         "{begun:?}"
     );
 }
+
+/// `subscribe.where` on a broadcast channel: a record costs the sessions of its scope only,
+/// and unsubscribing finds the session under its scope.
+#[test]
+fn where_routes_by_scope_and_unsubscribes_by_it() {
+    let hub =
+        hub(&["{name: o, topic: t, subscribe: {where: {pointer: /t, equals_claim: tenant}}}"]);
+    let with = |id: u64, tenant: &str| {
+        let mut handle = Arc::into_inner(session(id, Some("u"))).unwrap();
+        handle.claims.insert("tenant".into(), tenant.into());
+        Arc::new(handle)
+    };
+    let (a, b) = (with(1, "A"), with(2, "B"));
+    hub.subscribe(0, None, &a, ok());
+    hub.subscribe(0, None, &b, ok());
+    let mut record = held(0, 0);
+    record.scope = Some("A".into());
+    assert_eq!(
+        hub.deliver(0, Route::Key(None), &record, false).delivered,
+        1
+    );
+    assert_eq!((queued(&a), queued(&b)), (1, 0));
+    assert_eq!(hub.subscriber_count(0), 2);
+    assert_eq!(hub.unsubscribe(0, None, &a), Change::Changed);
+    assert_eq!(hub.subscriber_count(0), 1);
+}
