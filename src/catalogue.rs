@@ -12,6 +12,7 @@ use crate::config::{ChannelConfig, Deliver, InboundConfig, Plan};
 use crate::metrics::{ChannelMetrics, HttpResult, Metrics, PublishResult};
 use crate::protocol::MessagePrefix;
 use crate::state::MemoryLimits;
+use crate::transform::Chain;
 
 /// Index of an outbound channel in the config's `channels` list.
 pub type ChannelId = u32;
@@ -25,6 +26,8 @@ pub struct Channel {
     pub limits: MemoryLimits,
     /// The start of every `message` frame of this channel.
     pub prefix: MessagePrefix,
+    /// `transforms`, compiled: applied to every record before it is routed or remembered.
+    pub transforms: Chain,
     pub metrics: ChannelMetrics,
     /// `POST /api/v1/publish` outcomes on this channel, indexed by [`HttpResult`].
     http_results: Vec<IntCounter>,
@@ -100,6 +103,11 @@ impl Catalogue {
                     max_bytes: spec.max_bytes,
                 },
                 prefix: MessagePrefix::new(&spec.name),
+                // `check` refuses a chain that does not compile, with its line: a config that
+                // reaches here has none (a chain built without it fails loudly, not silently).
+                transforms: Chain::compile(&spec.transforms).unwrap_or_else(|e| {
+                    panic!("channels `{}`: {e} (the config was not checked)", spec.name)
+                }),
                 metrics: metrics.channel(&spec.name),
                 http_results: HttpResult::ALL
                     .iter()

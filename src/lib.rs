@@ -6,7 +6,7 @@
 //! them (a module may use its own layer or any below, without loops):
 //!
 //! `main → app → {kafka, ws, ops} → {outbound, inbound} → {hub, state, outbox, auth, protocol,
-//! metrics, catalogue, sessions, server} → {config, cli}`
+//! transform, metrics, catalogue, sessions, server} → {config, cli, predicate}`
 //!
 //! - [`app`]: builds every part from the validated plan, runs it under a supervisor, shuts it
 //!   down in order (also when a part fails: then the process exits 1); the checks `check` runs.
@@ -29,6 +29,10 @@
 //! - [`state`]: snapshots and bounded history per channel, for subscribe, resume and history.
 //! - [`sessions`]: the registry of open sessions (shutdown, `max_sessions_per_user`).
 //! - [`protocol`]: client frame decoding, server frame encoding, the bridge's header names.
+//! - [`transform`]: channel `transforms` compiled once and applied once per record before
+//!   fan-out (filter, drop, mask, extract, rename, headers_into).
+//! - [`predicate`]: the predicate language of `filter` steps and client filters: parsed with
+//!   the path of each problem and bounds on size and depth, evaluated per record.
 //! - [`auth`]: identities, token verification, permission rules.
 //! - [`metrics`]: every Prometheus metric, defined once; label values are closed enums.
 //! - [`server`]: the accept loop shared by both listeners, and shared HTTP helpers.
@@ -48,8 +52,10 @@ pub mod metrics;
 pub mod ops;
 pub mod outbound;
 pub mod outbox;
+pub mod predicate;
 pub mod protocol;
 pub mod server;
 pub mod sessions;
 pub mod state;
+pub mod transform;
 pub mod ws;

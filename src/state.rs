@@ -26,6 +26,9 @@ pub struct Held {
     pub data: Range<usize>,
     /// Kafka timestamp (ms), to merge partitions in time order.
     pub timestamp: i64,
+    /// On `subscribe.where` channels: the record's value at the rule's pointer. Only sessions
+    /// whose claim equals it receive the record, live or replayed.
+    pub scope: Option<Arc<str>>,
 }
 
 impl Held {

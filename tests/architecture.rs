@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! main → app → {kafka, ws, ops} → {outbound, inbound}
-//!      → {hub, state, outbox, auth, protocol, metrics, catalogue, sessions, server} → {config, cli}
+//!      → {hub, state, outbox, auth, protocol, transform, metrics, catalogue, sessions, server}
+//!      → {config, cli, predicate}
 //! ```
 //!
 //! A module may name modules of its own layer or of any layer below, never above; within a
@@ -25,12 +26,13 @@ const LAYERS: &[&[&str]] = &[
         "outbox",
         "auth",
         "protocol",
+        "transform",
         "metrics",
         "catalogue",
         "sessions",
         "server",
     ],
-    &["config", "cli"],
+    &["config", "cli", "predicate"],
 ];
 
 /// Outside crates only some modules may use: (crate path prefix, modules allowed).

@@ -172,7 +172,7 @@ proptest! {
             let offset = offsets.entry(partition).or_insert(-1);
             *offset += 1;
             let text = "x".repeat(size);
-            let held = Held { frame: Frame::from(text.clone()), partition, offset: *offset, data: 0..text.len(), timestamp: *offset };
+            let held = Held { frame: Frame::from(text.clone()), partition, offset: *offset, data: 0..text.len(), timestamp: *offset, scope: None };
             memory.advance(partition, *offset);
             memory.remember(Some(&format!("k{key}")), &held, false);
             let stats = memory.stats();

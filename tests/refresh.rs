@@ -176,3 +176,49 @@ async fn a_role_removed_by_the_new_token_ends_only_the_subscriptions_it_allowed(
     assert_eq!(client.expect("error").await["code"], "forbidden");
     bridge.stop().await;
 }
+
+/// A session's `subscribe.where` subscriptions are indexed by its claim's value: a refresh whose
+/// token gives that claim another value (another tenant) is refused `forbidden`, and the
+/// session keeps getting its own tenant's records only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_that_would_move_a_where_scoped_session_to_another_tenant_is_forbidden() {
+    let topic = create_topic("refresh-where", 1).await;
+    let bridge = TestBridge::start(&format!(
+        "{}channels:\n  - {{name: orders, topic: {topic}, subscribe: {{allow: authenticated, where: {{pointer: /tenant, equals_claim: tenant}}}}}}\n",
+        auth(0)
+    ))
+    .await;
+    let tenant_token = |tenant: &str| {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &json!({"sub": "u-1", "tenant": tenant, "exp": now() + 600}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let mut client = open(&bridge, &tenant_token("acme")).await;
+    client.subscribe("orders", None).await;
+    client
+        .send(json!({"type": "refresh", "id": "r1", "token": tenant_token("globex")}))
+        .await;
+    let error = client.expect("error").await;
+    assert_eq!(
+        (error["id"].as_str(), error["code"].as_str()),
+        (Some("r1"), Some("forbidden")),
+        "{error}"
+    );
+    let producer = TestProducer::new();
+    producer
+        .send(&topic, None, None, br#"{"tenant": "globex", "n": 1}"#, &[])
+        .await;
+    producer
+        .send(&topic, None, None, br#"{"tenant": "acme", "n": 2}"#, &[])
+        .await;
+    let message = client.expect("message").await;
+    assert_eq!(message["data"]["n"], 2, "only acme's record: {message}");
+    // The same tenant in a fresh token is a plain refresh.
+    client
+        .send(json!({"type": "refresh", "id": "r2", "token": tenant_token("acme")}))
+        .await;
+    assert_eq!(client.expect("refreshed").await["id"], "r2");
+}

@@ -132,6 +132,7 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
 
     let catalogue = Arc::new(Catalogue::from_plan(&plan, &metrics).map_err(StartError::Schema)?);
     let hub = Arc::new(Hub::new(catalogue.clone()));
+    spawn_conflation_flusher(&hub);
     let outbound = Arc::new(Outbound::new(catalogue.clone(), hub.clone(), &metrics));
     let mut kafka = KafkaSide::new(&plan, status.clone())?;
     let inbound = Arc::new(Inbound::new(catalogue.clone(), kafka.writer()));
@@ -279,4 +280,21 @@ async fn supervise(mut parts: Parts, stop: CancellationToken) -> Exit {
         "shutdown complete"
     );
     exit
+}
+
+/// Sends what `max_rate` held back once due, every 20 ms (the granularity of conflation); ends
+/// with the hub.
+fn spawn_conflation_flusher(hub: &Arc<Hub>) {
+    let hub = Arc::downgrade(hub);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(hub) = hub.upgrade() else {
+                return;
+            };
+            hub.flush_conflated();
+        }
+    });
 }

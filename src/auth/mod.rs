@@ -111,6 +111,15 @@ impl Authenticator {
     }
 }
 
+/// A claim's value as text (a string, or a number in decimal), for `subscribe.where`.
+pub fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
+    match claim(claims, name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// A claim by name; a name with dots that is not a top-level claim is a path into nested
 /// objects (`realm_access.roles`).
 pub(super) fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {

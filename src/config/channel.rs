@@ -4,6 +4,8 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::transform::{Transform, WhereRule};
+
 /// One Kafka topic exposed to clients as a channel.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -44,6 +46,17 @@ pub struct ChannelConfig {
     /// recently is dropped (on broadcast channels: the oldest record).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: usize,
+    /// Steps applied in order to each record, once, before fan-out, snapshots and history:
+    /// `filter`, `drop`, `mask`, `extract`, `rename`, `headers_into` (docs/configuration.md,
+    /// "Transforms and filters").
+    #[serde(default)]
+    pub transforms: Vec<Transform>,
+    /// Conflation: per subscription and key, at most this many messages per second; between
+    /// two sends only the newest record of a key is kept, and the message sent carries
+    /// `conflated: <records skipped>`. Replays (resume, history) are never conflated. A
+    /// subscribe may ask for a lower rate. Unset: every record is sent.
+    #[serde(default)]
+    pub max_rate: Option<u32>,
 }
 
 /// Decoding of record values.
@@ -105,6 +118,15 @@ pub struct SubscribeRules {
     /// Users with any of these roles may subscribe to any key.
     #[serde(default)]
     pub any_key_roles: Vec<String>,
+    /// Per-record entitlement: each record reaches only the sessions whose token claim equals
+    /// a value of the record, e.g. `{pointer: /tenantId, equals_claim: tenant}`. A record
+    /// without that value reaches nobody (counted as `reason="not_entitled"`).
+    #[serde(default, rename = "where")]
+    pub where_: Option<WhereRule>,
+    /// Clients may add a `filter` (a predicate, as in `transforms`) to a subscribe; it is
+    /// evaluated per subscription on the transformed record.
+    #[serde(default)]
+    pub filters: bool,
 }
 
 /// Who may do something.

@@ -22,6 +22,7 @@ mod rules_jwt;
 mod schema;
 mod server;
 mod source;
+mod transform;
 
 use std::fmt;
 
@@ -42,6 +43,7 @@ pub use reference::{documented_keys, KeyDoc};
 pub use schema::config_schema;
 pub use server::{MetricsConfig, PublishRate, ServerConfig, TlsConfig};
 pub use source::{Node, NodeKind};
+pub use transform::{HeadersInto, PredicateSpec, Transform, WhereRule};
 
 /// The whole `bridge.yaml` file.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]

@@ -74,8 +74,13 @@ fn collect_keys(
         }
         let resolved = checker.resolve(property);
         let is_tag = property.get("const").is_some();
+        // A form that is a mapping of one key (`- drop: [...]`) documents that key.
+        let form_doc = (properties.len() == 1)
+            .then(|| schema.get("description"))
+            .flatten();
         let description = property
             .get("description")
+            .or(form_doc)
             .or_else(|| resolved.get("description"))
             .and_then(Value::as_str)
             .map(str::to_owned)

@@ -11,6 +11,8 @@ use super::partial::Partial;
 use super::plan::line_of;
 use super::*;
 
+mod transforms;
+
 /// Properties the bridge sets itself; users configure them through dedicated keys.
 const MANAGED_PROPERTIES: &[(&str, &str)] = &[
     ("bootstrap.servers", "set kafka.bootstrap_servers instead"),
@@ -392,6 +394,7 @@ impl<'a> Semantic<'a> {
                     "`keys` and `any_key_roles` only apply to deliver: by_key channels",
                 );
             }
+            self.check_transforms(*i, channel, auth_mode);
             if auth_mode == Some(AuthMode::None) {
                 if channel.subscribe.allow != Allow::Level(AllowLevel::Anonymous) {
                     self.warn(

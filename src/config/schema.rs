@@ -238,6 +238,31 @@ impl Checker {
                 return;
             }
         }
+        // Externally tagged enums (`- drop: [...]`): each form is a mapping with one key, the
+        // key names the form.
+        if let (NodeKind::Map(entries), Some(names)) = (&node.kind, single_keys(&candidates)) {
+            if let Some(at) = entries
+                .iter()
+                .find_map(|(key, _, _)| names.iter().position(|n| n == key))
+            {
+                found.extend(candidates[at].0.iter().cloned());
+                return;
+            }
+            if let Some((key, key_line, _)) = entries.first() {
+                let known: Vec<&str> = names.iter().map(String::as_str).collect();
+                let mut message = "unknown key".to_owned();
+                if let Some(close) = closest(key, &known) {
+                    message.push_str(&format!(" (did you mean `{close}`?)"));
+                }
+                message.push_str(&format!("; expected one of: {}", known.join(", ")));
+                found.push(Found {
+                    line: *key_line,
+                    path: join(path, key),
+                    message,
+                });
+                return;
+            }
+        }
         // For a mapping or list, the errors inside the branch of that shape are the useful ones;
         // for a scalar, listing the accepted forms says more than any one branch's complaint.
         if matches!(node.kind, NodeKind::Map(_) | NodeKind::Seq(_)) {
@@ -415,6 +440,20 @@ fn type_matches(node: &Node, schema: &Value) -> bool {
         Some(Value::Array(types)) => types.iter().filter_map(Value::as_str).any(accepts),
         _ => true,
     }
+}
+
+/// Each candidate's key when every one is a mapping of one required key (an externally tagged
+/// enum), in candidate order.
+fn single_keys(candidates: &[(Vec<Found>, &Value)]) -> Option<Vec<String>> {
+    let key = |branch: &Value| match (branch.get("required")?.as_array()?.as_slice(), branch) {
+        ([only], b) if b.get("properties")?.as_object()?.len() == 1 => {
+            only.as_str().map(str::to_owned)
+        }
+        _ => None,
+    };
+    (candidates.len() > 1)
+        .then(|| candidates.iter().map(|(_, b)| key(b)).collect())
+        .flatten()
 }
 
 /// The property every candidate object branch pins with a `const` (serde's `tag`).

@@ -7,19 +7,30 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
 use crate::catalogue::{Catalogue, Channel, ChannelId};
 use crate::config::{Deliver, SlowClientPolicy};
 use crate::outbox::{Outbox, Pushed};
+use crate::predicate::Predicate;
 use crate::protocol::Frame;
-use crate::state::{ChannelMemory, Held, MemoryStats};
+use crate::state::{ChannelMemory, Held};
 
+mod conflate;
+mod filter;
+mod lists;
 mod replay;
 #[cfg(test)]
 mod tests;
+
+use conflate::Conflation;
+use filter::{FrameSubject, Sieve};
+pub use lists::scope_of;
+use lists::{find_subscriber, remove, remove_keyed, report_memory};
 
 pub use replay::{Attached, Begun, Fetched, Need, Want};
 
@@ -31,6 +42,8 @@ pub struct SessionHandle {
     pub public_id: String,
     /// Authenticated user id; `None` for anonymous sessions.
     pub user: Option<String>,
+    /// Claims of the session's token, for `subscribe.where` (empty when anonymous).
+    pub claims: serde_json::Map<String, serde_json::Value>,
     pub outbox: Outbox,
 }
 
@@ -56,6 +69,8 @@ pub struct Fanout {
     pub behind: Vec<Arc<SessionHandle>>,
     /// The channel sheds (drop_oldest, latest_per_key) rather than waits for a blocked socket.
     pub shed: bool,
+    /// Records replaced while held back by `max_rate` (never sent).
+    pub conflated: u64,
 }
 
 impl Fanout {
@@ -79,10 +94,26 @@ impl Fanout {
 /// A subscribed session, with the positions a replay already covered.
 struct Subscriber {
     session: Arc<SessionHandle>,
+    /// On `subscribe.where` channels: the session's claim value; only records of that scope
+    /// reach it.
+    scope: Option<Box<str>>,
+    /// The client's `filter` (channels with `subscribe.filters`).
+    filter: Option<Arc<Predicate>>,
+    /// `max_rate` (the channel's, or the subscribe's when lower): records held back per key.
+    rate: Option<Conflation>,
     /// Live records at or below these offsets (per partition) were sent by the replay.
     after: Option<Box<[(i32, i64)]>>,
     /// While its replay is read from Kafka, the subscription's live records wait here.
     buffer: Option<Buffer>,
+}
+
+/// What a subscribe asks for besides its channel and key.
+#[derive(Default, Clone)]
+pub struct Terms {
+    /// The client's `filter`, parsed.
+    pub filter: Option<Arc<Predicate>>,
+    /// The subscribe's `max_rate`; the channel's applies when lower or when absent.
+    pub max_rate: Option<u32>,
 }
 
 /// Live records held back while a replay is read, at most `limit` (the oldest go first).
@@ -108,6 +139,8 @@ struct Subscribers {
     /// Broadcast channels: every subscriber.
     all: Vec<Subscriber>,
     /// By-key channels: subscribers per key. Reply channels: per session public id.
+    /// Broadcast channels with `subscribe.where`: per claim value (`all` stays empty), so a
+    /// record costs the sessions of its scope only.
     by_key: HashMap<String, Vec<Subscriber>>,
     /// Reply channels: subscribers per user.
     by_user: HashMap<String, Vec<Subscriber>>,
@@ -122,6 +155,8 @@ pub struct Hub {
     catalogue: Arc<Catalogue>,
     /// Per channel, indexed by [`ChannelId`].
     states: Vec<Mutex<ChannelState>>,
+    /// Per channel: some subscription holds records back for `max_rate` ([`Hub::flush_conflated`]).
+    conflating: Vec<AtomicBool>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -144,6 +179,11 @@ impl Hub {
                         memory: ChannelMemory::new(c.limits),
                     })
                 })
+                .collect(),
+            conflating: catalogue
+                .channels()
+                .iter()
+                .map(|_| AtomicBool::new(false))
                 .collect(),
             catalogue,
             hasher: Default::default(),
@@ -169,7 +209,15 @@ impl Hub {
         let channel = self.catalogue.channel(id);
         let mut state = self.states[id as usize].lock();
         session.outbox.push_control(confirmation);
-        add_subscriber(channel, &mut state.subscribers, key, session, None, None)
+        add_subscriber(
+            channel,
+            &mut state.subscribers,
+            key,
+            session,
+            None,
+            None,
+            Terms::default(),
+        )
     }
 
     /// Removes a subscription added with the same arguments.
@@ -178,6 +226,11 @@ impl Hub {
         let mut state = self.states[id as usize].lock();
         let subscribers = &mut state.subscribers;
         let removed = match channel.deliver() {
+            Deliver::Broadcast if channel.spec.subscribe.where_.is_some() => remove_keyed(
+                &mut subscribers.by_key,
+                &scope_of(channel, session).unwrap_or_default(),
+                session.id,
+            ),
             Deliver::Broadcast => remove(&mut subscribers.all, session.id),
             Deliver::ByKey => {
                 remove_keyed(&mut subscribers.by_key, key.unwrap_or_default(), session.id)
@@ -202,8 +255,9 @@ impl Hub {
     /// the sessions the result lists as behind ([`Fanout::wait_for_writers`]).
     pub fn deliver(&self, id: ChannelId, route: Route<'_>, held: &Held, tombstone: bool) -> Fanout {
         let channel = self.catalogue.channel(id);
-        let key_hash = match (channel.spec.on_slow_client, route) {
-            (SlowClientPolicy::LatestPerKey, Route::Key(Some(key))) => {
+        // For latest_per_key shedding and max_rate conflation.
+        let key_hash = match route {
+            Route::Key(Some(key)) => {
                 let mut hasher = self.hasher.build_hasher();
                 hasher.write(key.as_bytes());
                 hasher.finish()
@@ -234,6 +288,11 @@ impl Hub {
         }
         let subscribers = &mut state.subscribers;
         let targets: &mut [Subscriber] = match (channel.deliver(), route) {
+            (Deliver::Broadcast, _) if channel.spec.subscribe.where_.is_some() => held
+                .scope
+                .as_deref()
+                .and_then(|scope| subscribers.by_key.get_mut(scope))
+                .map_or(&mut [], Vec::as_mut_slice),
             (Deliver::Broadcast, _) => &mut subscribers.all,
             (Deliver::ByKey, Route::Key(Some(key))) => subscribers
                 .by_key
@@ -261,7 +320,21 @@ impl Hub {
             shed: channel.spec.on_slow_client != SlowClientPolicy::Disconnect,
             ..Fanout::default()
         };
+        // Parsed once, on the first subscription with a client filter.
+        let mut subject: Option<Option<FrameSubject>> = None;
+        let mut now = None;
+        let mut held_back = false;
         for subscriber in targets.iter_mut() {
+            if subscriber.scope.as_deref() != held.scope.as_deref() {
+                // By-key channels with `where`: a subscriber of the key in another scope.
+                continue;
+            }
+            if let Some(filter) = &subscriber.filter {
+                let subject = subject.get_or_insert_with(|| FrameSubject::parse(held));
+                if !subject.as_ref().is_some_and(|s| filter.matches(s)) {
+                    continue;
+                }
+            }
             if let Some(buffer) = &mut subscriber.buffer {
                 buffer.records.push_back(held.clone());
                 if buffer.records.len() > buffer.limit {
@@ -272,6 +345,14 @@ impl Hub {
             }
             if !subscriber.wants(held.partition, held.offset) {
                 continue;
+            }
+            if let Some(rate) = &mut subscriber.rate {
+                let now = *now.get_or_insert_with(Instant::now);
+                if let Err(replaced) = rate.offer(key_hash, held, now) {
+                    fanout.conflated += replaced;
+                    held_back = true;
+                    continue;
+                }
             }
             match subscriber.session.outbox.push_message(
                 &held.frame,
@@ -294,8 +375,12 @@ impl Hub {
             }
         }
         drop(state);
+        if held_back {
+            self.conflating[id as usize].store(true, Ordering::Release);
+        }
         channel.metrics.delivered.inc_by(fanout.delivered);
         channel.metrics.dropped_queue_full.inc_by(fanout.dropped);
+        channel.metrics.dropped_conflated.inc_by(fanout.conflated);
         if unrouted {
             channel.metrics.dropped_undeliverable.inc();
         }
@@ -325,14 +410,17 @@ impl Hub {
         let channel = self.catalogue.channel(id);
         let state = self.states[id as usize].lock();
         match channel.deliver() {
-            Deliver::Broadcast => state.subscribers.all.len(),
-            Deliver::ByKey | Deliver::Reply => {
+            Deliver::Broadcast if channel.spec.subscribe.where_.is_none() => {
+                state.subscribers.all.len()
+            }
+            Deliver::Broadcast | Deliver::ByKey | Deliver::Reply => {
                 state.subscribers.by_key.values().map(Vec::len).sum()
             }
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn add_subscriber(
     channel: &Channel,
     subscribers: &mut Subscribers,
@@ -340,19 +428,36 @@ fn add_subscriber(
     session: &Arc<SessionHandle>,
     after: Option<Box<[(i32, i64)]>>,
     buffer: Option<Buffer>,
+    terms: Terms,
 ) -> Change {
+    let rate = match (channel.spec.max_rate, terms.max_rate) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let filter = terms.filter;
     if let Some(existing) = find_subscriber(channel, subscribers, key, session) {
-        // Subscribing again (e.g. with a new resume point) replaces the replay state.
+        // Subscribing again (e.g. with a new resume point or filter) replaces its state.
         existing.after = after;
         existing.buffer = buffer;
+        existing.filter = filter;
+        existing.rate = rate.map(Conflation::new);
         return Change::Unchanged;
     }
+    let scope = scope_of(channel, session);
     let subscriber = Subscriber {
         session: session.clone(),
+        scope: scope.as_deref().map(Into::into),
+        filter,
+        rate: rate.map(Conflation::new),
         after,
         buffer,
     };
     match channel.deliver() {
+        Deliver::Broadcast if channel.spec.subscribe.where_.is_some() => subscribers
+            .by_key
+            .entry(scope.unwrap_or_default())
+            .or_default()
+            .push(subscriber),
         Deliver::Broadcast => subscribers.all.push(subscriber),
         Deliver::ByKey => subscribers
             .by_key
@@ -367,6 +472,9 @@ fn add_subscriber(
                     .or_default()
                     .push(Subscriber {
                         session: session.clone(),
+                        scope: None,
+                        filter: None,
+                        rate: None,
                         after: None,
                         buffer: None,
                     });
@@ -380,51 +488,4 @@ fn add_subscriber(
     }
     channel.metrics.subscriptions.inc();
     Change::Changed
-}
-
-/// The subscription entry of `session` (for reply channels: the one routed by session id).
-fn find_subscriber<'a>(
-    channel: &Channel,
-    subscribers: &'a mut Subscribers,
-    key: Option<&str>,
-    session: &SessionHandle,
-) -> Option<&'a mut Subscriber> {
-    let list = match channel.deliver() {
-        Deliver::Broadcast => &mut subscribers.all,
-        Deliver::ByKey => subscribers.by_key.get_mut(key.unwrap_or_default())?,
-        Deliver::Reply => subscribers.by_key.get_mut(&session.public_id)?,
-    };
-    list.iter_mut().find(|s| s.session.id == session.id)
-}
-
-/// Moves the channel's memory gauges and eviction counter by what changed.
-fn report_memory(channel: &Channel, before: MemoryStats, after: MemoryStats) {
-    let metrics = &channel.metrics;
-    metrics.state_keys.set(after.keys as i64);
-    metrics.state_bytes.set(after.bytes as i64);
-    metrics
-        .state_evicted_keys
-        .inc_by(after.evicted_keys - before.evicted_keys);
-}
-
-fn remove(list: &mut Vec<Subscriber>, id: u64) -> bool {
-    // Unsubscribing ends a replay under way too.
-    match list.iter().position(|s| s.session.id == id) {
-        Some(i) => {
-            list.swap_remove(i);
-            true
-        }
-        None => false,
-    }
-}
-
-fn remove_keyed(map: &mut HashMap<String, Vec<Subscriber>>, key: &str, id: u64) -> bool {
-    let Some(list) = map.get_mut(key) else {
-        return false;
-    };
-    let removed = remove(list, id);
-    if list.is_empty() {
-        map.remove(key);
-    }
-    removed
 }

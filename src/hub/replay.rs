@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::{add_subscriber, find_subscriber, Buffer, Hub, SessionHandle};
+use super::{add_subscriber, find_subscriber, scope_of, Buffer, Hub, SessionHandle, Sieve, Terms};
 use crate::catalogue::ChannelId;
 use crate::config::Deliver;
 use crate::protocol::Frame;
@@ -80,6 +80,7 @@ impl Hub {
     /// replayed records, and registers the session for the live records after them. Otherwise
     /// it registers the session with its live records held back and says what to read from
     /// Kafka: the range up to the live position, which the held-back records continue.
+    #[allow(clippy::too_many_arguments)]
     pub fn begin(
         &self,
         id: ChannelId,
@@ -87,6 +88,7 @@ impl Hub {
         session: &Arc<SessionHandle>,
         want: &Want,
         limit: usize,
+        terms: Terms,
         confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
     ) -> Begun {
         let channel = self.catalogue.channel(id);
@@ -145,13 +147,20 @@ impl Hub {
                 session,
                 None,
                 Some(buffer),
+                terms,
             );
             return Begun::Reading { need, held: replay };
         }
         let snapshot = key.and_then(|k| state.memory.snapshot(k)).cloned();
         let cursors = live_cursors(&state.memory, &replay);
+        let scope = scope_of(channel, session);
+        let sieve = Sieve {
+            scope: scope.as_deref(),
+            filter: terms.filter.as_deref(),
+        };
         let attached = queue_replay(
             session,
+            sieve,
             replay,
             false,
             limit,
@@ -165,7 +174,15 @@ impl Hub {
         } else {
             after(cursors)
         };
-        add_subscriber(channel, &mut state.subscribers, key, session, filter, None);
+        add_subscriber(
+            channel,
+            &mut state.subscribers,
+            key,
+            session,
+            filter,
+            None,
+            terms,
+        );
         Begun::Attached(attached)
     }
 
@@ -197,6 +214,7 @@ impl Hub {
             };
         };
         let buffer = subscriber.buffer.take();
+        let client_filter = subscriber.filter.clone();
         let read_failed = fetched.is_none();
         let fetched = fetched.unwrap_or_default();
         let mut gap = fetched.gap || read_failed;
@@ -218,8 +236,14 @@ impl Hub {
         dedup_positions(&mut replay);
         let cursors = live_cursors(&state.memory, &replay);
         let snapshot = key.and_then(|k| state.memory.snapshot(k)).cloned();
+        let scope = scope_of(channel, session);
+        let sieve = Sieve {
+            scope: scope.as_deref(),
+            filter: client_filter.as_deref(),
+        };
         let attached = queue_replay(
             session,
+            sieve,
             replay,
             gap,
             limit,
@@ -255,8 +279,10 @@ fn after(cursors: BTreeMap<i32, i64>) -> Option<Box<[(i32, i64)]>> {
 }
 
 /// Queues the confirmation and the replay (its newest `limit` records; fewer means a gap).
+#[allow(clippy::too_many_arguments)]
 fn queue_replay(
     session: &SessionHandle,
+    sieve: Sieve<'_>,
     mut replay: Vec<Held>,
     mut gap: bool,
     limit: usize,
@@ -264,6 +290,9 @@ fn queue_replay(
     positions: &BTreeMap<i32, i64>,
     confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
 ) -> Attached {
+    // Memory and Kafka hold every scope's records, filtered or not: only the subscription's go.
+    replay.retain(|h| sieve.admits(h));
+    let snapshot = snapshot.filter(|h| sieve.admits(h));
     if replay.len() > limit {
         replay.drain(..replay.len() - limit);
         gap = true;

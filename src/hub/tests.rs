@@ -14,6 +14,7 @@ fn session(id: u64, user: Option<&str>) -> Arc<SessionHandle> {
         id,
         public_id: format!("s{id}"),
         user: user.map(str::to_owned),
+        claims: Default::default(),
         outbox: Outbox::new(crate::outbox::Bounds {
             messages: 64,
             bytes: usize::MAX,
@@ -34,6 +35,7 @@ fn held(partition: i32, offset: i64) -> Held {
         offset,
         data,
         timestamp: offset,
+        scope: None,
     }
 }
 
@@ -138,7 +140,7 @@ fn confirm(snapshot: Option<&Held>, replayed: usize, gap: bool, _: &BTreeMap<i32
 }
 
 fn begin(hub: &Hub, key: Option<&str>, s: &Arc<SessionHandle>, want: &Want) -> Begun {
-    hub.begin(0, key, s, want, 100, confirm)
+    hub.begin(0, key, s, want, 100, Terms::default(), confirm)
 }
 
 fn messages(s: &SessionHandle) -> Vec<String> {
@@ -399,4 +401,30 @@ fn memory_is_bounded_by_keys_and_evictions_raise_the_floor() {
         ),
         "{begun:?}"
     );
+}
+
+/// `subscribe.where` on a broadcast channel: a record costs the sessions of its scope only,
+/// and unsubscribing finds the session under its scope.
+#[test]
+fn where_routes_by_scope_and_unsubscribes_by_it() {
+    let hub =
+        hub(&["{name: o, topic: t, subscribe: {where: {pointer: /t, equals_claim: tenant}}}"]);
+    let with = |id: u64, tenant: &str| {
+        let mut handle = Arc::into_inner(session(id, Some("u"))).unwrap();
+        handle.claims.insert("tenant".into(), tenant.into());
+        Arc::new(handle)
+    };
+    let (a, b) = (with(1, "A"), with(2, "B"));
+    hub.subscribe(0, None, &a, ok());
+    hub.subscribe(0, None, &b, ok());
+    let mut record = held(0, 0);
+    record.scope = Some("A".into());
+    assert_eq!(
+        hub.deliver(0, Route::Key(None), &record, false).delivered,
+        1
+    );
+    assert_eq!((queued(&a), queued(&b)), (1, 0));
+    assert_eq!(hub.subscriber_count(0), 2);
+    assert_eq!(hub.unsubscribe(0, None, &a), Change::Changed);
+    assert_eq!(hub.subscriber_count(0), 1);
 }

@@ -73,6 +73,12 @@ labels! {
         Undeliverable => "undeliverable",
         /// Read again after the consumer went back to its last commit; already routed.
         Redelivered => "redelivered",
+        /// Dropped by a `filter` (or `extract`) step of the channel's `transforms`.
+        Filtered => "filtered",
+        /// A `subscribe.where` channel's record without the value its rule points at.
+        NotEntitled => "not_entitled",
+        /// Replaced by a newer record of its key while held back by `max_rate`.
+        Conflated => "conflated",
     }
 }
 

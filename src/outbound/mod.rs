@@ -21,6 +21,7 @@ use crate::hub::{Fetched, Hub, Need, Route};
 use crate::metrics::Metrics;
 use crate::protocol::{self, MessageParts, SESSION_HEADER, USER_HEADER};
 use crate::state::Held;
+use crate::transform::Input;
 
 pub use record::{OwnedRecord, RangeRead, ReadFuture, Record, RecordSink};
 
@@ -35,6 +36,10 @@ struct Encoded<'r> {
 enum Skip {
     Undecodable(String),
     NoKey(String),
+    /// Dropped by the channel's `transforms`.
+    Filtered,
+    /// No value at the channel's `subscribe.where` pointer: entitled to nobody.
+    NotEntitled(String),
 }
 
 struct TopicPipes {
@@ -96,6 +101,17 @@ impl Outbound {
                         "record skipped: no routing key",
                         reason,
                     ),
+                    Skip::NotEntitled(reason) => (
+                        &channel.metrics.dropped_not_entitled,
+                        "record skipped: no value for subscribe.where",
+                        reason,
+                    ),
+                    Skip::Filtered => {
+                        // A choice of the config, not a problem: counted, not logged.
+                        channel.metrics.dropped_filtered.inc();
+                        self.hub.skip(channel.id, record.partition, record.offset);
+                        return;
+                    }
                 };
                 counter.inc();
                 self.warn(channel, record, what, reason);
@@ -213,16 +229,54 @@ impl Replayer {
     }
 }
 
-/// Decodes once, extracts the key once, encodes the frame once.
+/// Decodes once, extracts the key once, transforms once, encodes the frame once.
 fn encode<'r>(channel: &Channel, record: &Record<'r>) -> Result<Encoded<'r>, Skip> {
     let data =
         protocol::encode_data(channel.spec.format, record.value).map_err(Skip::Undecodable)?;
-    let key = key(channel, record, data.as_str()).map_err(Skip::NoKey)?;
+    // The value as a tree, only when something reads into it: a value-pointer key or transforms.
+    let rule = channel.spec.subscribe.where_.as_ref();
+    let needs_tree = matches!(channel.spec.key, Some(KeySource::Value { .. }))
+        || !channel.transforms.is_empty()
+        || rule.is_some();
+    let tree: Option<serde_json::Value> = match needs_tree {
+        true => Some(
+            serde_json::from_str(data.as_str()).map_err(|e| Skip::Undecodable(e.to_string()))?,
+        ),
+        false => None,
+    };
+    // Routing is decided on the record as consumed: transforms shape what is delivered.
+    let key = key(channel, record, tree.as_ref()).map_err(Skip::NoKey)?;
+    let scope: Option<Arc<str>> = match rule {
+        None => None,
+        Some(rule) => Some(
+            tree.as_ref()
+                .and_then(|value| protocol::key_at_pointer(value, &rule.pointer))
+                .ok_or_else(|| {
+                    Skip::NotEntitled(format!("no string or number at `{}`", rule.pointer))
+                })?
+                .into(),
+        ),
+    };
+    let transformed = match tree {
+        Some(tree) if !channel.transforms.is_empty() && record.value.is_some() => {
+            let input = Input {
+                key: key.as_deref(),
+                headers: record.headers,
+            };
+            let value = channel
+                .transforms
+                .apply(tree, &input)
+                .ok_or(Skip::Filtered)?;
+            Some(value.to_string())
+        }
+        _ => None,
+    };
+    let data = transformed.as_deref().unwrap_or(data.as_str());
     let (frame, data_range) = protocol::message(
         &channel.prefix,
         &MessageParts {
             key: key.as_deref(),
-            data: data.as_str(),
+            data,
             partition: record.partition,
             offset: record.offset,
             timestamp: record.timestamp,
@@ -237,6 +291,7 @@ fn encode<'r>(channel: &Channel, record: &Record<'r>) -> Result<Encoded<'r>, Ski
             offset: record.offset,
             data: data_range,
             timestamp: record.timestamp.unwrap_or_default(),
+            scope,
         },
         tombstone: record.value.is_none(),
     })
@@ -247,7 +302,7 @@ fn encode<'r>(channel: &Channel, record: &Record<'r>) -> Result<Encoded<'r>, Ski
 fn key<'r>(
     channel: &Channel,
     record: &Record<'r>,
-    data: &str,
+    tree: Option<&serde_json::Value>,
 ) -> Result<Option<Cow<'r, str>>, String> {
     let key = match &channel.spec.key {
         None => None,
@@ -263,10 +318,9 @@ fn key<'r>(
             )),
             None => None,
         },
-        Some(KeySource::Value { pointer }) => {
-            let value: serde_json::Value = serde_json::from_str(data).map_err(|e| e.to_string())?;
-            protocol::key_at_pointer(&value, pointer).map(Cow::Owned)
-        }
+        Some(KeySource::Value { pointer }) => tree
+            .and_then(|value| protocol::key_at_pointer(value, pointer))
+            .map(Cow::Owned),
     };
     if key.is_none() && channel.deliver() == Deliver::ByKey {
         let source = match &channel.spec.key {

@@ -17,6 +17,7 @@ fn session(id: u64) -> Arc<SessionHandle> {
         id,
         public_id: format!("s{id}"),
         user: None,
+        claims: Default::default(),
         outbox: Outbox::new(crate::outbox::Bounds {
             messages: 64,
             bytes: usize::MAX,

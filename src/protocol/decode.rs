@@ -20,6 +20,10 @@ pub enum ClientFrame<'a> {
         resume: Option<BTreeMap<i32, i64>>,
         /// Newest N held records wanted before live ones.
         history: Option<usize>,
+        /// A client filter (a predicate, parsed by the subscriber: contract §5.3).
+        filter: Option<serde_json::Value>,
+        /// At most this many messages per second and key (contract §5.3).
+        max_rate: Option<u32>,
     },
     Unsubscribe {
         id: RequestId,
@@ -64,6 +68,8 @@ struct Envelope<'a> {
     resume: Option<BTreeMap<String, i64>>,
     history: Option<usize>,
     token: Option<String>,
+    filter: Option<serde_json::Value>,
+    max_rate: Option<u32>,
 }
 
 /// Keys are strings; integers are accepted and used in their decimal form.
@@ -163,6 +169,8 @@ pub fn decode_client(text: &str) -> Result<ClientFrame<'_>, DecodeError> {
                 key,
                 resume,
                 history: envelope.history,
+                filter: envelope.filter,
+                max_rate: envelope.max_rate,
             })
         }
         "unsubscribe" => Ok(ClientFrame::Unsubscribe { id, channel, key }),
@@ -250,7 +258,7 @@ mod tests {
     #[test]
     fn decodes_every_frame_type() {
         match decode_client(r#"{"type":"subscribe","id":"s1","channel":"balances","key":"C-1","resume":{"0":41,"3":7}}"#).unwrap() {
-            ClientFrame::Subscribe { id, channel, key, resume, history } => {
+            ClientFrame::Subscribe { id, channel, key, resume, history, .. } => {
                 assert_eq!(id.unwrap().get(), "\"s1\"");
                 assert_eq!(channel, "balances");
                 assert_eq!(key.as_deref(), Some("C-1"));

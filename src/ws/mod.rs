@@ -3,6 +3,7 @@
 //! besides the accept loop in `server.rs`.
 
 mod demo;
+mod filters;
 mod publish_api;
 mod refresh;
 mod requests;

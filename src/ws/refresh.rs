@@ -85,6 +85,15 @@ impl Session {
                 ),
             );
         }
+        if let Some(channel) = self.moved_scope(&identity) {
+            return self.refuse(
+                &id,
+                Refusal::new(
+                    ErrorCode::Forbidden,
+                    format!("the new token gives another value to the claim that scopes `{channel}` (subscribe.where): a session keeps its scope (open a new session)"),
+                ),
+            );
+        }
         self.identity = identity;
         self.clock = TokenClock::new(self.identity.expires_at, self.ctx.limits.refresh_warning);
         self.recheck_subscriptions();
@@ -92,6 +101,28 @@ impl Session {
             .outbox
             .push_control(protocol::refreshed(&id, self.clock.expires_at_ms));
         tracing::debug!(session = %self.handle.public_id, "token refreshed");
+    }
+
+    /// The first subscribed channel whose `subscribe.where` claim the new identity gives another
+    /// value: the session's subscriptions are indexed by that value, so it may not change.
+    fn moved_scope(&self, identity: &crate::auth::Identity) -> Option<String> {
+        let channels = self
+            .subscriptions
+            .iter()
+            .map(|(channel_id, _)| *channel_id)
+            .chain(self.pending.as_ref().map(|p| p.subscription.0));
+        for channel_id in channels {
+            let channel = self.ctx.catalogue.channel(channel_id);
+            if let Some(rule) = &channel.spec.subscribe.where_ {
+                let claim = &rule.equals_claim;
+                if crate::auth::claim_text(&identity.claims, claim)
+                    != crate::auth::claim_text(&self.identity.claims, claim)
+                {
+                    return Some(channel.name().to_owned());
+                }
+            }
+        }
+        None
     }
 
     /// Ends, with `unsubscribed` + `reason: forbidden`, each subscription the identity may no

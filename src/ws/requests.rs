@@ -37,13 +37,17 @@ impl Session {
                 key,
                 resume,
                 history,
+                filter,
+                max_rate,
             } => {
                 let want = match (resume, history) {
                     (Some(seen), _) => Want::Resume(seen),
                     (None, Some(count)) => Want::Newest(count),
                     (None, None) => Want::Live,
                 };
-                if let Err(refusal) = self.subscribe(id.clone(), &channel, key, want) {
+                if let Err(refusal) =
+                    self.subscribe(id.clone(), &channel, key, want, filter, max_rate)
+                {
                     self.refuse(&id, refusal);
                 }
             }
@@ -150,6 +154,17 @@ impl Session {
                 format!("subscribing to `{channel}` is not allowed: {reason}"),
             ));
         }
+        if let Some(rule) = &config.subscribe.where_ {
+            if crate::auth::claim_text(&self.identity.claims, &rule.equals_claim).is_none() {
+                return Err(Refusal::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "subscribing to `{channel}` needs a token with the claim `{}` (subscribe.where)",
+                        rule.equals_claim
+                    ),
+                ));
+            }
+        }
         let key = match config.deliver {
             Deliver::ByKey => {
                 let Some(key) = key.or_else(|| self.identity.user.clone()) else {
@@ -183,8 +198,15 @@ impl Session {
         channel: &str,
         key: Option<String>,
         want: Want,
+        filter: Option<serde_json::Value>,
+        max_rate: Option<u32>,
     ) -> Result<(), Refusal> {
         let subscription = self.resolve(channel, key)?;
+        let terms = super::filters::terms(
+            self.ctx.catalogue.channel(subscription.0),
+            filter.as_ref(),
+            max_rate,
+        )?;
         if !self.subscriptions.contains(&subscription)
             && self.subscriptions.len() >= self.ctx.limits.max_subscriptions
         {
@@ -223,6 +245,7 @@ impl Session {
             &self.handle,
             &want,
             limit,
+            terms,
             |snapshot, replayed, gap, positions| {
                 subscribed_frame(
                     &id,

@@ -118,6 +118,7 @@ pub(super) async fn run(
         id,
         public_id: uuid::Uuid::new_v4().simple().to_string(),
         user: identity.user.clone(),
+        claims: identity.claims.clone(),
         outbox: Outbox::new(ctx.limits.send_queue),
     });
     let finished = CancellationToken::new();

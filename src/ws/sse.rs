@@ -183,6 +183,7 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
         id,
         public_id: uuid::Uuid::new_v4().simple().to_string(),
         user: identity.user.clone(),
+        claims: identity.claims.clone(),
         outbox: Outbox::new(ctx.limits.send_queue),
     });
     let mut session = Session::new(ctx.clone(), handle.clone(), identity);
@@ -190,7 +191,14 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
         Want::Resume(seen) => seen.clone(),
         _ => BTreeMap::new(),
     };
-    if let Err(refusal) = session.subscribe(None, &request.channel, request.key, request.want) {
+    if let Err(refusal) = session.subscribe(
+        None,
+        &request.channel,
+        request.key,
+        request.want,
+        None,
+        None,
+    ) {
         let status = match refusal.code {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::UnknownChannel => StatusCode::NOT_FOUND,
