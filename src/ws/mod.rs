@@ -24,12 +24,16 @@ use crate::auth::{Authenticator, Identity};
 use crate::catalogue::Catalogue;
 use crate::config::Plan;
 use crate::hub::Hub;
+use crate::hub::SessionHandle;
 use crate::inbound::{HttpPublish, Inbound};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RejectReason};
 use crate::outbound::Replayer;
 use crate::outbox::Close;
 use crate::server::http::{json_error, recover};
 use crate::sessions::Sessions;
+
+/// How a request that cannot become a session is answered: status, metric reason, message.
+type Refused = (warp::http::StatusCode, RejectReason, String);
 
 /// Limits from `server.*`, copied once.
 #[derive(Debug, Clone)]
@@ -144,6 +148,45 @@ impl WsContext {
             return None;
         }
         Some(ConnectionSlot(self.clone()))
+    }
+
+    /// Authenticates a new session's request (WebSocket or SSE) and reserves its connection
+    /// slot, or says how to refuse it.
+    async fn admit(
+        self: &Arc<Self>,
+        headers: &warp::http::HeaderMap,
+        query: &str,
+    ) -> Result<(Identity, ConnectionSlot), Refused> {
+        let identity = self
+            .auth
+            .authenticate(upgrade::bearer_token(headers, query))
+            .await
+            .map_err(|reason| {
+                (
+                    warp::http::StatusCode::UNAUTHORIZED,
+                    RejectReason::Unauthorized,
+                    reason.to_string(),
+                )
+            })?;
+        let slot = self.try_reserve_connection().ok_or_else(|| {
+            (
+                warp::http::StatusCode::SERVICE_UNAVAILABLE,
+                RejectReason::TooManyConnections,
+                "too many connections (server.max_connections)".to_owned(),
+            )
+        })?;
+        Ok((identity, slot))
+    }
+
+    /// The hub's handle of a new session of `identity`.
+    fn new_handle(&self, identity: &Identity) -> Arc<SessionHandle> {
+        Arc::new(SessionHandle {
+            id: self.next_session.fetch_add(1, Ordering::Relaxed),
+            public_id: uuid::Uuid::new_v4().simple().to_string(),
+            user: identity.user.clone(),
+            claims: identity.claims.clone(),
+            outbox: crate::outbox::Outbox::new(self.limits.send_queue),
+        })
     }
 
     /// Sessions currently open.

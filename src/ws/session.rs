@@ -27,7 +27,7 @@ use crate::auth::Identity;
 use crate::catalogue::ChannelId;
 use crate::hub::{Fetched, SessionHandle, Want};
 use crate::metrics::CloseReason;
-use crate::outbox::{Close, Outbox, Outgoing};
+use crate::outbox::{Close, Outgoing};
 use crate::protocol::{self, ErrorCode, Refusal, RequestId};
 use crate::state::Held;
 
@@ -111,16 +111,7 @@ pub(super) async fn run(
     identity: Identity,
     slot: ConnectionSlot,
 ) {
-    let id = ctx
-        .next_session
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let handle = Arc::new(SessionHandle {
-        id,
-        public_id: uuid::Uuid::new_v4().simple().to_string(),
-        user: identity.user.clone(),
-        claims: identity.claims.clone(),
-        outbox: Outbox::new(ctx.limits.send_queue),
-    });
+    let handle = ctx.new_handle(&identity);
     let finished = CancellationToken::new();
     let replaced = ctx
         .sessions

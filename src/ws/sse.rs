@@ -25,10 +25,10 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::session::{pending_read, sleep_until_option, Session};
-use super::upgrade::{bearer_token, form_urlencoded_value, origin_allowed};
+use super::upgrade::{form_urlencoded_value, origin_allowed};
 use super::wire::record_latencies;
 use super::{json_error, user_label, WsContext};
-use crate::hub::{SessionHandle, Want};
+use crate::hub::Want;
 use crate::metrics::{CloseReason, RejectReason};
 use crate::outbox::{Close, Outbox, Outgoing};
 use crate::protocol::ErrorCode;
@@ -159,33 +159,11 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
         Ok(request) => request,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, RejectReason::BadRequest, &message),
     };
-    let identity = match ctx.auth.authenticate(bearer_token(&headers, &query)).await {
-        Ok(identity) => identity,
-        Err(reason) => {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                RejectReason::Unauthorized,
-                &reason.to_string(),
-            )
-        }
+    let (identity, slot) = match ctx.admit(&headers, &query).await {
+        Ok(admitted) => admitted,
+        Err((status, reason, message)) => return refuse(status, reason, &message),
     };
-    let Some(slot) = ctx.try_reserve_connection() else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            RejectReason::TooManyConnections,
-            "too many connections (server.max_connections)",
-        );
-    };
-    let id = ctx
-        .next_session
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let handle = Arc::new(SessionHandle {
-        id,
-        public_id: uuid::Uuid::new_v4().simple().to_string(),
-        user: identity.user.clone(),
-        claims: identity.claims.clone(),
-        outbox: Outbox::new(ctx.limits.send_queue),
-    });
+    let handle = ctx.new_handle(&identity);
     let mut session = Session::new(ctx.clone(), handle.clone(), identity);
     let seen = match &request.want {
         Want::Resume(seen) => seen.clone(),

@@ -86,22 +86,9 @@ async fn handshake(
             );
         }
     }
-    let identity = match ctx.auth.authenticate(bearer_token(&headers, &query)).await {
-        Ok(identity) => identity,
-        Err(reason) => {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                RejectReason::Unauthorized,
-                &reason.to_string(),
-            )
-        }
-    };
-    let Some(slot) = ctx.try_reserve_connection() else {
-        return refuse(
-            StatusCode::SERVICE_UNAVAILABLE,
-            RejectReason::TooManyConnections,
-            "too many connections (server.max_connections)",
-        );
+    let (identity, slot) = match ctx.admit(&headers, &query).await {
+        Ok(admitted) => admitted,
+        Err((status, reason, message)) => return refuse(status, reason, &message),
     };
     let Some(on_upgrade) = on_upgrade else {
         return refuse(
