@@ -2,6 +2,7 @@
 //! (`session.rs`), and the warp routes of the client listener. The only module importing warp
 //! besides the accept loop in `server.rs`.
 
+mod clock;
 mod demo;
 mod filters;
 mod publish_api;

@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::refresh::TokenClock;
+use super::clock::TokenClock;
 use super::wire::{
     close_and_linger, record_latencies, send_close, write_frames, Socket, Watched, CLOSE_TIMEOUT,
 };

@@ -1,0 +1,64 @@
+//! When a session's token runs out, and when the session warns about it (`token_expiring`).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// When the session's token runs out, and when to warn about it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct TokenClock {
+    /// The session closes with 4002 then.
+    pub(super) expiry: Option<tokio::time::Instant>,
+    /// `token_expiring` is sent then (once per token).
+    pub(super) warning: Option<tokio::time::Instant>,
+    /// The end in milliseconds since the epoch, as told to the client.
+    pub(super) expires_at_ms: Option<u64>,
+}
+
+impl TokenClock {
+    /// For a token valid until `expires_at` (seconds since the epoch, leeway included).
+    pub(super) fn new(expires_at: Option<u64>, warn_before: Duration) -> Self {
+        let Some(expires_at) = expires_at else {
+            return TokenClock::default();
+        };
+        let end = UNIX_EPOCH + Duration::from_secs(expires_at);
+        let left = end
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        let now = tokio::time::Instant::now();
+        TokenClock {
+            expiry: Some(now + left),
+            // Not before half the remaining life: a token shorter than the warning would
+            // otherwise be warned about (and refreshed) again at once, in a loop.
+            warning: (!warn_before.is_zero())
+                .then(|| now + left.saturating_sub(warn_before).max(left / 2)),
+            expires_at_ms: Some(expires_at * 1000),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now_s() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn the_warning_comes_before_exp_but_not_before_half_the_remaining_life() {
+        let start = tokio::time::Instant::now();
+        let long = TokenClock::new(Some(now_s() + 600), Duration::from_secs(60));
+        let warn_in = long.warning.unwrap() - start;
+        assert!((535..=541).contains(&warn_in.as_secs()), "{warn_in:?}");
+        let short = TokenClock::new(Some(now_s() + 20), Duration::from_secs(60));
+        let warn_in = short.warning.unwrap() - start;
+        assert!((9..=11).contains(&warn_in.as_secs()), "{warn_in:?}");
+        let off = TokenClock::new(Some(now_s() + 20), Duration::ZERO);
+        assert!(off.warning.is_none() && off.expiry.is_some());
+        assert!(TokenClock::new(None, Duration::from_secs(60))
+            .expiry
+            .is_none());
+    }
+}
