@@ -246,6 +246,28 @@ pub fn routes(
         .unify()
 }
 
+/// A GET at exactly `path` (never, when `path` is empty), with its headers and raw query
+/// string (empty when there is none): how both the WebSocket upgrade and SSE streams start.
+fn get_at(
+    path: String,
+) -> impl Filter<Extract = (warp::http::HeaderMap, String), Error = warp::Rejection> + Clone {
+    warp::get()
+        .and(warp::path::full())
+        .and_then(move |full: warp::filters::path::FullPath| {
+            let matches = !path.is_empty() && full.as_str() == path;
+            async move {
+                if matches {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }
+        })
+        .untuple_one()
+        .and(warp::header::headers_cloned())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+}
+
 /// A session's identity as used in logs: never the token, only the user id.
 fn user_label(identity: &Identity) -> &str {
     identity.user.as_deref().unwrap_or("-")

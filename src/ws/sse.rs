@@ -17,7 +17,6 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use warp::filters::path::FullPath;
 use warp::filters::sse::Event;
 use warp::http::header::{self, HeaderMap, HeaderValue};
 use warp::http::StatusCode;
@@ -49,22 +48,7 @@ const MAX_ID_PARTITIONS: usize = 1024;
 pub(super) fn route(
     ctx: Arc<WsContext>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let path = ctx.sse_path.clone();
-    warp::get()
-        .and(warp::path::full())
-        .and_then(move |full: FullPath| {
-            let matches = !path.is_empty() && full.as_str() == path;
-            async move {
-                if matches {
-                    Ok(())
-                } else {
-                    Err(warp::reject::not_found())
-                }
-            }
-        })
-        .untuple_one()
-        .and(warp::header::headers_cloned())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+    super::get_at(ctx.sse_path.clone())
         .and(warp::any().map(move || ctx.clone()))
         .then(open)
 }

@@ -13,7 +13,6 @@ use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
-use warp::filters::path::FullPath;
 use warp::http::header::{self, HeaderMap, HeaderValue};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -35,22 +34,7 @@ const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
 pub(super) fn route(
     ctx: Arc<WsContext>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let path = ctx.ws_path.clone();
-    warp::get()
-        .and(warp::path::full())
-        .and_then(move |full: FullPath| {
-            let matches = full.as_str() == path;
-            async move {
-                if matches {
-                    Ok(())
-                } else {
-                    Err(warp::reject::not_found())
-                }
-            }
-        })
-        .untuple_one()
-        .and(warp::header::headers_cloned())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+    super::get_at(ctx.ws_path.clone())
         .and(warp::ext::optional::<OnUpgrade>())
         .and(warp::any().map(move || ctx.clone()))
         .then(handshake)
