@@ -120,7 +120,7 @@ proptest! {
     #[test]
     fn the_outbox_keeps_its_bounds_and_order(ops in prop::collection::vec((0u8..5, 0u32..3, 0u64..4), 1..400)) {
         let capacity = 8;
-        let outbox = Outbox::new(Bounds { messages: capacity, bytes: usize::MAX });
+        let outbox = Outbox::new(Bounds { messages: capacity, bytes: usize::MAX, grace: std::time::Duration::from_secs(1) });
         outbox.set_socket_blocked(true);
         let mut blocked = true;
         let mut next = BTreeMap::<u32, u64>::new();

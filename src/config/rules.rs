@@ -211,6 +211,11 @@ impl<'a> Semantic<'a> {
             ("server.send_queue_messages", server.send_queue_messages, 1),
             ("server.send_queue_bytes", server.send_queue_bytes, 1024),
             (
+                "server.slow_client_grace_ms",
+                server.slow_client_grace_ms as usize,
+                1,
+            ),
+            (
                 "server.max_inflight_publishes",
                 server.max_inflight_publishes,
                 1,

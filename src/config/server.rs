@@ -34,14 +34,21 @@ pub struct ServerConfig {
     #[serde(default = "default_max_subscriptions")]
     pub max_subscriptions_per_session: usize,
     /// Bound of each session's outbound queue, in messages. Over it, the Kafka consumer waits
-    /// (at most 1 s) for the session to catch up; a session that does not is handled by its
-    /// channel's `on_slow_client` policy (docs/operations.md, "Slow clients").
+    /// for the session to catch up; a session whose socket stops taking bytes meanwhile is
+    /// handled by its channel's `on_slow_client` policy (docs/operations.md, "Slow clients").
     #[serde(default = "default_send_queue_messages")]
     pub send_queue_messages: usize,
     /// The same bound in bytes (frames as written to the connection): whichever of the two is
     /// reached first applies. A single larger frame is still sent when nothing else waits.
     #[serde(default = "default_send_queue_bytes")]
     pub send_queue_bytes: usize,
+    /// How long, in milliseconds, the socket of a session whose queue went over its bounds may
+    /// refuse bytes (in all, until the queue has drained to half its bounds) before the session
+    /// is slow. Time in which the socket takes bytes does not count. Raise it for clients on
+    /// links that stall for seconds (mobile networks); every consumer of the instance waits
+    /// that long, at most, for a client that stopped reading.
+    #[serde(default = "default_slow_client_grace_ms")]
+    pub slow_client_grace_ms: u64,
     /// Most records replayed for one `resume` or `history` request (and most read from Kafka
     /// to serve it); a longer replay starts later and reports `gap: true`.
     #[serde(default = "default_replay_max_records")]
@@ -154,6 +161,9 @@ fn default_send_queue_messages() -> usize {
 fn default_send_queue_bytes() -> usize {
     1024 * 1024
 }
+fn default_slow_client_grace_ms() -> u64 {
+    1000
+}
 fn default_handshake_timeout_ms() -> u64 {
     10_000
 }
@@ -194,6 +204,7 @@ impl Default for ServerConfig {
             max_subscriptions_per_session: default_max_subscriptions(),
             send_queue_messages: default_send_queue_messages(),
             send_queue_bytes: default_send_queue_bytes(),
+            slow_client_grace_ms: default_slow_client_grace_ms(),
             replay_max_records: default_replay_max_records(),
             max_inflight_publishes: default_max_inflight_publishes(),
             shutdown_timeout_ms: default_shutdown_timeout_ms(),

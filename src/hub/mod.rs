@@ -75,18 +75,18 @@ pub struct Fanout {
 
 impl Fanout {
     /// Blocks the calling thread (the Kafka consumer's) until every session left behind has
-    /// caught up or closed, at most [`crate::outbox::WRITER_GRACE`] in all
-    /// ([`Outbox::wait_for_writer`]): a burst is paced by the sessions that take it instead of
-    /// closing them. Called with no hub lock held.
+    /// caught up, closed or turned out slow ([`Outbox::wait_for_writer`]): a burst is paced by
+    /// the sessions that take it instead of closing them. Called with no hub lock held.
     pub fn wait_for_writers(self) {
         if self.behind.is_empty() {
             return;
         }
-        // One deadline for all: sessions that stopped reading cost the consumer one grace at
-        // most, not one each.
-        let deadline = std::time::Instant::now() + crate::outbox::WRITER_GRACE;
+        // Each session's grace counts the time its own socket refused bytes, whoever was waited
+        // for meanwhile: sessions that stop reading together cost the consumer one grace, not
+        // one each. The patience is shared the same way.
+        let patience = std::time::Instant::now() + crate::outbox::WRITER_PATIENCE;
         for session in &self.behind {
-            session.outbox.wait_for_writer(deadline, self.shed);
+            session.outbox.wait_for_writer(patience, self.shed);
         }
     }
 }

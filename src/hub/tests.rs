@@ -18,6 +18,7 @@ fn session(id: u64, user: Option<&str>) -> Arc<SessionHandle> {
         outbox: Outbox::new(crate::outbox::Bounds {
             messages: 64,
             bytes: usize::MAX,
+            grace: std::time::Duration::from_secs(1),
         }),
     })
 }

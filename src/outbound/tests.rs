@@ -21,6 +21,7 @@ fn session(id: u64) -> Arc<SessionHandle> {
         outbox: Outbox::new(crate::outbox::Bounds {
             messages: 64,
             bytes: usize::MAX,
+            grace: std::time::Duration::from_secs(1),
         }),
     })
 }

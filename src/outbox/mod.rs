@@ -1,15 +1,19 @@
 //! A session's bounded outbound queue. The Kafka side pushes shared frames; the session's
 //! writer drains everything queued in one go and writes it as one batch.
 //!
-//! A session is slow only when it does not take its records: its socket stops taking bytes, or
-//! takes them too slowly to bring the queue back within its bounds (`messages`, `bytes`) within
-//! [`WRITER_GRACE`]. A push that finds the queue over a bound is queued anyway
-//! ([`Pushed::Behind`]) and the pusher then waits for the session ([`Outbox::wait_for_writer`])
-//! before routing more: a burst is paced by the sessions that take it instead of closing them,
-//! and the queue stays within a message of its bounds. A session that has not caught up when the
-//! wait ends is handled by the channel's `on_slow_client` policy from then on (close with 4001,
-//! drop the channel's oldest queued message, or keep only the newest per key), until its queue
-//! is back within bounds. Channels that shed (`drop_oldest`, `latest_per_key`) do not wait for a
+//! A session is slow only when its socket stops taking bytes. A push that finds the queue over a
+//! bound (`messages`, `bytes`) is queued anyway ([`Pushed::Behind`]) and the pusher then waits
+//! for the session ([`Outbox::wait_for_writer`]) before routing more: a burst is paced by the
+//! sessions that take it instead of closing them, and the queue stays within a message of its
+//! bounds. From that push until the queue has drained to half its bounds the session is
+//! *behind*; once its socket has refused bytes for [`Bounds::grace`] in all while behind, it is
+//! slow, and the channel's `on_slow_client` policy applies to it (close with 4001, drop the
+//! channel's oldest queued message, or keep only the newest per key) until it has drained. Time
+//! in which the socket takes bytes but the session's task has not written them yet does not
+//! count: that is the bridge being busy, not the client. A client that reads, but slower than
+//! the records come, keeps its socket blocked most of the time and so is slow after about the
+//! grace, however little it reads between blocks: it cannot pace the consumer for longer. A
+//! single wait never lasts longer than [`WRITER_PATIENCE`] (a writer that is stuck elsewhere). Channels that shed (`drop_oldest`, `latest_per_key`) do not wait for a
 //! socket that stopped taking bytes (the writer's last write is parked on a full kernel send
 //! buffer): they shed at once, as their users chose; they wait only while the socket drains and
 //! the session's task has not caught up yet.
@@ -35,10 +39,10 @@ pub use close::Close;
 /// Control frames one session may have queued before it stops reading client frames.
 pub const CONTROL_LIMIT: usize = 256;
 
-/// How long a pusher waits for a session to bring its queue back within bounds. Past it the
-/// session counts as slow: a client (or a writer) that cannot catch up within that time does not
-/// keep up, and the consumer must not wait on it longer.
-pub const WRITER_GRACE: Duration = Duration::from_secs(1);
+/// The longest a pusher waits for one session to bring its queue back within bounds, whether or
+/// not its socket takes bytes: a session whose writer does not run for that long (stuck in
+/// something else than writing its queue) counts as slow.
+pub const WRITER_PATIENCE: Duration = Duration::from_secs(10);
 
 /// The bounds of a session's queue of live messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +52,9 @@ pub struct Bounds {
     /// `server.send_queue_bytes` (frames as written, headers included). A single frame larger
     /// than this is still queued when nothing else is.
     pub bytes: usize,
+    /// `server.slow_client_grace_ms`: how long the socket of a session that is behind may
+    /// refuse bytes, in all, before the session is slow.
+    pub grace: Duration,
 }
 
 /// What happened to a pushed message.
@@ -103,14 +110,34 @@ struct State {
     close: Option<Close>,
     /// Pushers waiting in [`Outbox::wait_for_writer`].
     waiters: usize,
-    /// A pusher waited [`WRITER_GRACE`] in vain; until the queue is back within bounds, the
-    /// session is treated as slow.
+    /// While the session is behind (a push found the queue over its bounds, and it has not
+    /// drained to half of them since): when that began, and the socket's blocked time then.
+    behind: Option<(Instant, Duration)>,
+    /// The socket refused bytes for the grace while behind; until the queue has drained to half
+    /// its bounds, the session is treated as slow.
     starved: bool,
+    /// How long the socket refused bytes: finished spans, and the start of the current one.
+    blocked_total: Duration,
+    blocked_since: Option<Instant>,
 }
 
 impl State {
     fn within(&self, bounds: Bounds) -> bool {
         self.messages < bounds.messages && (self.messages == 0 || self.bytes < bounds.bytes)
+    }
+
+    /// Drained far enough to stop being behind: half the bounds (hysteresis, so that a client
+    /// that takes a batch now and then is not "caught up" at every batch).
+    fn drained(&self, bounds: Bounds) -> bool {
+        self.messages <= bounds.messages / 2 && self.bytes <= bounds.bytes / 2
+    }
+
+    /// Total time the socket refused bytes, up to `now`.
+    fn blocked_time(&self, now: Instant) -> Duration {
+        self.blocked_total
+            + self
+                .blocked_since
+                .map_or(Duration::ZERO, |since| now.saturating_duration_since(since))
     }
 }
 
@@ -153,7 +180,10 @@ impl Outbox {
                 replays: 0,
                 close: None,
                 waiters: 0,
+                behind: None,
                 starved: false,
+                blocked_total: Duration::ZERO,
+                blocked_since: None,
             }),
             wake: Notify::new(),
             room: Notify::new(),
@@ -189,6 +219,10 @@ impl Outbox {
         // catch up; shedding channels shed as soon as the socket stops taking bytes.
         let pace = !state.starved
             && (policy == SlowClientPolicy::Disconnect || !self.blocked.load(Ordering::Acquire));
+        if !within && state.behind.is_none() {
+            let now = Instant::now();
+            state.behind = Some((now, state.blocked_time(now)));
+        }
         if within || pace {
             state.messages += 1;
             state.bytes += size(frame);
@@ -251,47 +285,66 @@ impl Outbox {
         }
     }
 
-    /// Waits (blocking the calling thread, until `deadline` at most) until the writer has
-    /// brought the queue back within its bounds or the session is closing — or, with `shed`
-    /// (a channel that drops rather than waits), until the socket stops taking bytes. Called by
-    /// the Kafka consumer after a [`Pushed::Behind`], outside any hub lock. When the deadline
-    /// passes first the session counts as slow until its queue is back within bounds.
-    pub fn wait_for_writer(&self, deadline: Instant, shed: bool) {
+    /// Waits (blocking the calling thread) until the writer has brought the queue back within
+    /// its bounds or the session is closing — or, with `shed` (a channel that drops rather than
+    /// waits), until the socket stops taking bytes. Called by the Kafka consumer after a
+    /// [`Pushed::Behind`], outside any hub lock. The wait ends early when the socket has refused
+    /// bytes for the grace since the session fell behind, or at `patience`: the session is then
+    /// slow until it has drained.
+    pub fn wait_for_writer(&self, patience: Instant, shed: bool) {
         let mut state = self.state.lock();
         state.waiters += 1;
         while !(state.close.is_some()
             || state.within(self.bounds)
             || (shed && self.blocked.load(Ordering::Acquire)))
         {
-            if self.caught_up.wait_until(&mut state, deadline).timed_out() {
-                state.starved = !state.within(self.bounds);
-                if state.starved {
-                    tracing::warn!(
-                        messages = state.messages,
-                        bytes = state.bytes,
-                        socket_blocked = self.blocked.load(Ordering::Acquire),
-                        "a session did not catch up in time: slow"
-                    );
-                }
+            let now = Instant::now();
+            let blocked_now = state.blocked_time(now);
+            let (since, blocked_then) = *state.behind.get_or_insert((now, blocked_now));
+            let blocked = blocked_now.saturating_sub(blocked_then);
+            if blocked >= self.bounds.grace || now >= patience {
+                state.starved = true;
+                tracing::warn!(
+                    messages = state.messages,
+                    bytes = state.bytes,
+                    behind_ms = now.duration_since(since).as_millis() as u64,
+                    socket_blocked_ms = blocked.as_millis() as u64,
+                    "a session's socket stopped taking its records: slow"
+                );
                 break;
             }
+            // The grace runs only while the socket refuses bytes; a change wakes this wait.
+            let until = if self.blocked.load(Ordering::Acquire) {
+                patience.min(now + (self.bounds.grace - blocked))
+            } else {
+                patience
+            };
+            self.caught_up.wait_until(&mut state, until);
         }
         state.waiters -= 1;
     }
 
     /// Called by the writer around each write to the socket: `true` when the kernel would
-    /// block (the client is not taking bytes), `false` once a write made progress.
+    /// block (the client is not taking bytes), `false` once the socket may take bytes again
+    /// (called from the waker, before the writer runs again: see `ws::wire::Watched`).
     pub fn set_socket_blocked(&self, blocked: bool) {
         if self.blocked.load(Ordering::Relaxed) == blocked {
             return;
         }
-        self.blocked.store(blocked, Ordering::Release);
+        let mut state = self.state.lock();
+        if self.blocked.load(Ordering::Relaxed) == blocked {
+            return;
+        }
+        let now = Instant::now();
         if blocked {
-            // A waiting pusher stops waiting: the session is now judged by the policy.
-            let state = self.state.lock();
-            if state.waiters > 0 {
-                self.caught_up.notify_all();
-            }
+            state.blocked_since = Some(now);
+        } else if let Some(since) = state.blocked_since.take() {
+            state.blocked_total += now.saturating_duration_since(since);
+        }
+        self.blocked.store(blocked, Ordering::Release);
+        // A waiting pusher re-reads its grace, or (a shedding channel) stops waiting.
+        if state.waiters > 0 {
+            self.caught_up.notify_all();
         }
     }
 
@@ -452,11 +505,12 @@ impl Outbox {
         }
         let freed_room = blocked_before && state.controls < CONTROL_LIMIT && state.replays == 0;
         let close = state.close.filter(|_| state.queue.is_empty());
-        if state.within(self.bounds) {
+        if state.drained(self.bounds) {
+            state.behind = None;
             state.starved = false;
-            if state.waiters > 0 {
-                self.caught_up.notify_all();
-            }
+        }
+        if state.waiters > 0 && state.within(self.bounds) {
+            self.caught_up.notify_all();
         }
         drop(state);
         if freed_room {
@@ -469,6 +523,12 @@ impl Outbox {
     #[cfg(test)]
     fn starve(&self) {
         self.state.lock().starved = true;
+    }
+
+    /// Whether the session is behind (over its bounds and not yet drained to half).
+    #[cfg(test)]
+    fn is_behind(&self) -> bool {
+        self.state.lock().behind.is_some()
     }
 
     /// Live messages queued, for tests and status.

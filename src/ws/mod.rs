@@ -122,6 +122,7 @@ impl WsContext {
                 send_queue: crate::outbox::Bounds {
                     messages: server.send_queue_messages,
                     bytes: server.send_queue_bytes,
+                    grace: std::time::Duration::from_millis(server.slow_client_grace_ms),
                 },
                 max_inflight_publishes: server.max_inflight_publishes,
                 refresh_warning: std::time::Duration::from_secs(plan.config.auth.refresh_warning_s),

@@ -179,7 +179,7 @@ impl Session {
                     batch = frames;
                     if !batch.is_empty() {
                         let mut written = 0;
-                        let mut io = Watched::new(socket.get_mut(), &self.handle.outbox);
+                        let mut io = Watched::new(socket.get_mut(), &self.handle);
                         let result = tokio::select! {
                             result = write_frames(&mut io, &batch, &mut written) => result.map_err(|_| None),
                             close = self.handle.outbox.aborted() => Err(Some(close)),

@@ -2,6 +2,9 @@
 //! connection (joined into few writes), the writer's blocked/unblocked signal to the outbox,
 //! delivery latency, and the close handshake.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
@@ -13,8 +16,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use crate::hub::Hub;
-use crate::outbox::{Close, Outbox, Outgoing};
+use crate::hub::{Hub, SessionHandle};
+use crate::outbox::{Close, Outgoing};
 
 /// A session's connection.
 pub(super) type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -76,48 +79,76 @@ where
     io.flush().await
 }
 
-/// The connection as the writer sees it: tells the outbox whether the kernel takes bytes
-/// (a write returned `Pending`: the send buffer is full) — what makes a session slow.
+/// The connection as the writer sees it: tells the outbox whether the kernel takes bytes —
+/// what makes a session slow. A write that returns `Pending` (the send buffer is full) marks
+/// the socket blocked; the kernel's wake-up marks it unblocked at once, before the session's
+/// task runs again, so time the task waits for a busy bridge is not counted against the client.
 pub(super) struct Watched<'a, W> {
     io: &'a mut W,
-    outbox: &'a Outbox,
+    session: &'a Arc<SessionHandle>,
 }
 
-impl<'a, W> Watched<'a, W> {
-    pub(super) fn new(io: &'a mut W, outbox: &'a Outbox) -> Self {
-        Watched { io, outbox }
+/// The waker of a blocked write: unblocks the socket in the outbox, then wakes the task.
+struct Unblock {
+    session: Arc<SessionHandle>,
+    task: Waker,
+}
+
+impl Wake for Unblock {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
     }
 
-    /// Passes a poll of the connection on, telling the outbox whether it waits for the kernel.
-    fn watch<T>(&self, poll: std::task::Poll<T>) -> std::task::Poll<T> {
-        self.outbox.set_socket_blocked(poll.is_pending());
-        poll
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.session.outbox.set_socket_blocked(false);
+        self.task.wake_by_ref();
+    }
+}
+
+impl<'a, W: tokio::io::AsyncWrite + Unpin> Watched<'a, W> {
+    pub(super) fn new(io: &'a mut W, session: &'a Arc<SessionHandle>) -> Self {
+        Watched { io, session }
+    }
+
+    /// Polls the connection; when it would block, polls it again with a waker that unblocks
+    /// the socket in the outbox (only then: a waker per write would cost an allocation each).
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut poll: impl FnMut(Pin<&mut W>, &mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        if let Poll::Ready(done) = poll(Pin::new(&mut *self.io), cx) {
+            self.session.outbox.set_socket_blocked(false);
+            return Poll::Ready(done);
+        }
+        let unblock = Waker::from(Arc::new(Unblock {
+            session: self.session.clone(),
+            task: cx.waker().clone(),
+        }));
+        self.session.outbox.set_socket_blocked(true);
+        let result = poll(Pin::new(&mut *self.io), &mut Context::from_waker(&unblock));
+        if result.is_ready() {
+            self.session.outbox.set_socket_blocked(false);
+        }
+        result
     }
 }
 
 impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<'_, W> {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let poll = std::pin::Pin::new(&mut *self.io).poll_write(cx, buf);
-        self.watch(poll)
+    ) -> Poll<std::io::Result<usize>> {
+        self.watch(cx, |io, cx| io.poll_write(cx, buf))
     }
 
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let poll = std::pin::Pin::new(&mut *self.io).poll_flush(cx);
-        self.watch(poll)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.watch(cx, |io, cx| io.poll_flush(cx))
     }
 
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut *self.io).poll_shutdown(cx)
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut *self.io).poll_shutdown(cx)
     }
 }
 
