@@ -456,3 +456,121 @@ channels:
     assert_eq!(replayed, [196, 197, 198, 199, -1]);
     bridge.stop().await;
 }
+
+/// The per-record entitlement and client filters at scale, unpaced: 20 tenants × 10 sessions
+/// on one topic of 4 partitions, 20 of them with a client filter, and a burst of 20,000
+/// records produced at once (the consumer hands the bridge thousands per fetch). Each session
+/// gets exactly its tenant's records (1,000; 500 through the filter), in order per partition,
+/// none of another tenant's, with `internal` dropped; nobody is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_and_filters_hold_for_two_hundred_sessions_through_an_unpaced_burst() {
+    const TENANTS: usize = 20;
+    const PER_TENANT: usize = 10;
+    const RECORDS: usize = 20_000;
+    let topic = create_topic("tenants-burst", 4).await;
+    let bridge = TestBridge::start(&format!(
+        "{}channels:
+  - name: orders
+    topic: {topic}
+    subscribe:
+      filters: true
+      where: {{pointer: /tenantId, equals_claim: tenant}}
+    transforms:
+      - drop: [/internal]
+",
+        jwt_auth()
+    ))
+    .await;
+    // The clients run on threads of their own, as browsers do (see tests/burst.rs).
+    let browsers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let paid = json!({"pointer": "/status", "eq": "paid"});
+    let mut clients = Vec::new();
+    for tenant in 0..TENANTS {
+        for n in 0..PER_TENANT {
+            let url = format!(
+                "{}?access_token={}",
+                bridge.ws_url,
+                token(
+                    &format!("u{tenant}-{n}"),
+                    json!({"tenant": format!("T{tenant}")})
+                )
+            );
+            let filtered = n == 0;
+            let paid = paid.clone();
+            let client = browsers.spawn(async move {
+                let mut client = Client::connect(&url).await;
+                let mut subscribe = json!({"type": "subscribe", "id": "s", "channel": "orders"});
+                if filtered {
+                    subscribe["filter"] = paid;
+                }
+                client.send(subscribe).await;
+                client.expect("subscribed").await;
+                client
+            });
+            clients.push((tenant, filtered, client.await.unwrap()));
+        }
+    }
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|(tenant, filtered, mut client)| {
+            browsers.spawn(async move {
+                let want = if filtered {
+                    RECORDS / TENANTS / 2
+                } else {
+                    RECORDS / TENANTS
+                };
+                let mut last = std::collections::HashMap::new();
+                let mut got = 0;
+                while got < want {
+                    let message = client.expect("message").await;
+                    let data = &message["data"];
+                    let n = data["n"].as_u64().unwrap() as usize;
+                    let who = format!("session of T{tenant} (filtered: {filtered})");
+                    assert_eq!(data["tenantId"], format!("T{tenant}"), "{who}: {message}");
+                    assert!(data.get("internal").is_none(), "{who}: {message}");
+                    if filtered {
+                        assert_eq!(data["status"], "paid", "{who}: {message}");
+                    }
+                    let partition = message["partition"].as_i64().unwrap();
+                    if let Some(previous) = last.insert(partition, n) {
+                        assert!(n > previous, "{who}: {previous} then {n} on {partition}");
+                    }
+                    got += 1;
+                }
+                // Nothing more for it: no record of another tenant follows its own.
+                assert_eq!(client.drain_until_pong().await, Vec::<Value>::new());
+            })
+        })
+        .collect();
+    let producer = TestProducer::new();
+    producer
+        .send_many(
+            &topic,
+            (0..RECORDS).map(|n| {
+                json!({
+                    "n": n,
+                    "tenantId": format!("T{}", n % TENANTS),
+                    "status": if (n / TENANTS) % 2 == 0 { "paid" } else { "open" },
+                    "internal": {"trace": n},
+                })
+                .to_string()
+                .into_bytes()
+            }),
+        )
+        .await;
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_sessions_closed_total{reason=\"slow_client\"}")
+            .await,
+        0.0
+    );
+    browsers.shutdown_background();
+    bridge.stop().await;
+}
