@@ -574,3 +574,105 @@ async fn where_and_filters_hold_for_two_hundred_sessions_through_an_unpaced_burs
     browsers.shutdown_background();
     bridge.stop().await;
 }
+
+/// `max_rate` at scale, unpaced: 100 sessions, 50 keys, 20,000 updates produced at once. Every
+/// session sees each key's values only ever newer, ends with each key's latest value, and
+/// accounts for every update (sent, or counted in `conflated`), as the channel's metric does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_rate_holds_for_a_hundred_sessions_through_an_unpaced_burst_of_fifty_keys() {
+    const SESSIONS: usize = 100;
+    const KEYS: usize = 50;
+    const RECORDS: usize = 20_000;
+    let topic = create_topic("ticks-burst", 4).await;
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}
+channels:
+  - name: ticks
+    topic: {topic}
+    key: {{from: record_key}}
+    max_rate: 5
+    subscribe: {{allow: anonymous}}
+"
+    ))
+    .await;
+    let browsers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut clients = Vec::new();
+    for _ in 0..SESSIONS {
+        let url = bridge.ws_url.clone();
+        let client = browsers.spawn(async move {
+            let mut client = Client::connect(&url).await;
+            client.subscribe("ticks", None).await;
+            client
+        });
+        clients.push(client.await.unwrap());
+    }
+    let readers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut client)| {
+            browsers.spawn(async move {
+                let last_of = |key: usize| (RECORDS - KEYS + key) as i64;
+                let mut last: Vec<Option<i64>> = vec![None; KEYS];
+                let (mut sent, mut skipped) = (0u64, 0u64);
+                while (0..KEYS).any(|k| last[k] != Some(last_of(k))) {
+                    let frame = client.expect("message").await;
+                    let key: usize = frame["key"].as_str().unwrap()[1..].parse().unwrap();
+                    let n = frame["data"]["n"].as_i64().unwrap();
+                    assert!(
+                        last[key].is_none_or(|l| n > l),
+                        "session {i}, key {key}: {n} after {:?}",
+                        last[key]
+                    );
+                    last[key] = Some(n);
+                    sent += 1;
+                    skipped += frame["conflated"].as_u64().unwrap_or(0);
+                }
+                assert_eq!(client.drain_until_pong().await, Vec::<Value>::new());
+                assert_eq!(sent + skipped, RECORDS as u64, "session {i}: {sent} sent");
+                assert!(sent < RECORDS as u64 / 2, "session {i}: {sent} sent");
+                skipped
+            })
+        })
+        .collect();
+    let batching: rdkafka::producer::FutureProducer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", common::bootstrap())
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .create()
+        .unwrap();
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    for n in 0..RECORDS {
+        let batching = batching.clone();
+        let topic = topic.clone();
+        pending.push(async move {
+            let (key, value) = (format!("k{}", n % KEYS), json!({"n": n}).to_string());
+            batching
+                .send(
+                    rdkafka::producer::FutureRecord::to(&topic)
+                        .key(&key)
+                        .payload(&value),
+                    std::time::Duration::from_secs(30),
+                )
+                .await
+                .unwrap();
+        });
+    }
+    use futures_util::StreamExt;
+    while pending.next().await.is_some() {}
+    let mut skipped = 0;
+    for reader in readers {
+        skipped += reader.await.unwrap();
+    }
+    bridge
+        .wait_metric(
+            "kafka_ws_bridge_messages_dropped_total{channel=\"ticks\",reason=\"conflated\"}",
+            skipped as f64,
+        )
+        .await;
+    browsers.shutdown_background();
+    bridge.stop().await;
+}
