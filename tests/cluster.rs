@@ -574,14 +574,19 @@ impl Report {
         );
     }
 
-    /// Prints the not-ready periods after `from`, and checks that each ended within 15 s: a
-    /// bridge may be unready while its partitions change leaders, but becomes ready again by
-    /// itself once they have new ones.
+    /// Prints the not-ready periods after `from`, and checks that each ended within 30 s: a
+    /// bridge may be unready while its partitions change leaders and its group coordinator
+    /// moves, but becomes ready again by itself once they have new ones. The deadline catches a
+    /// bridge that does not recover; it is not a speed claim: after a kill -9 of the
+    /// coordinator the consumer rejoins its group once the controller has fenced the dead
+    /// broker (`broker.session.timeout.ms`, 9 s) and the new coordinator has loaded the group —
+    /// measured 11.6 s to 14.9 s of "joining the consumer group" on this two-core machine
+    /// (15 s, the first deadline, was too close to that).
     fn check_readiness(&self, test: &str, from: Duration) {
         let gaps = gaps(&self.readiness, from, self.ready_again);
         for (start, length) in &gaps {
             assert!(
-                *length < Duration::from_secs(15),
+                *length < Duration::from_secs(30),
                 "{test}: not ready for {length:?} from {:?} after the fault: {:?}",
                 start.saturating_sub(from),
                 self.readiness
