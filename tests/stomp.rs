@@ -144,7 +144,7 @@ impl Stomp {
             error.header("message").unwrap_or_default().contains(says),
             "{error:?} should say {says}"
         );
-        while let Some(frame) = self.next().await {
+        if let Some(frame) = self.next().await {
             panic!("a frame after ERROR: {frame:?}");
         }
         error
@@ -195,7 +195,7 @@ async fn a_stomp_client_subscribes_sends_with_a_receipt_and_disconnects() {
     producer
         .send(&accounts, None, Some("C-1"), br#"{"balance":1}"#, &[])
         .await;
-    let mut got = vec![a.recv().await, a.recv().await];
+    let mut got = [a.recv().await, a.recv().await];
     got.sort_by_key(|m| m.header("subscription").unwrap().to_owned());
     let (on_feed, on_account) = (&got[0], &got[1]);
     assert_eq!(on_feed.command, "MESSAGE");
