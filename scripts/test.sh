@@ -60,6 +60,8 @@ if [ "$1" = --workspace ] && [ "$#" -eq 1 ]; then
   # Chromium (installed with apt-get by setup.sh when missing).
   echo "==> JS client tests (node --test)"
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run typecheck) || status=$?
+  echo "==> STOMP with @stomp/stompjs in Node"
+  (cd tests/stomp-js && npm ci --no-audit --no-fund --loglevel=error && npm test) || status=$?
   echo "==> browser test (Chromium + playwright-core)"
   (tests/browser/setup.sh && node tests/browser/run.mjs) || status=$?
   echo "==> Server-Sent Events in Chromium (EventSource)"
