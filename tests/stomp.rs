@@ -347,3 +347,59 @@ async fn errors_end_the_stomp_session_and_the_bridge_carries_on() {
         .await;
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_headers_ask_for_history_resume_and_the_snapshot() {
+    let (feed, accounts, commands) = (
+        create_topic("stomp-replay-feed", 1).await,
+        create_topic("stomp-replay-accounts", 1).await,
+        create_topic("stomp-replay-commands", 1).await,
+    );
+    let body = config(&feed, &accounts, &commands)
+        .replace(
+            "subscribe: {allow: authenticated}}\n  - {name: accounts",
+            "subscribe: {allow: authenticated}, history: 10}\n  - {name: accounts",
+        )
+        .replace(
+            "deliver: by_key, subscribe: {allow: authenticated}}",
+            "deliver: by_key, subscribe: {allow: authenticated}, snapshot: true}",
+        );
+    let producer = TestProducer::new();
+    for value in ["0", "1", "2"] {
+        producer
+            .send(&feed, None, None, value.as_bytes(), &[])
+            .await;
+    }
+    producer
+        .send(&accounts, None, Some("C-1"), br#"{"balance":7}"#, &[])
+        .await;
+    let bridge = TestBridge::start(&body).await;
+    let (mut s, _) = Stomp::connect(&bridge, &token("C-1")).await;
+    // `history: 2`: the two newest, in order.
+    s.send("SUBSCRIBE\nid:h\ndestination:/topic/feed\nhistory:2\n\n\0")
+        .await;
+    let replayed: Vec<String> = [s.recv().await, s.recv().await]
+        .iter()
+        .map(|m| m.body.clone())
+        .collect();
+    assert_eq!(replayed, ["1", "2"]);
+    // `resume`: everything after the positions given, on a second session.
+    let (mut r, _) = Stomp::connect(&bridge, &token("C-1")).await;
+    r.send("SUBSCRIBE\nid:r\ndestination:/topic/feed\nresume:0:0\n\n\0")
+        .await;
+    let first = r.recv().await;
+    assert_eq!(
+        (first.body.as_str(), first.header("kafka-offset")),
+        ("1", Some("1"))
+    );
+    assert_eq!(r.recv().await.body, "2");
+    // A snapshot channel: the key's current value comes first, as a MESSAGE.
+    s.send("SUBSCRIBE\nid:bal\ndestination:/user/queue/accounts\nreceipt:b\n\n\0")
+        .await;
+    let snapshot = s.recv().await;
+    assert_eq!(snapshot.command, "MESSAGE");
+    assert_eq!(snapshot.header("subscription"), Some("bal"));
+    assert_eq!(snapshot.body, r#"{"balance":7}"#);
+    assert_eq!(s.recv().await.header("receipt-id"), Some("b"));
+    bridge.stop().await;
+}
