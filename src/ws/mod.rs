@@ -1,5 +1,6 @@
 //! The client-facing HTTP side: the WebSocket upgrade (`upgrade.rs`), one task per session
-//! (`session.rs`), and the warp routes of the client listener. The only module importing warp
+//! (`session.rs`; JSON protocol in `requests.rs`, STOMP in `stomp/`, Server-Sent Events in
+//! `sse.rs`), and the warp routes of the client listener. The only module importing warp
 //! besides the accept loop in `server.rs`.
 
 mod clock;
