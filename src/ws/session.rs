@@ -4,7 +4,9 @@
 //! too many unsent answers, so a client cannot make the bridge buffer without bound.
 //!
 //! Every bad frame is answered with an `error` frame and the session carries on; only frames
-//! over `max_frame_bytes` (1009), protocol violations and invalid UTF-8 end it.
+//! over `max_frame_bytes` (1009), protocol violations and invalid UTF-8 end it. A STOMP
+//! session (`stomp/`) runs the same loop: its frames are read by `on_stomp`, each batch is
+//! re-encoded for it before writing, and it sends heart-beats; an ERROR ends it, as STOMP says.
 
 use std::collections::HashSet;
 use std::sync::Arc;

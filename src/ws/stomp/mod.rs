@@ -155,10 +155,11 @@ impl Stomp {
         };
         match head.kind {
             "message" => {
+                // None when its subscription has just ended (UNSUBSCRIBE after it was queued).
                 let frame = head
                     .data
                     .zip(self.find(head.channel.as_deref(), head.key.as_deref()))
-                    .map(|(data, id)| {
+                    .and_then(|(data, id)| {
                         self.message(id, data, head.partition, head.offset, head.key.as_deref())
                     });
                 (frame.into_iter().collect(), false)
@@ -169,7 +170,7 @@ impl Stomp {
                     head.snapshot,
                     self.find(head.channel.as_deref(), head.key.as_deref()),
                 ) {
-                    frames.push(self.message(
+                    frames.extend(self.message(
                         id,
                         snapshot.data,
                         Some(snapshot.partition),
@@ -226,8 +227,8 @@ impl Stomp {
         partition: Option<i32>,
         offset: Option<i64>,
         key: Option<&str>,
-    ) -> Frame {
-        let sub = &self.subscriptions[id];
+    ) -> Option<Frame> {
+        let sub = self.subscriptions.get(id)?;
         let (partition, offset) = (partition.unwrap_or(-1), offset.unwrap_or(-1));
         let mut frame = StompFrame::new("MESSAGE")
             .with("subscription", id)
@@ -253,7 +254,7 @@ impl Stomp {
             frame = frame.with("kafka-key", key);
         }
         frame.body = body;
-        text(&frame)
+        Some(text(&frame))
     }
 }
 
