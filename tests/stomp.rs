@@ -136,6 +136,20 @@ impl Stomp {
         }
     }
 
+    /// Waits for a heart-beat (an EOL alone), skipping frames.
+    async fn heart_beat(&mut self) {
+        loop {
+            let message = tokio::time::timeout(DEADLINE, self.ws.next())
+                .await
+                .expect("a heart-beat within the deadline");
+            match message {
+                Some(Ok(Message::Text(text))) if text.as_str() == "\n" => return,
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => panic!("closed"),
+                _ => continue,
+            }
+        }
+    }
+
     /// Expects an ERROR (its message containing `says`), then the close.
     async fn expect_error_and_close(&mut self, says: &str) -> Received {
         let error = self.recv().await;
@@ -220,6 +234,9 @@ async fn a_stomp_client_subscribes_sends_with_a_receipt_and_disconnects() {
     let keyed = b.recv().await;
     assert_eq!(keyed.header("destination"), Some("/topic/accounts/C-1"));
     assert_eq!(keyed.body, r#"{"balance":1}"#);
+    // The client asked for heart-beats every 1000 ms (`heart-beat:0,1000`): EOLs arrive.
+    b.heart_beat().await;
+    b.heart_beat().await;
 
     // SEND: the RECEIPT comes after Kafka's ack; the record carries the bridge's headers.
     a.send("SEND\ndestination:/app/commands\nreceipt:p1\ncontent-type:application/json\nx-trace:t1\n\n{\"op\":\"buy\"}\0")
