@@ -420,3 +420,62 @@ async fn subscribe_headers_ask_for_history_resume_and_the_snapshot() {
     assert_eq!(s.recv().await.header("receipt-id"), Some("b"));
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stomp_client_is_closed_as_slow_and_the_others_get_everything() {
+    let topic = create_topic("stomp-firehose", 1).await;
+    let bridge = TestBridge::start(&format!(
+        "auth: {{mode: none}}\nserver: {{send_queue_messages: 8}}\nchannels:\n  - {{name: feed, topic: {topic}, subscribe: {{allow: anonymous}}, on_slow_client: disconnect}}\n"
+    ))
+    .await;
+    // The stalled client: a small receive buffer, and it stops reading after its RECEIPT.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(bridge.ws_addr).await.unwrap();
+    let mut request = bridge.ws_url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("v12.stomp"),
+    );
+    let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+        .await
+        .unwrap();
+    let mut stalled = Stomp { ws };
+    stalled.send("CONNECT\naccept-version:1.2\n\n\0").await;
+    assert_eq!(stalled.recv().await.command, "CONNECTED");
+    stalled
+        .send("SUBSCRIBE\nid:1\ndestination:/topic/feed\nreceipt:r\n\n\0")
+        .await;
+    assert_eq!(stalled.recv().await.command, "RECEIPT");
+    let mut fast = Stomp::open(&bridge).await;
+    fast.send("CONNECT\naccept-version:1.2\n\n\0").await;
+    assert_eq!(fast.recv().await.command, "CONNECTED");
+    fast.send("SUBSCRIBE\nid:1\ndestination:/topic/feed\nreceipt:r\n\n\0")
+        .await;
+    assert_eq!(fast.recv().await.command, "RECEIPT");
+
+    const RECORDS: usize = 600;
+    let payload = json!({"blob": "z".repeat(16 * 1024)}).to_string();
+    let producer = TestProducer::new();
+    let send_all = async {
+        for _ in 0..RECORDS {
+            producer
+                .send(&topic, None, None, payload.as_bytes(), &[])
+                .await;
+        }
+    };
+    let read_all = async {
+        for _ in 0..RECORDS {
+            assert_eq!(fast.recv().await.command, "MESSAGE");
+        }
+    };
+    tokio::join!(send_all, read_all);
+    bridge
+        .wait_metric(
+            "kafka_ws_bridge_sessions_closed_total{reason=\"slow_client\"}",
+            1.0,
+        )
+        .await;
+    assert_eq!(bridge.metric("kafka_ws_bridge_sessions_open").await, 1.0);
+    bridge.stop().await;
+}
