@@ -177,13 +177,17 @@ pub(super) fn origin_allowed(allowed: &[String], origin: &HeaderValue) -> bool {
 /// The token from `Authorization: Bearer …`, else from `?access_token=…`.
 pub(super) fn bearer_token(headers: &HeaderMap, query: &str) -> Option<String> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
+        return bearer(value.to_str().ok()?);
     }
     form_urlencoded_value(query, "access_token")
+}
+
+/// The token of an `Authorization: Bearer …` value.
+pub(super) fn bearer(authorization: &str) -> Option<String> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 /// One value of an `application/x-www-form-urlencoded` query string.

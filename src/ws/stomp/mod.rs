@@ -20,13 +20,11 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use self::codec::{Decoded, StompFrame};
 use super::session::Session;
-use super::wire::{close_and_linger, Socket};
+use super::wire::{send_close, Socket};
 use super::{ConnectionSlot, WsContext};
 use crate::auth::Identity;
 use crate::config::{Deliver, Format, StompConfig};
@@ -426,32 +424,21 @@ fn connect_token(connect: &StompFrame) -> Option<String> {
     let value = connect
         .header("Authorization")
         .or_else(|| connect.header("authorization"))?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    super::upgrade::bearer(value)
 }
 
 /// Answers a connection that cannot become a session: ERROR, then the close.
 async fn refuse(socket: &mut Socket, ctx: &WsContext, reason: RejectReason, message: &str) {
     ctx.metrics.rejected(reason);
     tracing::debug!(reason = %message, "stomp connection refused");
-    let error = StompFrame::new("ERROR").with("message", message);
-    let sent = socket
-        .send(Message::Text(
-            String::from_utf8_lossy(&error.encode()).into_owned().into(),
-        ))
-        .await;
+    let code = match reason {
+        RejectReason::Unauthorized => ErrorCode::Unauthorized,
+        _ => ErrorCode::BadRequest,
+    };
+    let error = error_frame(None, code.as_str(), message);
+    let sent = socket.send(Message::text(error.as_str())).await;
     if sent.is_ok() {
-        let close = Close::StompError;
-        close_and_linger(
-            socket,
-            CloseFrame {
-                code: CloseCode::from(close.code()),
-                reason: close.reason().into(),
-            },
-        )
-        .await;
+        send_close(socket, Close::StompError).await;
     }
 }
 
