@@ -60,8 +60,12 @@ if [ "$1" = --workspace ] && [ "$#" -eq 1 ]; then
   # Chromium (installed with apt-get by setup.sh when missing).
   echo "==> JS client tests (node --test)"
   (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run typecheck) || status=$?
+  echo "==> STOMP with @stomp/stompjs in Node"
+  (cd tests/stomp-js && npm ci --no-audit --no-fund --loglevel=error && npm test) || status=$?
   echo "==> browser test (Chromium + playwright-core)"
   (tests/browser/setup.sh && node tests/browser/run.mjs) || status=$?
+  echo "==> STOMP in Chromium (@stomp/stompjs)"
+  (tests/browser/setup.sh && node tests/browser/stomp.mjs) || status=$?
   echo "==> Server-Sent Events in Chromium (EventSource)"
   (tests/browser/setup.sh && node tests/browser/sse.mjs) || status=$?
   # The four reference systems of examples/, each with its backend, in Chromium (about 40 s).

@@ -200,6 +200,28 @@ impl<'a> Semantic<'a> {
                 format!("\"{}\": must differ from `server.ws_path`", server.sse_path),
             );
         }
+        let stomp = &server.stomp;
+        for (path, prefix) in [
+            ("server.stomp.topic_prefix", &stomp.topic_prefix),
+            ("server.stomp.user_prefix", &stomp.user_prefix),
+            ("server.stomp.app_prefix", &stomp.app_prefix),
+        ] {
+            if !prefix.starts_with('/') || !prefix.ends_with('/') {
+                self.error(
+                    path,
+                    format!("\"{prefix}\": must start and end with `/` (e.g. \"/topic/\")"),
+                );
+            }
+        }
+        if stomp.topic_prefix == stomp.user_prefix {
+            self.error(
+                "server.stomp.user_prefix",
+                format!(
+                    "\"{}\": must differ from `server.stomp.topic_prefix`",
+                    stomp.user_prefix
+                ),
+            );
+        }
         for (path, value, min) in [
             ("server.max_frame_bytes", server.max_frame_bytes, 64),
             ("server.max_connections", server.max_connections, 1),

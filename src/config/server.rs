@@ -20,6 +20,10 @@ pub struct ServerConfig {
     /// `Last-Event-ID`; docs/protocol.md, "Server-Sent Events"). Empty disables it.
     #[serde(default = "default_sse_path")]
     pub sse_path: String,
+    /// STOMP 1.2 over WebSocket on `ws_path`, for clients that ask for the subprotocol
+    /// `v12.stomp` (or `v11.stomp`, `v10.stomp`); docs/protocol.md, "STOMP".
+    #[serde(default)]
+    pub stomp: StompConfig,
     /// Browser origins allowed to open a WebSocket (`Origin` header). `"*"` allows any; requests
     /// without an `Origin` header (non-browser clients) are always allowed.
     #[serde(default = "default_allowed_origins")]
@@ -89,6 +93,50 @@ pub struct ServerConfig {
     /// Per-session publish rate limit (token bucket); beyond it publishes get `rate_limited`.
     #[serde(default)]
     pub publish_rate: PublishRate,
+}
+
+/// `server.stomp`: Spring's destination conventions, with configurable prefixes.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StompConfig {
+    /// Answer the `v12.stomp`/`v11.stomp`/`v10.stomp` subprotocols; when false such clients
+    /// get no subprotocol in the handshake answer (browsers then fail the connection).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// SUBSCRIBE `{topic_prefix}<channel>` (broadcast, or by_key with the user's own key) or
+    /// `{topic_prefix}<channel>/<key>` (by_key).
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// SUBSCRIBE `{user_prefix}<channel>`: a by_key channel with the user's own key.
+    #[serde(default = "default_user_prefix")]
+    pub user_prefix: String,
+    /// SEND `{app_prefix}<inbound channel>` publishes to that inbound channel.
+    #[serde(default = "default_app_prefix")]
+    pub app_prefix: String,
+}
+
+impl Default for StompConfig {
+    fn default() -> Self {
+        StompConfig {
+            enabled: true,
+            topic_prefix: default_topic_prefix(),
+            user_prefix: default_user_prefix(),
+            app_prefix: default_app_prefix(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_topic_prefix() -> String {
+    "/topic/".into()
+}
+fn default_user_prefix() -> String {
+    "/user/queue/".into()
+}
+fn default_app_prefix() -> String {
+    "/app/".into()
 }
 
 /// A token bucket: `per_second` tokens added each second, at most `burst` held.
@@ -198,6 +246,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             ws_path: default_ws_path(),
             sse_path: default_sse_path(),
+            stomp: StompConfig::default(),
             allowed_origins: default_allowed_origins(),
             max_frame_bytes: default_max_frame_bytes(),
             max_connections: default_max_connections(),

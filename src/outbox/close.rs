@@ -26,6 +26,11 @@ pub enum Close {
     SlowClient,
     /// 4002: the session's token expired.
     TokenExpired,
+    /// 1002 after a STOMP ERROR frame (STOMP closes the connection after every ERROR); queued
+    /// frames, the ERROR last, are written first.
+    StompError,
+    /// 1000 after a STOMP DISCONNECT; queued frames, its RECEIPT last, are written first.
+    StompDisconnect,
 }
 
 impl Close {
@@ -39,6 +44,8 @@ impl Close {
             Close::Replaced => 4000,
             Close::SlowClient => 4001,
             Close::TokenExpired => 4002,
+            Close::StompError => 1002,
+            Close::StompDisconnect => 1000,
         }
     }
 
@@ -54,12 +61,17 @@ impl Close {
             Close::Replaced => "replaced by a newer session",
             Close::SlowClient => "too slow: send queue overflow",
             Close::TokenExpired => "token expired",
+            Close::StompError => "closed after a STOMP ERROR frame",
+            Close::StompDisconnect => "disconnected",
         }
     }
 
     /// Write what is queued before the close frame (graceful), or discard it.
     pub fn drain(self) -> bool {
-        matches!(self, Close::Shutdown | Close::Replaced)
+        matches!(
+            self,
+            Close::Shutdown | Close::Replaced | Close::StompError | Close::StompDisconnect
+        )
     }
 
     /// What the session's end counts as in `sessions_closed_total`.
@@ -73,6 +85,8 @@ impl Close {
             Close::Replaced => CloseReason::Replaced,
             Close::SlowClient => CloseReason::SlowClient,
             Close::TokenExpired => CloseReason::TokenExpired,
+            Close::StompError => CloseReason::Policy,
+            Close::StompDisconnect => CloseReason::ClientClosed,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The client-facing HTTP side: the WebSocket upgrade (`upgrade.rs`), one task per session
-//! (`session.rs`), and the warp routes of the client listener. The only module importing warp
+//! (`session.rs`; JSON protocol in `requests.rs`, STOMP in `stomp/`, Server-Sent Events in
+//! `sse.rs`), and the warp routes of the client listener. The only module importing warp
 //! besides the accept loop in `server.rs`.
 
 mod clock;
@@ -10,6 +11,7 @@ mod refresh;
 mod requests;
 mod session;
 mod sse;
+mod stomp;
 mod upgrade;
 mod wire;
 
@@ -72,6 +74,8 @@ pub struct WsContext {
     pub ws_path: String,
     /// `server.sse_path`; empty: no Server-Sent Events.
     pub sse_path: String,
+    /// `server.stomp`: STOMP over WebSocket on `ws_path`.
+    pub stomp: crate::config::StompConfig,
     pub allowed_origins: Vec<String>,
     /// Serve the demo page and the channel list (`server.demo_page`).
     pub demo_page: bool,
@@ -130,6 +134,7 @@ impl WsContext {
             max_sessions_per_user: plan.config.auth.max_sessions_per_user,
             ws_path: server.ws_path.clone(),
             sse_path: server.sse_path.clone(),
+            stomp: server.stomp.clone(),
             allowed_origins: server.allowed_origins.clone(),
             demo_page: server.demo_page,
             sessions,
@@ -160,24 +165,43 @@ impl WsContext {
         query: &str,
     ) -> Result<(Identity, ConnectionSlot), Refused> {
         let identity = self
-            .auth
             .authenticate(upgrade::bearer_token(headers, query))
-            .await
-            .map_err(|reason| {
-                (
-                    warp::http::StatusCode::UNAUTHORIZED,
-                    RejectReason::Unauthorized,
-                    reason.to_string(),
-                )
-            })?;
-        let slot = self.try_reserve_connection().ok_or_else(|| {
+            .await?;
+        Ok((identity, self.reserve()?))
+    }
+
+    /// As [`Self::admit`] for a STOMP handshake, whose token may come later, in its CONNECT
+    /// frame: one in the handshake is verified now, its absence is no refusal.
+    async fn admit_stomp(
+        self: &Arc<Self>,
+        headers: &warp::http::HeaderMap,
+        query: &str,
+    ) -> Result<(Option<Identity>, ConnectionSlot), Refused> {
+        let identity = match upgrade::bearer_token(headers, query) {
+            Some(token) => Some(self.authenticate(Some(token)).await?),
+            None => None,
+        };
+        Ok((identity, self.reserve()?))
+    }
+
+    async fn authenticate(&self, token: Option<String>) -> Result<Identity, Refused> {
+        self.auth.authenticate(token).await.map_err(|reason| {
+            (
+                warp::http::StatusCode::UNAUTHORIZED,
+                RejectReason::Unauthorized,
+                reason.to_string(),
+            )
+        })
+    }
+
+    fn reserve(self: &Arc<Self>) -> Result<ConnectionSlot, Refused> {
+        self.try_reserve_connection().ok_or_else(|| {
             (
                 warp::http::StatusCode::SERVICE_UNAVAILABLE,
                 RejectReason::TooManyConnections,
                 "too many connections (server.max_connections)".to_owned(),
             )
-        })?;
-        Ok((identity, slot))
+        })
     }
 
     /// The hub's handle of a new session of `identity`.

@@ -67,7 +67,7 @@ impl Session {
 
     /// A publish: rate limit, checks and record (inbound), then the write on a task of its own
     /// whose answer (`ack` or `error`) is queued when Kafka reports.
-    fn publish(
+    pub(super) fn publish(
         &mut self,
         id: RequestId,
         channel: &str,
@@ -128,7 +128,7 @@ impl Session {
     }
 
     /// Resolves a subscription's channel and key and checks the session may have it.
-    fn resolve(
+    pub(super) fn resolve(
         &self,
         channel: &str,
         key: Option<String>,
@@ -337,7 +337,7 @@ impl Session {
         }
     }
 
-    fn unsubscribe(
+    pub(super) fn unsubscribe(
         &mut self,
         id: &RequestId,
         channel: &str,

@@ -4,7 +4,9 @@
 //! too many unsent answers, so a client cannot make the bridge buffer without bound.
 //!
 //! Every bad frame is answered with an `error` frame and the session carries on; only frames
-//! over `max_frame_bytes` (1009), protocol violations and invalid UTF-8 end it.
+//! over `max_frame_bytes` (1009), protocol violations and invalid UTF-8 end it. A STOMP
+//! session (`stomp/`) runs the same loop: its frames are read by `on_stomp`, each batch is
+//! re-encoded for it before writing, and it sends heart-beats; an ERROR ends it, as STOMP says.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -53,6 +55,8 @@ pub(super) struct Session {
     pub(super) clock: TokenClock,
     /// A `refresh` read and not yet handled.
     pub(super) refresh_request: Option<(RequestId, String)>,
+    /// A STOMP session's dialect (`stomp/`); `None`: the JSON protocol.
+    pub(super) stomp: Option<Box<super::stomp::Stomp>>,
 }
 
 /// `server.publish_rate`: `rate` tokens a second, at most `burst`, one per publish.
@@ -110,6 +114,7 @@ pub(super) async fn run(
     ctx: Arc<WsContext>,
     identity: Identity,
     slot: ConnectionSlot,
+    stomp: Option<Box<super::stomp::Stomp>>,
 ) {
     let handle = ctx.new_handle(&identity);
     let finished = CancellationToken::new();
@@ -131,11 +136,13 @@ pub(super) async fn run(
             tracing::warn!(session = %old.handle.public_id, "replaced session did not close in time");
         }
     }
-    handle.outbox.push_control(protocol::welcome(
-        &handle.public_id,
-        identity.user.as_deref(),
-    ));
-    let mut session = Session::new(ctx, handle, identity);
+    let mut session = Session::new(ctx, handle.clone(), identity);
+    session.stomp = stomp;
+    handle.outbox.push_control(
+        session.stomp_connected().unwrap_or_else(|| {
+            protocol::welcome(&handle.public_id, session.identity.user.as_deref())
+        }),
+    );
     let reason = session.serve(&mut socket).await;
     session.finish(reason);
     finished.cancel();
@@ -157,6 +164,7 @@ impl Session {
             last_heard: tokio::time::Instant::now(),
             clock: TokenClock::new(identity_expiry, refresh_warning),
             refresh_request: None,
+            stomp: None,
         }
     }
 
@@ -168,15 +176,30 @@ impl Session {
             tokio::time::Instant::now() + ping_every.unwrap_or(Duration::from_secs(3600)),
             ping_every.unwrap_or(Duration::from_secs(3600)),
         );
+        // A STOMP session's heart-beats (EOL frames), as negotiated by CONNECT.
+        let heart_beat = self.stomp.as_ref().and_then(|s| s.heart_beat);
+        let every = heart_beat.unwrap_or(Duration::from_secs(3600));
+        let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             let can_read = reading
                 && self.pending.is_none()
                 && self.handle.outbox.has_control_room()
-                && self.inflight.available_permits() > 0;
+                && self.inflight.available_permits() > 0
+                && self.stomp.as_ref().is_none_or(|s| s.reading());
+            let disconnecting = self.stomp.as_ref().is_some_and(|s| s.disconnect.is_some());
+            let (inflight, all_permits) = (
+                self.inflight.clone(),
+                self.ctx.limits.max_inflight_publishes as u32,
+            );
             tokio::select! {
                 biased;
                 (frames, close) = self.handle.outbox.next_batch(std::mem::take(&mut batch), WRITE_BATCH) => {
                     batch = frames;
+                    if let Some(stomp) = self.stomp.as_mut() {
+                        if stomp.render(&mut batch) {
+                            self.handle.outbox.close(Close::StompError);
+                        }
+                    }
                     if !batch.is_empty() {
                         let mut written = 0;
                         let mut io = Watched::new(socket.get_mut(), &self.handle);
@@ -224,6 +247,8 @@ impl Session {
                 message = socket.next(), if can_read => {
                     self.last_heard = tokio::time::Instant::now();
                     match message {
+                        Some(Ok(Message::Text(text))) if self.stomp.is_some() => self.on_stomp(text.as_bytes()),
+                        Some(Ok(Message::Binary(bytes))) if self.stomp.is_some() => self.on_stomp(&bytes),
                         Some(Ok(Message::Text(text))) => {
                             self.on_text(text.as_str());
                             if let Some((id, token)) = self.refresh_request.take() {
@@ -247,6 +272,15 @@ impl Session {
                         Some(Ok(Message::Frame(_))) => {}
                         Some(Err(error)) => return self.on_read_error(socket, error).await,
                         None => return CloseReason::ClientClosed,
+                    }
+                }
+                _ = inflight.acquire_many(all_permits), if disconnecting => {
+                    self.stomp_disconnected();
+                }
+                _ = beats.tick(), if heart_beat.is_some() => {
+                    let beat = socket.send(Message::Text("\n".into()));
+                    if !matches!(tokio::time::timeout(CLOSE_TIMEOUT, beat).await, Ok(Ok(()))) {
+                        return CloseReason::Error;
                     }
                 }
                 read = pending_read(&mut self.pending), if self.pending.is_some() => {

@@ -86,7 +86,7 @@ fn parse_request(query: &str, last_event_id: Option<&str>) -> Result<Request, St
 }
 
 /// `partition:offset,…` → positions seen.
-fn parse_event_id(id: &str) -> Result<BTreeMap<i32, i64>, String> {
+pub(super) fn parse_event_id(id: &str) -> Result<BTreeMap<i32, i64>, String> {
     let bad = || format!("Last-Event-ID: expected `partition:offset,…`, found \"{id}\"");
     let mut seen = BTreeMap::new();
     for part in id.split(',') {

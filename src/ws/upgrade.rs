@@ -1,6 +1,9 @@
 //! The WebSocket handshake on `server.ws_path`. Every refusal happens here, as a plain HTTP
 //! answer with a JSON body, before any upgrade: not a WebSocket request (400), forbidden
 //! origin (403), bad or missing token (401), too many connections or shutting down (503).
+//! A handshake asking for a STOMP subprotocol gets it in the answer and becomes a STOMP
+//! session (`stomp/`); its token may also come later, in the CONNECT frame, so only a bad
+//! token in the handshake is refused here.
 //!
 //! The upgrade itself is done with tokio-tungstenite directly rather than warp's `ws()` filter
 //! so that the connection's buffers can be sized: tungstenite's defaults allocate 128 KiB per
@@ -18,7 +21,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::{json_error, session, WsContext};
+use super::{json_error, session, stomp, WsContext};
 use crate::metrics::RejectReason;
 
 /// Bytes read from the socket at a time (and allocated per connection for reading). Clients
@@ -70,7 +73,19 @@ async fn handshake(
             );
         }
     }
-    let (identity, slot) = match ctx.admit(&headers, &query).await {
+    let subprotocol = ctx
+        .stomp
+        .enabled
+        .then(|| stomp::subprotocol(&headers))
+        .flatten();
+    let admitted = match subprotocol {
+        Some(_) => ctx.admit_stomp(&headers, &query).await,
+        None => ctx
+            .admit(&headers, &query)
+            .await
+            .map(|(identity, slot)| (Some(identity), slot)),
+    };
+    let (identity, slot) = match admitted {
         Ok(admitted) => admitted,
         Err((status, reason, message)) => return refuse(status, reason, &message),
     };
@@ -98,7 +113,10 @@ async fn handshake(
                     Some(config),
                 )
                 .await;
-                session::run(socket, ctx, identity, slot).await;
+                match (subprotocol, identity) {
+                    (None, Some(identity)) => session::run(socket, ctx, identity, slot, None).await,
+                    (_, identity) => stomp::run(socket, ctx, identity, slot).await,
+                }
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
@@ -113,6 +131,12 @@ async fn handshake(
         HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
             .expect("base64 is a valid header"),
     );
+    if let Some(subprotocol) = subprotocol {
+        headers.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(subprotocol),
+        );
+    }
     response
 }
 
@@ -153,13 +177,17 @@ pub(super) fn origin_allowed(allowed: &[String], origin: &HeaderValue) -> bool {
 /// The token from `Authorization: Bearer …`, else from `?access_token=…`.
 pub(super) fn bearer_token(headers: &HeaderMap, query: &str) -> Option<String> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
+        return bearer(value.to_str().ok()?);
     }
     form_urlencoded_value(query, "access_token")
+}
+
+/// The token of an `Authorization: Bearer …` value.
+pub(super) fn bearer(authorization: &str) -> Option<String> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 /// One value of an `application/x-www-form-urlencoded` query string.
