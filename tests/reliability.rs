@@ -154,11 +154,7 @@ async fn one_stalled_session_among_100_readers_of_100000_records() {
     sampler.join().unwrap();
     let peak = peak.load(Ordering::Relaxed);
     let closed = format!("http://{}", process.metrics_addr);
-    let metric = |text: &str, sample: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|r| r.strip_prefix(' ')))
-            .map_or(0.0, |v| v.parse().unwrap())
-    };
+    let metric = common::metric_sum;
     let (_, scrape) = http_get(process.metrics_addr, "/metrics").await;
     println!(
         "slow clients: {READERS} readers x {RECORDS} records in {elapsed:.1?} ({:.0} deliveries/s, produce included); bridge RSS {} MB at start, {} MB peak ({closed})",

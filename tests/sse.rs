@@ -73,7 +73,12 @@ async fn a_stalled_stream_is_closed_as_slow_and_the_others_get_everything() {
         open_stream(TcpSocket::new_v4().unwrap(), &bridge, "/sse?channel=feed").await;
     assert_eq!(status, 200);
     read_events(&mut fast, "subscribed", 1).await;
-    assert_eq!(bridge.metric("kafka_ws_bridge_sse_streams_open").await, 2.0);
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_sessions_open{transport=\"sse\"}")
+            .await,
+        2.0
+    );
 
     // Enough data to fill the stalled connection's kernel buffers several times over.
     const RECORDS: usize = 600;
@@ -93,7 +98,12 @@ async fn a_stalled_stream_is_closed_as_slow_and_the_others_get_everything() {
             1.0,
         )
         .await;
-    assert_eq!(bridge.metric("kafka_ws_bridge_sse_streams_open").await, 1.0);
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_sessions_open{transport=\"sse\"}")
+            .await,
+        1.0
+    );
     assert_eq!(bridge.metric("kafka_ws_bridge_sessions_open").await, 1.0);
     // The stalled client finally reads: what the connection still held, then the end of the
     // stream (its closing comment is best effort: the connection was full when it closed).

@@ -472,10 +472,16 @@ async fn a_stalled_stomp_client_is_closed_as_slow_and_the_others_get_everything(
     tokio::join!(send_all, read_all);
     bridge
         .wait_metric(
-            "kafka_ws_bridge_sessions_closed_total{reason=\"slow_client\"}",
+            "kafka_ws_bridge_sessions_closed_total{transport=\"stomp\",reason=\"slow_client\"}",
             1.0,
         )
         .await;
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_sessions_open{transport=\"stomp\"}")
+            .await,
+        1.0
+    );
     assert_eq!(bridge.metric("kafka_ws_bridge_sessions_open").await, 1.0);
     bridge.stop().await;
 }

@@ -50,6 +50,19 @@ labels! {
 }
 
 labels! {
+    /// How a session reaches its client (label `transport` of `sessions_open` and
+    /// `sessions_closed_total`).
+    Transport {
+        /// The JSON protocol over WebSocket.
+        WebSocket => "websocket",
+        /// STOMP over WebSocket (subprotocol `v12.stomp` and older).
+        Stomp => "stomp",
+        /// A Server-Sent Events stream.
+        Sse => "sse",
+    }
+}
+
+labels! {
     /// Why a connection was refused before becoming a session (label `reason`).
     RejectReason {
         Unauthorized => "unauthorized",

@@ -11,7 +11,7 @@ use prometheus::{
 mod labels;
 
 use labels::ERROR_CODES;
-pub use labels::{CloseReason, DropReason, HttpResult, PublishResult, RejectReason};
+pub use labels::{CloseReason, DropReason, HttpResult, PublishResult, RejectReason, Transport};
 
 const NAMESPACE: &str = "kafka_ws_bridge";
 
@@ -24,9 +24,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 pub struct Metrics {
     pub registry: Registry,
     pub build_info: IntGaugeVec,
-    pub sessions_open: IntGauge,
-    /// Of `sessions_open`, the Server-Sent Events streams.
-    pub sse_streams_open: IntGauge,
+    pub sessions_open: IntGaugeVec,
     pub connections_accepted: IntCounter,
     pub connections_rejected: IntCounterVec,
     pub sessions_closed: IntCounterVec,
@@ -105,13 +103,12 @@ impl Metrics {
             .set(1);
         let metrics = Metrics {
             build_info,
-            sessions_open: register!(IntGauge::new(
-                name("sessions_open"),
-                "Sessions currently open: WebSocket sessions and Server-Sent Events streams."
-            )),
-            sse_streams_open: register!(IntGauge::new(
-                name("sse_streams_open"),
-                "Server-Sent Events streams currently open (also counted in sessions_open)."
+            sessions_open: register!(IntGaugeVec::new(
+                Opts::new(
+                    name("sessions_open"),
+                    "Sessions currently open, by transport: websocket (the JSON protocol), stomp, sse (Server-Sent Events streams)."
+                ),
+                &["transport"]
             )),
             connections_accepted: register!(IntCounter::new(
                 name("connections_accepted_total"),
@@ -125,8 +122,11 @@ impl Metrics {
                 &["reason"]
             )),
             sessions_closed: register!(IntCounterVec::new(
-                Opts::new(name("sessions_closed_total"), "Sessions ended, by reason."),
-                &["reason"]
+                Opts::new(
+                    name("sessions_closed_total"),
+                    "Sessions ended, by transport and reason."
+                ),
+                &["transport", "reason"]
             )),
             subscriptions: register!(IntGaugeVec::new(
                 Opts::new(name("subscriptions"), "Active subscriptions, by channel."),
@@ -304,10 +304,15 @@ impl Metrics {
                 .connections_rejected
                 .with_label_values(&[reason.as_str()]);
         }
-        for reason in CloseReason::ALL {
+        for transport in Transport::ALL {
             metrics
-                .sessions_closed
-                .with_label_values(&[reason.as_str()]);
+                .sessions_open
+                .with_label_values(&[transport.as_str()]);
+            for reason in CloseReason::ALL {
+                metrics
+                    .sessions_closed
+                    .with_label_values(&[transport.as_str(), reason.as_str()]);
+            }
         }
         for code in ERROR_CODES {
             metrics.client_errors.with_label_values(&[code.as_str()]);
@@ -342,9 +347,18 @@ impl Metrics {
         }
     }
 
-    pub fn session_closed(&self, reason: CloseReason) {
+    pub fn session_opened(&self, transport: Transport) {
+        self.sessions_open
+            .with_label_values(&[transport.as_str()])
+            .inc();
+    }
+
+    pub fn session_closed(&self, transport: Transport, reason: CloseReason) {
+        self.sessions_open
+            .with_label_values(&[transport.as_str()])
+            .dec();
         self.sessions_closed
-            .with_label_values(&[reason.as_str()])
+            .with_label_values(&[transport.as_str(), reason.as_str()])
             .inc();
     }
 

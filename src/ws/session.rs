@@ -28,7 +28,7 @@ use super::{user_label, ConnectionSlot, WsContext};
 use crate::auth::Identity;
 use crate::catalogue::ChannelId;
 use crate::hub::{Fetched, SessionHandle, Want};
-use crate::metrics::CloseReason;
+use crate::metrics::{CloseReason, Transport};
 use crate::outbox::{Close, Outgoing};
 use crate::protocol::{self, ErrorCode, Refusal, RequestId};
 use crate::state::Held;
@@ -57,6 +57,8 @@ pub(super) struct Session {
     pub(super) refresh_request: Option<(RequestId, String)>,
     /// A STOMP session's dialect (`stomp/`); `None`: the JSON protocol.
     pub(super) stomp: Option<Box<super::stomp::Stomp>>,
+    /// What it is counted as in the session metrics.
+    pub(super) transport: Transport,
 }
 
 /// `server.publish_rate`: `rate` tokens a second, at most `burst`, one per publish.
@@ -121,8 +123,13 @@ pub(super) async fn run(
     let replaced = ctx
         .sessions
         .insert(&handle, finished.clone(), ctx.max_sessions_per_user);
-    ctx.metrics.sessions_open.inc();
-    tracing::info!(session = %handle.public_id, user = user_label(&identity), "session opened");
+    let transport = if stomp.is_some() {
+        Transport::Stomp
+    } else {
+        Transport::WebSocket
+    };
+    ctx.metrics.session_opened(transport);
+    tracing::info!(session = %handle.public_id, user = user_label(&identity), transport = transport.as_str(), "session opened");
     // Newest wins: the older sessions are told and closed before this one is welcomed.
     for old in &replaced {
         old.handle.outbox.push_control(protocol::session_replaced());
@@ -138,6 +145,7 @@ pub(super) async fn run(
     }
     let mut session = Session::new(ctx, handle.clone(), identity);
     session.stomp = stomp;
+    session.transport = transport;
     handle.outbox.push_control(
         session.stomp_connected().unwrap_or_else(|| {
             protocol::welcome(&handle.public_id, session.identity.user.as_deref())
@@ -165,6 +173,7 @@ impl Session {
             clock: TokenClock::new(identity_expiry, refresh_warning),
             refresh_request: None,
             stomp: None,
+            transport: Transport::WebSocket,
         }
     }
 
@@ -378,9 +387,8 @@ impl Session {
                 .unsubscribe(channel_id, key.as_deref(), &self.handle);
         }
         self.ctx.sessions.remove(&self.handle);
-        self.ctx.metrics.sessions_open.dec();
-        self.ctx.metrics.session_closed(reason);
-        tracing::info!(session = %self.handle.public_id, user = user_label(&self.identity), reason = reason.as_str(), "session closed");
+        self.ctx.metrics.session_closed(self.transport, reason);
+        tracing::info!(session = %self.handle.public_id, user = user_label(&self.identity), transport = self.transport.as_str(), reason = reason.as_str(), "session closed");
     }
 }
 

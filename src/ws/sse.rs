@@ -28,7 +28,7 @@ use super::upgrade::{form_urlencoded_value, origin_allowed};
 use super::wire::record_latencies;
 use super::{json_error, user_label, WsContext};
 use crate::hub::Want;
-use crate::metrics::{CloseReason, RejectReason};
+use crate::metrics::{CloseReason, RejectReason, Transport};
 use crate::outbox::{Close, Outbox, Outgoing};
 use crate::protocol::ErrorCode;
 
@@ -174,8 +174,8 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
     }
     let finished = CancellationToken::new();
     ctx.sessions.insert_uncounted(&handle, finished.clone());
-    ctx.metrics.sessions_open.inc();
-    ctx.metrics.sse_streams_open.inc();
+    session.transport = Transport::Sse;
+    ctx.metrics.session_opened(Transport::Sse);
     ctx.metrics.connections_accepted.inc();
     tracing::info!(session = %handle.public_id, user = user_label(&session.identity), channel = %request.channel, "sse stream opened");
     let (events, receiver) = mpsc::channel(EVENTS_AHEAD);
@@ -186,7 +186,6 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
             replay: None,
         };
         let reason = writer.serve(&mut session).await;
-        session.ctx.metrics.sse_streams_open.dec();
         session.finish(reason);
         finished.cancel();
         drop(slot);

@@ -190,11 +190,11 @@ async function main() {
   step("refusals: forbidden key 403 (EventSource CLOSED), no token 401, unknown channel 404, bad id 400");
 
   const metrics = await (await fetch(bridge.metrics)).text();
-  assert.match(metrics, /kafka_ws_bridge_sse_streams_open \d+/);
-  await waitFor(async () => /kafka_ws_bridge_sse_streams_open 0\b/.test(await (await fetch(bridge.metrics)).text()), {
+  assert.match(metrics, /kafka_ws_bridge_sessions_open\{transport="sse"\} \d+/);
+  await waitFor(async () => /kafka_ws_bridge_sessions_open\{transport="sse"\} 0\b/.test(await (await fetch(bridge.metrics)).text()), {
     what: "closed streams to be counted out",
   });
-  step("sse_streams_open back to 0 once the EventSources closed");
+  step("sessions_open{transport=\"sse\"} back to 0 once the EventSources closed");
   console.log(`==> SSE browser test passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }
 

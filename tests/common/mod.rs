@@ -23,6 +23,31 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// The sum of a scrape's samples that `sample` selects, as a PromQL selector would:
+/// `name{a="x"}` matches every series of `name` whose labels include `a="x"` (in any order,
+/// whatever other labels it has); a bare name matches all its series. 0 when none.
+pub fn metric_sum(scrape: &str, sample: &str) -> f64 {
+    let (name, wanted) = match sample.split_once('{') {
+        Some((name, labels)) => (name, labels.trim_end_matches('}')),
+        None => (sample, ""),
+    };
+    let wanted: Vec<&str> = wanted.split(',').filter(|l| !l.is_empty()).collect();
+    scrape
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, labels) = match series.split_once('{') {
+                Some((n, l)) => (n, l.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels: Vec<&str> = labels.split(',').collect();
+            (series_name == name && wanted.iter().all(|w| labels.contains(w)))
+                .then(|| value.trim().parse::<f64>().expect("metric value"))
+        })
+        .sum()
+}
+
 /// Default deadline for anything a test waits on.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -463,13 +488,7 @@ impl TestBridge {
     /// The current value of a metric sample (`name{labels}` exactly as exposed), 0 if absent.
     pub async fn metric(&self, sample: &str) -> f64 {
         let (_, text) = http_get(self.metrics_addr, "/metrics").await;
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(sample)
-                    .and_then(|rest| rest.strip_prefix(' '))
-            })
-            .map(|v| v.trim().parse().expect("metric value"))
-            .unwrap_or(0.0)
+        metric_sum(&text, sample)
     }
 
     /// Waits until a metric sample reaches at least `value`.
