@@ -104,6 +104,23 @@ export async function notificationsTest(browser, scope) {
   await bob.waitForSelector(`#notifications li[data-kind=action-done][data-correlation-id="${bobId}"]:has-text('mute-weekends')`);
   step(`notifications: bob's SEND through B got its RECEIPT (${bobId}), reached the worker as bob; its answer reached him`);
 
+  // Relay B restarts (a deploy): stompjs reconnects, and the page's `resume` header brings what
+  // was pushed meanwhile, and nothing bob already had.
+  await b.stop();
+  await bob.waitForSelector("body[data-state=reconnecting]");
+  const missed = await push(a.http, apiKey, "bob", "Pushed while B was down");
+  await b.start();
+  await bob.waitForSelector("body[data-state=open]");
+  await bob.waitForSelector(`#notifications li[data-offset="${missed.partition}:${missed.offset}"]:has-text('Pushed while B was down')`);
+  const resubscribed = wire.get(bob).sent.filter((f) => f.startsWith("SUBSCRIBE\n") && f.includes("\ndestination:/user/queue/notifications\n"));
+  assert.equal(resubscribed.length, 2, "bob subscribed once per connection");
+  // (STOMP 1.2 escapes `:` in header values as `\c`.)
+  assert.match(resubscribed[1], /\nresume:\d+\\c\d+(,\d+\\c\d+)*\n/, `the second SUBSCRIBE resumes where the first stopped: ${JSON.stringify(resubscribed[1])}`);
+  const firstPush = (f) => f.startsWith("MESSAGE\n") && f.includes(`\nkafka-partition:${written.partition}\n`) && f.includes(`\nkafka-offset:${written.offset}\n`);
+  assert.equal(wire.get(bob).received.filter(firstPush).length, 1, "the push bob had before the restart was not sent again");
+  await aliceOnB.waitForSelector("body[data-state=open]");
+  step(`notifications: relay B restarted; bob's stompjs reconnected and resumed: the push sent meanwhile (offset ${missed.offset}) arrived, nothing twice`);
+
   // Nothing leaked to the wrong user.
   assert.equal(await alice.locator("#notifications li[data-kind=push]").count(), 0, "alice did not get bob's push");
   assert.equal(await bob.locator(`#notifications li[data-kind=action-done][data-correlation-id="${id}"]`).count(), 0, "bob did not get alice's answer");

@@ -36,34 +36,37 @@ if (!token) {
     reconnectDelay: 2000,
   });
 
-  // Where this tab is in each partition of its queue, so that a reconnect asks the bridge for
-  // what came after (`resume`) instead of the last 20 again; message-ids guard against repeats.
-  const positions = new Map();
-  const seen = new Set();
+  // A subscription that picks up where it stopped: the bridge's `resume` header (its extra to
+  // STOMP) with the last offset this tab showed per partition, so a reconnect brings what was
+  // missed and nothing twice (offsets arrive in order within a partition of one key).
+  function resumable(destination, onMessage, firstHeaders = {}) {
+    const positions = new Map();
+    return () => {
+      const resume = [...positions].map(([p, o]) => `${p}:${o}`).join(",");
+      client.subscribe(
+        destination,
+        (message) => {
+          const [partition, offset] = [Number(message.headers["kafka-partition"]), Number(message.headers["kafka-offset"])];
+          if (offset <= (positions.get(partition) ?? -1)) return; // already shown
+          positions.set(partition, offset);
+          onMessage(JSON.parse(message.body), `${partition}:${offset}`);
+        },
+        resume ? { resume } : firstHeaders,
+      );
+    };
+  }
+  const subscriptions = [
+    // history: 20 — the first time, what arrived while this tab was closed.
+    resumable("/user/queue/notifications", (n, offset) => item("notifications", n.text, { kind: n.kind, correlationId: n.correlationId || "", offset }), { history: "20" }),
+    resumable("/topic/announcements", (a) => item("announcements", a.text, { kind: a.kind })),
+  ];
   const sending = new Map(); // receipt → the list item of an action awaiting Kafka's ack
 
   client.onConnect = (connected) => {
     setState("open");
     document.body.dataset.stomp = connected.headers.version;
     document.getElementById("who").textContent = connected.headers["user-name"] || "";
-
-    const resume = [...positions].map(([p, o]) => `${p}:${o}`).join(",");
-    client.subscribe(
-      "/user/queue/notifications",
-      (message) => {
-        const h = message.headers;
-        positions.set(h["kafka-partition"], h["kafka-offset"]);
-        if (seen.has(h["message-id"])) return;
-        seen.add(h["message-id"]);
-        const n = JSON.parse(message.body);
-        item("notifications", n.text, { kind: n.kind, correlationId: n.correlationId || "", offset: `${h["kafka-partition"]}:${h["kafka-offset"]}` });
-      },
-      resume ? { resume } : { history: "20" }, // bridge extras: what arrived while this tab was away
-    );
-    client.subscribe("/topic/announcements", (message) => {
-      const a = JSON.parse(message.body);
-      item("announcements", a.text, { kind: a.kind });
-    });
+    for (const subscribe of subscriptions) subscribe(); // stompjs does not resubscribe by itself
   };
   client.onWebSocketClose = () => {
     if (client.active) setState("reconnecting");
