@@ -116,7 +116,9 @@ export async function notificationsTest(browser, scope) {
   assert.equal(resubscribed.length, 2, "bob subscribed once per connection");
   // (STOMP 1.2 escapes `:` in header values as `\c`.)
   assert.match(resubscribed[1], /\nresume:\d+\\c\d+(,\d+\\c\d+)*\n/, `the second SUBSCRIBE resumes where the first stopped: ${JSON.stringify(resubscribed[1])}`);
-  const firstPush = (f) => f.startsWith("MESSAGE\n") && f.includes(`\nkafka-partition:${written.partition}\n`) && f.includes(`\nkafka-offset:${written.offset}\n`);
+  const firstPush = (f) =>
+    f.startsWith("MESSAGE\n") &&
+    [`destination:/user/queue/notifications`, `kafka-partition:${written.partition}`, `kafka-offset:${written.offset}`].every((l) => f.includes(`\n${l}\n`));
   assert.equal(wire.get(bob).received.filter(firstPush).length, 1, "the push bob had before the restart was not sent again");
   await aliceOnB.waitForSelector("body[data-state=open]");
   step(`notifications: relay B restarted; bob's stompjs reconnected and resumed: the push sent meanwhile (offset ${missed.offset}) arrived, nothing twice`);
