@@ -1,8 +1,11 @@
-// Notifications page: the user's own notifications and the announcements, pushed by backends
-// through Kafka or the HTTP endpoint of any relay instance; actions sent to a topic backends
-// read, acknowledged once Kafka has them. Plain ES module, the project's JS client.
+// Notifications page, written as for a Spring WebSocket + STOMP relay: @stomp/stompjs with
+// Spring's destinations — /user/queue/notifications (the user's own), /topic/announcements
+// (everyone), SEND /app/actions with a receipt. The bridge speaks STOMP 1.2 on its ws path, so
+// this is the code a Spring frontend already has; the only additions are the bridge's optional
+// `history`/`resume` SUBSCRIBE headers, so that a reload or a reconnect misses nothing.
+// Plain ES module; "@stomp/stompjs" resolves through the import map in index.html.
 
-import { connect } from "/client/kafka-ws-bridge.js";
+import { Client } from "@stomp/stompjs";
 
 const params = new URLSearchParams(location.search);
 const token = new URLSearchParams(location.hash.slice(1)).get("token");
@@ -16,36 +19,87 @@ function item(list, text, data = {}) {
   return li;
 }
 
+function setState(state) {
+  document.body.dataset.state = state;
+  document.getElementById("state").textContent = state;
+}
+
 if (!token) {
   document.getElementById("signin").hidden = false;
 } else {
   document.getElementById("instance").textContent = `via ${new URL(bridgeUrl).host}`;
-  const client = connect(bridgeUrl, { token });
-  client.on("state", (s) => {
-    document.body.dataset.state = s;
-    document.getElementById("state").textContent = s;
+  const client = new Client({
+    brokerURL: bridgeUrl,
+    connectHeaders: { passcode: token }, // or { Authorization: `Bearer ${token}` }, as with Spring
+    heartbeatIncoming: 10000,
+    heartbeatOutgoing: 10000,
+    reconnectDelay: 2000,
   });
-  client.on("open", ({ user }) => (document.getElementById("who").textContent = user));
 
-  // history: 20 — what arrived while this tab was closed, then live.
-  client.subscribe("notifications", {
-    history: 20,
-    onMessage: (n, frame) => item("notifications", n.text, { kind: n.kind, correlationId: n.correlationId || "", offset: `${frame.partition}:${frame.offset}` }),
-  });
-  client.subscribe("announcements", { onMessage: (a) => item("announcements", a.text, { kind: a.kind }) });
+  // A subscription that picks up where it stopped: the bridge's `resume` header (its extra to
+  // STOMP) with the last offset this tab showed per partition, so a reconnect brings what was
+  // missed and nothing twice (offsets arrive in order within a partition of one key).
+  function resumable(destination, onMessage, firstHeaders = {}) {
+    const positions = new Map();
+    return () => {
+      const resume = [...positions].map(([p, o]) => `${p}:${o}`).join(",");
+      client.subscribe(
+        destination,
+        (message) => {
+          const [partition, offset] = [Number(message.headers["kafka-partition"]), Number(message.headers["kafka-offset"])];
+          if (offset <= (positions.get(partition) ?? -1)) return; // already shown
+          positions.set(partition, offset);
+          onMessage(JSON.parse(message.body), `${partition}:${offset}`);
+        },
+        resume ? { resume } : firstHeaders,
+      );
+    };
+  }
+  const subscriptions = [
+    // history: 20 — the first time, what arrived while this tab was closed.
+    resumable("/user/queue/notifications", (n, offset) => item("notifications", n.text, { kind: n.kind, correlationId: n.correlationId || "", offset }), { history: "20" }),
+    resumable("/topic/announcements", (a) => item("announcements", a.text, { kind: a.kind })),
+  ];
+  const sending = new Map(); // receipt → the list item of an action awaiting Kafka's ack
 
-  document.getElementById("action").addEventListener("submit", async (event) => {
+  client.onConnect = (connected) => {
+    setState("open");
+    document.body.dataset.stomp = connected.headers.version;
+    document.getElementById("who").textContent = connected.headers["user-name"] || "";
+    for (const subscribe of subscriptions) subscribe(); // stompjs does not resubscribe by itself
+  };
+  client.onWebSocketClose = () => {
+    if (client.active) setState("reconnecting");
+  };
+  client.onStompError = (frame) => {
+    // The bridge closes the connection after an ERROR; stompjs reconnects.
+    const li = sending.get(frame.headers["receipt-id"]);
+    if (li) {
+      li.textContent += ` — ${frame.headers.code}: ${frame.headers.message}`;
+      li.className = "error";
+    } else {
+      item("sent", `${frame.headers.code}: ${frame.headers.message}`, {}).className = "error";
+    }
+  };
+
+  document.getElementById("action").addEventListener("submit", (event) => {
     event.preventDefault();
     const name = new FormData(event.target).get("name");
-    const id = `action-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
-    const li = item("sent", `${name}: sending…`, { id });
-    try {
-      const ack = await client.publish("actions", { name }, { id });
-      li.textContent = `${name}: in Kafka (partition ${ack.partition}, offset ${ack.offset})`;
-      li.dataset.acked = `${ack.partition}:${ack.offset}`;
-    } catch (e) {
-      li.textContent = `${name}: ${e.code}: ${e.message}`;
-      li.className = "error";
+    if (!client.connected) {
+      item("sent", `${name}: not connected`).className = "error";
+      return;
     }
+    // The receipt is the Kafka record's correlation-id: the worker's answer carries it back.
+    const receipt = `action-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+    const li = item("sent", `${name}: sending…`, { receipt });
+    sending.set(receipt, li);
+    client.watchForReceipt(receipt, () => {
+      sending.delete(receipt);
+      li.textContent = `${name}: in Kafka (receipt ${receipt})`;
+      li.dataset.acked = "true";
+    });
+    client.publish({ destination: "/app/actions", body: JSON.stringify({ name }), headers: { receipt } });
   });
+
+  client.activate();
 }
