@@ -14,8 +14,11 @@ import { push } from "../notifications/push.mjs";
 
 async function sessionsOpen(bridge) {
   const text = await (await fetch(bridge.metrics)).text();
-  const line = text.split("\n").find((l) => l.startsWith("kafka_ws_bridge_sessions_open"));
-  return Number(line?.split(" ").at(-1));
+  // Every transport's series (websocket, stomp, sse), summed.
+  return text
+    .split("\n")
+    .filter((l) => /^kafka_ws_bridge_sessions_open(\{| )/.test(l))
+    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
 }
 
 export async function notificationsTest(browser, scope) {
