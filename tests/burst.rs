@@ -181,13 +181,7 @@ async fn a_broadcast_burst_reaches_a_hundred_reading_sessions_without_a_close() 
     .await;
     const SESSIONS: usize = 100;
     const RECORDS: u64 = 30_000;
-    // The clients run on threads of their own, as browsers do: sharing the bridge's two
-    // workers, one client's turn could wait for the bridge's whole fan-out and look stalled.
-    let browsers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let browsers = common::client_runtime();
     let mut clients = Vec::new();
     for _ in 0..SESSIONS {
         let url = bridge.ws_url.clone();

@@ -481,12 +481,7 @@ async fn where_and_filters_hold_for_two_hundred_sessions_through_an_unpaced_burs
         jwt_auth()
     ))
     .await;
-    // The clients run on threads of their own, as browsers do (see tests/burst.rs).
-    let browsers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let browsers = common::client_runtime();
     let paid = json!({"pointer": "/status", "eq": "paid"});
     let mut clients = Vec::new();
     for tenant in 0..TENANTS {
@@ -595,11 +590,7 @@ channels:
 "
     ))
     .await;
-    let browsers = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let browsers = common::client_runtime();
     let mut clients = Vec::new();
     for _ in 0..SESSIONS {
         let url = bridge.ws_url.clone();

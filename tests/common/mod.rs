@@ -23,6 +23,17 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// A runtime of two threads of its own for a test's many clients, as browsers have their own
+/// machines: sharing the bridge's two workers, one client's turn could wait for the bridge's
+/// whole fan-out and look stalled to it. Shut it down with `shutdown_background`.
+pub fn client_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// The sum of a scrape's samples that `sample` selects, as a PromQL selector would:
 /// `name{a="x"}` matches every series of `name` whose labels include `a="x"` (in any order,
 /// whatever other labels it has); a bare name matches all its series. 0 when none.
