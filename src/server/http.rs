@@ -34,10 +34,11 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
     Ok(json_error(status, message))
 }
 
-/// The token of an `Authorization: Bearer <token>` header; empty when absent or of another
-/// scheme.
+/// The token of an `Authorization: Bearer <token>` header (the scheme in any case, as RFC 7235
+/// has it); empty when absent or of another scheme.
 pub fn bearer(authorization: Option<&str>) -> &str {
     authorization
-        .and_then(|a| a.strip_prefix("Bearer "))
-        .unwrap_or_default()
+        .and_then(|a| a.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim())
 }

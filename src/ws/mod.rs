@@ -8,6 +8,7 @@ mod demo;
 mod filters;
 mod publish_api;
 mod refresh;
+mod request;
 mod requests;
 mod session;
 mod sse;
@@ -165,7 +166,7 @@ impl WsContext {
         query: &str,
     ) -> Result<(Identity, ConnectionSlot), Refused> {
         let identity = self
-            .authenticate(upgrade::bearer_token(headers, query))
+            .authenticate(request::bearer_token(headers, query))
             .await?;
         Ok((identity, self.reserve()?))
     }
@@ -177,7 +178,7 @@ impl WsContext {
         headers: &warp::http::HeaderMap,
         query: &str,
     ) -> Result<(Option<Identity>, ConnectionSlot), Refused> {
-        let identity = match upgrade::bearer_token(headers, query) {
+        let identity = match request::bearer_token(headers, query) {
             Some(token) => Some(self.authenticate(Some(token)).await?),
             None => None,
         };

@@ -56,7 +56,7 @@ pub(super) struct Session {
     /// A `refresh` read and not yet handled.
     pub(super) refresh_request: Option<(RequestId, String)>,
     /// A STOMP session's dialect (`stomp/`); `None`: the JSON protocol.
-    pub(super) stomp: Option<Box<super::stomp::Stomp>>,
+    pub(super) stomp: Option<Box<super::stomp::dialect::Stomp>>,
     /// What it is counted as in the session metrics.
     pub(super) transport: Transport,
 }
@@ -116,7 +116,7 @@ pub(super) async fn run(
     ctx: Arc<WsContext>,
     identity: Identity,
     slot: ConnectionSlot,
-    stomp: Option<Box<super::stomp::Stomp>>,
+    stomp: Option<Box<super::stomp::dialect::Stomp>>,
 ) {
     let handle = ctx.new_handle(&identity);
     let finished = CancellationToken::new();

@@ -23,8 +23,8 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+use super::request::{form_urlencoded_value, origin_allowed, parse_positions};
 use super::session::{pending_read, sleep_until_option, Session};
-use super::upgrade::{form_urlencoded_value, origin_allowed};
 use super::wire::record_latencies;
 use super::{json_error, user_label, WsContext};
 use crate::hub::Want;
@@ -42,9 +42,6 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const EVENTS_AHEAD: usize = 8;
 /// Most frames taken from the outbox at a time.
 const BATCH: usize = 64;
-/// Most partitions a `Last-Event-ID` may list (as `resume` on a WebSocket).
-const MAX_ID_PARTITIONS: usize = 1024;
-
 pub(super) fn route(
     ctx: Arc<WsContext>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
@@ -85,24 +82,9 @@ fn parse_request(query: &str, last_event_id: Option<&str>) -> Result<Request, St
     Ok(Request { channel, key, want })
 }
 
-/// `partition:offset,…` → positions seen.
-pub(super) fn parse_event_id(id: &str) -> Result<BTreeMap<i32, i64>, String> {
-    let bad = || format!("Last-Event-ID: expected `partition:offset,…`, found \"{id}\"");
-    let mut seen = BTreeMap::new();
-    for part in id.split(',') {
-        let (partition, offset) = part.split_once(':').ok_or_else(bad)?;
-        let partition = partition.parse::<i32>().map_err(|_| bad())?;
-        let offset = offset.parse::<i64>().map_err(|_| bad())?;
-        if partition < 0 || offset < -1 || seen.insert(partition, offset).is_some() {
-            return Err(bad());
-        }
-        if seen.len() > MAX_ID_PARTITIONS {
-            return Err(format!(
-                "Last-Event-ID lists more than {MAX_ID_PARTITIONS} partitions"
-            ));
-        }
-    }
-    Ok(seen)
+/// `Last-Event-ID` → positions seen.
+fn parse_event_id(id: &str) -> Result<BTreeMap<i32, i64>, String> {
+    parse_positions(id).map_err(|e| format!("Last-Event-ID: {e}"))
 }
 
 fn event_id(seen: &BTreeMap<i32, i64>) -> String {

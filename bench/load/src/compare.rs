@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::report::{get, load, ms, num, thousands};
+use crate::results::{get, load, ms, num, thousands};
 
 struct Peers {
     bridge: Dir,

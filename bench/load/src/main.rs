@@ -14,6 +14,7 @@ mod procstat;
 mod proto;
 mod raw;
 mod report;
+mod results;
 mod soak;
 mod ws;
 

@@ -13,16 +13,13 @@ use std::path::Path;
 
 use serde_json::Value;
 
+use crate::results::{get, load, ms, num, thousands};
+
 const BRIDGES: [(&str, &str); 3] = [
     ("bridge", "kafka-ws-bridge"),
     ("node", "Node (kafkajs + ws)"),
     ("python", "Python (aiokafka + websockets)"),
 ];
-
-pub fn load(path: &Path) -> Option<Value> {
-    let text = std::fs::read_to_string(path).ok()?;
-    serde_json::from_str(text.lines().rev().find(|l| !l.trim().is_empty())?).ok()
-}
 
 struct Results {
     meta: Value,
@@ -32,43 +29,6 @@ struct Results {
 }
 
 const SCENARIOS: [&str; 5] = ["fanout", "latency", "keyed", "inbound", "idle"];
-
-pub fn num(v: Option<&Value>) -> Option<f64> {
-    v.and_then(Value::as_f64)
-}
-
-pub fn get<'a>(r: &'a Option<Value>, path: &[&str]) -> Option<&'a Value> {
-    let mut v = r.as_ref()?;
-    if v.get("error").is_some() {
-        return None;
-    }
-    for p in path {
-        v = v.get(*p)?;
-    }
-    (!v.is_null()).then_some(v)
-}
-
-/// 1234567 → "1,234,567".
-pub fn thousands(x: f64) -> String {
-    let n = x.round() as i64;
-    let s = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 {
-        format!("-{out}")
-    } else {
-        out
-    }
-}
-
-pub fn ms(x: Option<f64>) -> String {
-    x.map_or("—".into(), |v| format!("{v:.1}"))
-}
 
 /// "×N" = how many times better the bridge is (higher throughput, or lower cost).
 fn ratio(bridge: Option<f64>, other: Option<f64>, higher_is_better: bool) -> String {
