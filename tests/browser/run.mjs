@@ -4,9 +4,12 @@
 // being produced through a second bridge, and checks that the page shows every record exactly
 // once. Then switches the page to Server-Sent Events (records shown; the bridge restarted and the
 // streams resumed with Last-Event-ID, every record once) and to STOMP (records shown, a SEND
-// with its RECEIPT, a refused SEND's ERROR and the resume after it). Then, on a bridge with auth.mode: jwt: the token field, and one session per user across
-// two tabs (the "replaced" banner, no reconnect, taking the session back). Saves screenshots to
-// tests/browser/artifacts/ (demo.png, demo-sse.png, demo-stomp.png, demo-jwt.png; failure.png when it fails).
+// with its RECEIPT, a refused SEND's ERROR and the resume after it). Then, on a bridge with
+// auth.mode: jwt: the token field, one session per user across two tabs (the "replaced" banner,
+// no reconnect, taking the session back), in-band refresh, and STOMP (passcode: a bad one's
+// ERROR, a good one) and SSE (access_token) with a token. Saves screenshots to
+// tests/browser/artifacts/ (demo.png, demo-sse.png, demo-stomp.png, demo-jwt.png; failure.png
+// when it fails).
 //
 //   KAFKA_BOOTSTRAP   broker (required)
 //   BRIDGE_BIN        bridge binary (default $CARGO_TARGET_DIR or target, then debug/kafka-ws-bridge, from the repo root)
@@ -350,7 +353,7 @@ async function bankScenario(browser) {
   assert.equal(new Set(stompRows).size, stompRows.length, "STOMP: no duplicate after the resume");
   assert.deepEqual(stompRows.filter((r) => acks.includes(r)).sort(), acks.slice(stompFrom).sort(),
     "STOMP: every record produced since the switch, once");
-  step(`STOMP: a refused SEND showed "${refused.trim().slice(9, 60)}…"; reconnected, resumed with no gap or duplicate`);
+  step(`STOMP: a refused SEND showed "${refused.trim().slice(10, 60)}…"; reconnected, resumed with no gap or duplicate`);
   await page.screenshot({ path: join(artifacts, "demo-stomp.png"), fullPage: true });
   assert.deepEqual(pageErrors, [], "no uncaught exception in the page");
 }
@@ -460,6 +463,36 @@ async function jwtScenario(browser) {
   assert.match(await third.textContent("#token-life"), /Token valid for \d+ s more · refreshed in-band [3-9]×/);
   step("jwt: one session across three 3-second tokens, refreshed in-band (no reconnect), lifetime shown");
   await third.close();
+
+  // STOMP and SSE with a token: the passcode and access_token carry it; a bad one gets an ERROR.
+  const fourth = await browser.newPage({ viewport: { width: 1400, height: 800 } });
+  lastPage = fourth;
+  watchPage(fourth, errors);
+  fourth.setDefaultTimeout(20000);
+  await fourth.goto(`${bridge.http}/?transport=stomp`);
+  await fourth.waitForSelector("#auth:not([hidden])");
+  await fourth.fill("#token", mintJwt({ sub: "C-8", exp: Math.floor(Date.now() / 1000) + 600 }, "not-the-secret-0123456789-abcdefghij"));
+  await fourth.click("#connect");
+  await fourth.waitForFunction(() => /error unauthorized/.test(document.querySelector("#log").textContent));
+  await fourth.waitForSelector("#state[data-state=closed]");
+  await fourth.fill("#token", mintJwt({ sub: "C-8", exp: Math.floor(Date.now() / 1000) + 600 }, secret));
+  await fourth.click("#connect");
+  await fourth.waitForSelector("#state[data-state=open]");
+  assert.match(await fourth.textContent("#session"), /user C-8/);
+  await fourth.click("li[data-channel=balances] button[data-role=subscribe]"); // own key
+  await fourth.waitForSelector(`${card} [data-role=status][data-status=live]`);
+  await fourth.selectOption("#publish-channel", "set-balance");
+  await fourth.fill("#publish-data", JSON.stringify({ customer: "C-8", balance: 8 }));
+  await fourth.click("#publish");
+  await fourth.waitForSelector("#publish-results li.ok");
+  await fourth.waitForFunction((sel) => document.querySelector(sel)?.textContent.includes('"balance":8'), `${card} [data-role=current]`);
+  step("jwt: STOMP refused a bad passcode with an ERROR (shown, no retry); with a good one, own balance and a SEND");
+  await fourth.selectOption("#transport", "sse");
+  await fourth.click("li[data-channel=balances] button[data-role=subscribe]");
+  await fourth.waitForSelector(`${card} [data-role=status][data-status=live]`);
+  await fourth.waitForFunction((sel) => document.querySelector(sel)?.textContent.includes('"balance":8'), `${card} [data-role=current]`);
+  step("jwt: SSE with access_token: own balance's snapshot");
+  await fourth.close();
 
   await first.screenshot({ path: screenshotJwt, fullPage: true });
   assert.deepEqual(errors, [], "no uncaught exception or failed request in the pages");
