@@ -1,6 +1,6 @@
 //! The built-in demo page (`server.demo_page: true`): one static page and the JS client it
 //! imports, both compiled into the binary, plus `GET /api/v1/channels` so the page can list
-//! what the config offers. Off by default: it reveals channel names to anyone who asks.
+//! what the config offers (channels, and where SSE and STOMP are, for its transport switch). Off by default: it reveals channel names to anyone who asks.
 //!
 //! For frontend work, `KAFKA_WS_BRIDGE_CLIENTS_DIR=clients` serves the files from disk instead
 //! (`demo/index.html`, `js/kafka-ws-bridge.js`), read on every request.
@@ -34,9 +34,20 @@ struct ChannelInfo<'a> {
     history: usize,
 }
 
+/// What the page needs to speak STOMP on `ws_path` (absent when `server.stomp.enabled` is false).
+#[derive(Serialize)]
+struct StompInfo<'a> {
+    topic_prefix: &'a str,
+    user_prefix: &'a str,
+    app_prefix: &'a str,
+}
+
 #[derive(Serialize)]
 struct Channels<'a> {
     ws_path: &'a str,
+    /// Empty when Server-Sent Events are off.
+    sse_path: &'a str,
+    stomp: Option<StompInfo<'a>>,
     auth: &'static str,
     channels: Vec<ChannelInfo<'a>>,
     inbound: Vec<&'a str>,
@@ -76,6 +87,12 @@ pub(super) fn routes(
     let channels = warp::path!("api" / "v1" / "channels").map(move || {
         let info = Channels {
             ws_path: &ctx.ws_path,
+            sse_path: &ctx.sse_path,
+            stomp: ctx.stomp.enabled.then(|| StompInfo {
+                topic_prefix: &ctx.stomp.topic_prefix,
+                user_prefix: &ctx.stomp.user_prefix,
+                app_prefix: &ctx.stomp.app_prefix,
+            }),
             auth: if ctx.auth.is_anonymous() {
                 "none"
             } else {

@@ -2,9 +2,14 @@
 // bridge and broker. Subscribes through the page, publishes through the page, sees records
 // produced by the test, restarts the page's bridge (same config and port) while records keep
 // being produced through a second bridge, and checks that the page shows every record exactly
-// once. Then, on a bridge with auth.mode: jwt: the token field, and one session per user across
-// two tabs (the "replaced" banner, no reconnect, taking the session back). Saves screenshots to
-// tests/browser/artifacts/ (demo.png, demo-jwt.png; failure.png when it fails).
+// once. Then switches the page to Server-Sent Events (records shown; the bridge restarted and the
+// streams resumed with Last-Event-ID, every record once) and to STOMP (records shown, a SEND
+// with its RECEIPT, a refused SEND's ERROR and the resume after it). Then, on a bridge with
+// auth.mode: jwt: the token field, one session per user across two tabs (the "replaced" banner,
+// no reconnect, taking the session back), in-band refresh, and STOMP (passcode: a bad one's
+// ERROR, a good one) and SSE (access_token) with a token. Saves screenshots to
+// tests/browser/artifacts/ (demo.png, demo-sse.png, demo-stomp.png, demo-jwt.png; failure.png
+// when it fails).
 //
 //   KAFKA_BOOTSTRAP   broker (required)
 //   BRIDGE_BIN        bridge binary (default $CARGO_TARGET_DIR or target, then debug/kafka-ws-bridge, from the repo root)
@@ -238,8 +243,119 @@ async function bankScenario(browser) {
   step(`the page shows all ${expectedTransfers.length} transfers and ${expectedBalances.length} balances exactly once, no gap`);
 
   await page.screenshot({ path: screenshot, fullPage: true });
-  assert.deepEqual(pageErrors, [], "no uncaught exception in the page");
   console.log(`==> screenshot: ${relative(process.cwd(), screenshot) || screenshot} (${screenshot})`);
+
+  // ---- the transport switch: the same page and bridges over SSE, then STOMP ------------------
+
+  /** Subscribes to transfers and balances/C-1 on the page and waits for both and the snapshot. */
+  async function subscribeBoth() {
+    assert.equal(await page.$$eval("article.sub", (a) => a.length), 0, "cards start over on a new transport");
+    await page.click("li[data-channel=transfers] button[data-role=subscribe]");
+    await page.fill("li[data-channel=balances] input[data-role=key]", "C-1");
+    await page.click("li[data-channel=balances] button[data-role=subscribe]");
+    await page.waitForSelector(`${transfersCard} [data-role=status][data-status=live]`);
+    await page.waitForSelector(`${balancesCard} [data-role=status][data-status=live]`);
+    const last = `"balance":${100 + n - 1}`;
+    await page.waitForFunction(
+      ([sel, text]) => document.querySelector(sel)?.textContent.includes(text),
+      [`${balancesCard} [data-role=current]`, last],
+    );
+  }
+  /** Produces `count` records and waits for the page to show them; returns their positions. */
+  async function produceAndSee(count) {
+    const from = acks.length;
+    for (let i = 0; i < count; i++) await produceOne();
+    const want = acks.slice(from);
+    await waitFor(async () => {
+      const shown = new Set(await rows(transfersCard));
+      return want.every((a) => shown.has(a));
+    }, { what: "the page to show the records produced" });
+    return want;
+  }
+
+  await page.selectOption("#transport", "sse");
+  await page.waitForSelector("#state[data-state=open]");
+  assert.ok(await page.isDisabled("#publish"), "no publish over SSE");
+  assert.match(await page.textContent("#publish-note"), /one-way/);
+  await subscribeBoth();
+  const sseFrom = acks.length;
+  const sseBalancesFrom = balanceAcks.length;
+  await produceAndSee(3);
+  assert.match(await page.textContent(`${transfersCard} [data-role=event-id]`), /^Last-Event-ID \d+:\d+/);
+  step("SSE: switched; two EventSource streams, the balance snapshot, records produced to Kafka shown");
+
+  // Cut the streams (restart the page's bridge) while records keep coming: EventSource
+  // reconnects by itself and resumes with Last-Event-ID, no gap, no duplicate.
+  producing = true;
+  const sseLoop = (async () => {
+    while (producing) {
+      await produceOne();
+      await sleep(40);
+    }
+  })();
+  await sleep(300);
+  await pageBridge.stop();
+  await page.waitForSelector(`${transfersCard} [data-role=status][data-status=resuming]`);
+  await sleep(1000);
+  pageBridge = await startBridge(pageConfig);
+  await page.waitForSelector(`${transfersCard} [data-role=status][data-status=live]`, { timeout: 30000 });
+  await page.waitForSelector(`${balancesCard} [data-role=status][data-status=live]`, { timeout: 30000 });
+  await sleep(500);
+  producing = false;
+  await sseLoop;
+  const sseTransfers = acks.slice(sseFrom).sort();
+  const sseBalances = balanceAcks.slice(sseBalancesFrom).sort();
+  await waitFor(
+    async () => (await rows(transfersCard)).length >= sseTransfers.length &&
+      (await rows(balancesCard)).length >= sseBalances.length,
+    { timeoutMs: 20000, what: "the SSE page to show every record" },
+  );
+  await sleep(300);
+  assert.deepEqual((await rows(transfersCard)).sort(), sseTransfers, "SSE transfers: every record once");
+  assert.deepEqual((await rows(balancesCard)).sort(), sseBalances, "SSE balances: every record once");
+  assert.match(await page.textContent("#log"), /SSE transfers: reconnected with Last-Event-ID \d+:\d+/);
+  step(`SSE: bridge restarted; the streams resumed with Last-Event-ID, all ${sseTransfers.length} transfers once`);
+  await page.screenshot({ path: join(artifacts, "demo-sse.png"), fullPage: true });
+
+  await page.selectOption("#transport", "stomp");
+  await page.waitForSelector("#state[data-state=open]");
+  assert.ok(!(await page.isDisabled("#publish")), "publish over STOMP");
+  assert.match(await page.textContent("#log"), /connected: session/);
+  await subscribeBoth();
+  const stompFrom = acks.length;
+  await produceAndSee(3);
+  step("STOMP: switched, CONNECTED; SUBSCRIBE receipts, the balance snapshot, records produced to Kafka shown");
+
+  await page.selectOption("#publish-channel", "new-transfers");
+  await page.fill("#publish-data", JSON.stringify({ from: "C-1", to: "C-3", amount: 5, n: "stomp-page" }));
+  await page.click("#publish");
+  await page.waitForFunction(() => /receipt send-\d+: SEND \/app\/new-transfers written to Kafka/.test(
+    document.querySelector("#publish-results li.ok")?.textContent ?? ""));
+  await page.waitForFunction(
+    (sel) => [...document.querySelectorAll(sel)].some((e) => e.textContent.includes('"n":"stomp-page"')),
+    `${transfersCard} [data-role=data]`,
+  );
+  step("STOMP: SEND through the page got its RECEIPT, and the record arrived on the feed");
+
+  // A refused SEND (a bridge header) gets an ERROR, shown; the bridge closes, the page
+  // reconnects and resubscribes with `resume`: records keep arriving exactly once.
+  await page.fill("#publish-headers", JSON.stringify({ "bridge-user": "mallory" }));
+  await page.click("#publish");
+  await page.waitForSelector("#publish-results li.bad");
+  const refused = await page.textContent("#publish-results li.bad");
+  assert.match(refused, /error \w+: .*bridge-user/, "the ERROR frame's code and message");
+  await page.fill("#publish-headers", "");
+  await page.waitForFunction(() => /reconnected: session/.test(document.querySelector("#log").textContent));
+  await page.waitForSelector("#state[data-state=open]");
+  await page.waitForSelector(`${transfersCard} [data-role=status][data-status=live]`);
+  await produceAndSee(2);
+  const stompRows = await rows(transfersCard);
+  assert.equal(new Set(stompRows).size, stompRows.length, "STOMP: no duplicate after the resume");
+  assert.deepEqual(stompRows.filter((r) => acks.includes(r)).sort(), acks.slice(stompFrom).sort(),
+    "STOMP: every record produced since the switch, once");
+  step(`STOMP: a refused SEND showed "${refused.trim().slice(10, 60)}…"; reconnected, resumed with no gap or duplicate`);
+  await page.screenshot({ path: join(artifacts, "demo-stomp.png"), fullPage: true });
+  assert.deepEqual(pageErrors, [], "no uncaught exception in the page");
 }
 
 
@@ -347,6 +463,36 @@ async function jwtScenario(browser) {
   assert.match(await third.textContent("#token-life"), /Token valid for \d+ s more · refreshed in-band [3-9]×/);
   step("jwt: one session across three 3-second tokens, refreshed in-band (no reconnect), lifetime shown");
   await third.close();
+
+  // STOMP and SSE with a token: the passcode and access_token carry it; a bad one gets an ERROR.
+  const fourth = await browser.newPage({ viewport: { width: 1400, height: 800 } });
+  lastPage = fourth;
+  watchPage(fourth, errors);
+  fourth.setDefaultTimeout(20000);
+  await fourth.goto(`${bridge.http}/?transport=stomp`);
+  await fourth.waitForSelector("#auth:not([hidden])");
+  await fourth.fill("#token", mintJwt({ sub: "C-8", exp: Math.floor(Date.now() / 1000) + 600 }, "not-the-secret-0123456789-abcdefghij"));
+  await fourth.click("#connect");
+  await fourth.waitForFunction(() => /error unauthorized/.test(document.querySelector("#log").textContent));
+  await fourth.waitForSelector("#state[data-state=closed]");
+  await fourth.fill("#token", mintJwt({ sub: "C-8", exp: Math.floor(Date.now() / 1000) + 600 }, secret));
+  await fourth.click("#connect");
+  await fourth.waitForSelector("#state[data-state=open]");
+  assert.match(await fourth.textContent("#session"), /user C-8/);
+  await fourth.click("li[data-channel=balances] button[data-role=subscribe]"); // own key
+  await fourth.waitForSelector(`${card} [data-role=status][data-status=live]`);
+  await fourth.selectOption("#publish-channel", "set-balance");
+  await fourth.fill("#publish-data", JSON.stringify({ customer: "C-8", balance: 8 }));
+  await fourth.click("#publish");
+  await fourth.waitForSelector("#publish-results li.ok");
+  await fourth.waitForFunction((sel) => document.querySelector(sel)?.textContent.includes('"balance":8'), `${card} [data-role=current]`);
+  step("jwt: STOMP refused a bad passcode with an ERROR (shown, no retry); with a good one, own balance and a SEND");
+  await fourth.selectOption("#transport", "sse");
+  await fourth.click("li[data-channel=balances] button[data-role=subscribe]");
+  await fourth.waitForSelector(`${card} [data-role=status][data-status=live]`);
+  await fourth.waitForFunction((sel) => document.querySelector(sel)?.textContent.includes('"balance":8'), `${card} [data-role=current]`);
+  step("jwt: SSE with access_token: own balance's snapshot");
+  await fourth.close();
 
   await first.screenshot({ path: screenshotJwt, fullPage: true });
   assert.deepEqual(errors, [], "no uncaught exception or failed request in the pages");
