@@ -128,10 +128,11 @@ describe("@stomp/stompjs", () => {
     assert.equal(message.headers["content-type"], "application/json");
     assert.ok(message.headers["message-id"]);
     assert.ok(message.headers.subscription);
-    assert.equal(message.headers["kafka-partition"], "0");
-    assert.match(message.headers["kafka-offset"], /^\d+$/);
 
     await waitFor(() => seen.length === 1, { what: "the record at the JSON client" });
+    // The topic may have several partitions: the MESSAGE names the record's own position.
+    assert.equal(message.headers["kafka-partition"], String(seen[0].partition));
+    assert.equal(message.headers["kafka-offset"], String(seen[0].offset));
     assert.equal(seen[0].headers["bridge-user"], "C-1");
     assert.equal(seen[0].headers["x-trace"], "t-1");
     assert.ok(seen[0].headers["bridge-session"]);
