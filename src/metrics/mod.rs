@@ -148,7 +148,7 @@ impl Metrics {
             )),
             bytes_sent: register!(IntCounter::new(
                 name("sent_bytes_total"),
-                "Payload bytes of all frames written to WebSocket sessions."
+                "Payload bytes of all frames written to sessions, as sent: compressed where permessage-deflate applied."
             )),
             messages_dropped: register!(IntCounterVec::new(
                 Opts::new(

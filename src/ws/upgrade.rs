@@ -18,7 +18,8 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::{json_error, session, WsContext};
+use super::inflate::Inflating;
+use super::{deflate, json_error, session, WsContext};
 use crate::metrics::RejectReason;
 
 /// Bytes read from the socket at a time (and allocated per connection for reading). Clients
@@ -87,13 +88,16 @@ async fn handshake(
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_message_size(Some(ctx.limits.max_frame_bytes))
         .max_frame_size(Some(ctx.limits.max_frame_bytes));
+    let deflate = ctx.limits.deflate_min_bytes.is_some()
+        && deflate::negotiate(headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS));
+    let max_frame_bytes = ctx.limits.max_frame_bytes;
     ctx.metrics.connections_accepted.inc();
     let tracker = ctx.session_tasks.clone();
     tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    Inflating::new(TokioIo::new(upgraded), deflate.then_some(max_frame_bytes)),
                     Role::Server,
                     Some(config),
                 )
@@ -113,6 +117,12 @@ async fn handshake(
         HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
             .expect("base64 is a valid header"),
     );
+    if deflate {
+        headers.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(deflate::ACCEPTED),
+        );
+    }
     response
 }
 
