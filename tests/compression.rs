@@ -341,6 +341,13 @@ async fn records_arrive_compressed_and_publishes_may_be_compressed() {
         published,
         vec![record(1000), json!({"n": 1001}), record(1002)]
     );
+    // The subscribe, the big publish and the fragmented one.
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_inflated_messages_total")
+            .await,
+        3.0
+    );
     bridge.stop().await;
 }
 

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use flate2::{Decompress, FlushDecompress, Status};
+use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Why a compressed message was refused; it reaches the session as an `io::Error` of kind
@@ -53,12 +54,11 @@ const READ_CHUNK: usize = 1024;
 const KEEP_OUT_BYTES: usize = 4 * READ_CHUNK;
 
 impl<S> Inflating<S> {
-    /// `max_bytes`: `Some(server.max_frame_bytes)` when the session negotiated
-    /// permessage-deflate.
-    pub(super) fn new(inner: S, max_bytes: Option<usize>) -> Self {
+    /// `inflater`: `Some` when the session negotiated permessage-deflate.
+    pub(super) fn new(inner: S, inflater: Option<Inflater>) -> Self {
         Inflating {
             inner,
-            inflater: max_bytes.map(Inflater::new),
+            inflater,
             out: Vec::new(),
             at: 0,
             failed: None,
@@ -154,6 +154,8 @@ pub(super) struct Inflater {
     state: State,
     /// The compressed message being read, from its first frame to the one with FIN.
     message: Option<Box<Message>>,
+    /// `inflated_messages_total`.
+    inflated: Option<IntCounter>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -190,13 +192,15 @@ impl std::fmt::Debug for Message {
 }
 
 impl Inflater {
-    pub(super) fn new(max: usize) -> Self {
+    /// Inflates messages up to `max` bytes, counting them in `inflated`.
+    pub(super) fn new(max: usize, inflated: Option<IntCounter>) -> Self {
         Inflater {
             max,
             header: [0; 14],
             header_len: 0,
             state: State::Header,
             message: None,
+            inflated,
         }
     }
 
@@ -335,6 +339,9 @@ impl Inflater {
         }
         out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&message.data);
+        if let Some(inflated) = &self.inflated {
+            inflated.inc();
+        }
         Ok(())
     }
 

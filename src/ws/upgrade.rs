@@ -18,7 +18,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::inflate::Inflating;
+use super::inflate::{Inflater, Inflating};
 use super::{deflate, json_error, session, WsContext};
 use crate::metrics::RejectReason;
 
@@ -90,14 +90,19 @@ async fn handshake(
         .max_frame_size(Some(ctx.limits.max_frame_bytes));
     let deflate = ctx.limits.deflate_min_bytes.is_some()
         && deflate::negotiate(headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS));
-    let max_frame_bytes = ctx.limits.max_frame_bytes;
+    let inflater = deflate.then(|| {
+        Inflater::new(
+            ctx.limits.max_frame_bytes,
+            Some(ctx.metrics.inflated_messages.clone()),
+        )
+    });
     ctx.metrics.connections_accepted.inc();
     let tracker = ctx.session_tasks.clone();
     tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(
-                    Inflating::new(TokioIo::new(upgraded), deflate.then_some(max_frame_bytes)),
+                    Inflating::new(TokioIo::new(upgraded), inflater),
                     Role::Server,
                     Some(config),
                 )

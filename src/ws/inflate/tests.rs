@@ -69,7 +69,7 @@ fn uncompressed_frames_pass_unchanged() {
     input.extend(client_frame(0x89, b"", [5, 6, 7, 8]));
     input.extend(client_frame(0x01, &[b'a'; 300], [9, 9, 9, 9]));
     input.extend(client_frame(0x80, &[b'b'; 70_000], [1, 1, 1, 1]));
-    let out = feed_all(&mut Inflater::new(1 << 20), &input).unwrap();
+    let out = feed_all(&mut Inflater::new(1 << 20, None), &input).unwrap();
     assert_eq!(out, input);
 }
 
@@ -77,7 +77,7 @@ fn uncompressed_frames_pass_unchanged() {
 fn a_compressed_message_becomes_an_ordinary_frame() {
     let text = br#"{"type":"publish","channel":"orders","data":{"items":["aaaaaaaaaa","aaaaaaaaaa","aaaaaaaaaa"]}}"#;
     let input = client_frame(0xC1, &deflate(text), [0x12, 0x34, 0x56, 0x78]);
-    let out = feed_all(&mut Inflater::new(1024), &input).unwrap();
+    let out = feed_all(&mut Inflater::new(1024, None), &input).unwrap();
     assert_eq!(frames(&out), vec![(1, text.to_vec())]);
     assert_eq!(out[0], 0x81, "FIN, text, RSV1 clear");
 }
@@ -96,7 +96,7 @@ fn a_fragmented_compressed_message_with_a_ping_inside() {
     // Then an uncompressed message and another compressed one.
     input.extend(client_frame(0x81, b"plain", [1, 1, 1, 1]));
     input.extend(client_frame(0xC1, &deflate(b"again"), [2, 2, 2, 2]));
-    let out = feed_all(&mut Inflater::new(1 << 16), &input).unwrap();
+    let out = feed_all(&mut Inflater::new(1 << 16, None), &input).unwrap();
     assert_eq!(
         frames(&out),
         vec![
@@ -116,7 +116,7 @@ fn a_message_with_a_final_block_and_an_empty_one() {
     let mut input = client_frame(0xC1, &encoder.finish().unwrap(), [3, 1, 4, 1]);
     input.extend(client_frame(0xC1, &[0x00], [5, 9, 2, 6])); // empty message: "00 00 00 ff ff"
     input.extend(client_frame(0xC2, &deflate(b""), [5, 9, 2, 6]));
-    let out = feed_all(&mut Inflater::new(64), &input).unwrap();
+    let out = feed_all(&mut Inflater::new(64, None), &input).unwrap();
     assert_eq!(
         frames(&out),
         vec![(1, b"final".to_vec()), (1, vec![]), (2, vec![])]
@@ -130,7 +130,7 @@ fn a_deflate_bomb_stops_at_the_limit() {
     let bomb = deflate(&zeros);
     let max = 64 * 1024;
     assert!(bomb.len() < max, "the bomb itself is under the limit");
-    let mut inflater = Inflater::new(max);
+    let mut inflater = Inflater::new(max, None);
     let mut out = Vec::new();
     let error = inflater
         .feed(&client_frame(0xC1, &bomb, [1, 2, 3, 4]), &mut out)
@@ -143,7 +143,7 @@ fn a_deflate_bomb_stops_at_the_limit() {
         "inflated no further than the limit: {held}"
     );
     // A compressed payload over the limit is refused from its header.
-    let error = Inflater::new(100)
+    let error = Inflater::new(100, None)
         .feed(&client_frame(0xC1, &[0; 101], [0; 4])[..10], &mut out)
         .unwrap_err();
     assert_eq!(error, InflateError::TooLarge { max: 100 });
@@ -156,9 +156,9 @@ fn limit_counts_the_whole_message_across_frames() {
     let (a, b) = compressed.split_at(compressed.len() / 2);
     let mut input = client_frame(0x41, a, [1, 2, 3, 4]);
     input.extend(client_frame(0x80, b, [1, 2, 3, 4]));
-    assert!(feed_all(&mut Inflater::new(1000), &input).is_ok());
+    assert!(feed_all(&mut Inflater::new(1000, None), &input).is_ok());
     assert_eq!(
-        feed_all(&mut Inflater::new(999), &input),
+        feed_all(&mut Inflater::new(999, None), &input),
         Err(InflateError::TooLarge { max: 999 })
     );
 }
@@ -167,30 +167,30 @@ fn limit_counts_the_whole_message_across_frames() {
 fn broken_compressed_messages_are_refused() {
     let invalid = client_frame(0xC1, &[0xff, 0xff, 0xff, 0xff, 0xff], [1, 2, 3, 4]);
     assert!(matches!(
-        feed_all(&mut Inflater::new(1000), &invalid),
+        feed_all(&mut Inflater::new(1000, None), &invalid),
         Err(InflateError::Invalid(_))
     ));
     let mut unmasked = vec![0xC1, 5];
     unmasked.extend(deflate(b"hello"));
     assert_eq!(
-        feed_all(&mut Inflater::new(1000), &unmasked),
+        feed_all(&mut Inflater::new(1000, None), &unmasked),
         Err(InflateError::Protocol("client frames must be masked"))
     );
     let mut interrupted = client_frame(0x41, &deflate(b"hello"), [1, 2, 3, 4]);
     interrupted.extend(client_frame(0x81, b"new", [1, 2, 3, 4]));
     assert!(matches!(
-        feed_all(&mut Inflater::new(1000), &interrupted),
+        feed_all(&mut Inflater::new(1000, None), &interrupted),
         Err(InflateError::Protocol(_))
     ));
     let mut rsv1_continuation = client_frame(0x41, &deflate(b"hello"), [1, 2, 3, 4]);
     rsv1_continuation.extend(client_frame(0xC0, &[], [1, 2, 3, 4]));
     assert_eq!(
-        feed_all(&mut Inflater::new(1000), &rsv1_continuation),
+        feed_all(&mut Inflater::new(1000, None), &rsv1_continuation),
         Err(InflateError::Protocol("RSV1 set on a continuation frame"))
     );
     // RSV1 on a control frame is left to tungstenite, which refuses it.
     let ping = client_frame(0xC9, b"", [1, 2, 3, 4]);
-    assert_eq!(feed_all(&mut Inflater::new(1000), &ping), Ok(ping));
+    assert_eq!(feed_all(&mut Inflater::new(1000, None), &ping), Ok(ping));
 }
 
 /// A connection that hands out `input` in reads of the given sizes (then end of stream).
@@ -236,7 +236,7 @@ async fn read_through(
             at: 0,
             read: 0,
         },
-        Some(max),
+        Some(Inflater::new(max, None)),
     );
     let mut all = Vec::new();
     let mut buf = vec![0u8; take];
@@ -265,7 +265,7 @@ async fn errors_come_after_what_preceded_them() {
             at: 0,
             read: 0,
         },
-        Some(1000),
+        Some(Inflater::new(1000, None)),
     );
     let mut buf = vec![0u8; 4096];
     let n = conn.read(&mut buf).await.unwrap();
@@ -387,7 +387,7 @@ proptest! {
             .unwrap()
             .block_on(read_through(input.clone(), sizes, take, 4000))
             .unwrap();
-        let whole = feed_all(&mut Inflater::new(4000), &input).unwrap();
+        let whole = feed_all(&mut Inflater::new(4000, None), &input).unwrap();
         prop_assert_eq!(&out, &whole, "the split does not matter");
         prop_assert_eq!(events(&out), expected);
     }
