@@ -108,6 +108,15 @@ impl RawClient {
             .await;
     }
 
+    /// Sends `value` compressed or not.
+    async fn send_compressed_if(&mut self, compressed: bool, value: &Value) {
+        if compressed {
+            self.send_compressed(value).await;
+        } else {
+            self.send_plain(value).await;
+        }
+    }
+
     /// Sends `value` as one uncompressed text message.
     async fn send_plain(&mut self, value: &Value) {
         self.send_frame(0x81, value.to_string().as_bytes()).await;
@@ -486,5 +495,60 @@ async fn deflate_bombs_close_with_1009_and_cost_no_memory() {
             .filter(|l| l.contains("sessions_closed"))
             .collect::<Vec<_>>()
             .join("\n")
+    );
+}
+
+/// RSS per session with compression on, measured on the bridge as its own process: sessions
+/// that negotiated permessage-deflate, each subscribed and sent one compressed record, then
+/// idle, hold no compression state (issue 16: at most 12 KiB per idle session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_compressed_sessions_hold_no_compression_state() {
+    let feed = create_topic("deflate-idle", 1).await;
+    let process = BridgeProcess::spawn(&config_text(&format!(
+        "auth: {{mode: none}}\nserver: {{listen: '127.0.0.1:0'}}\nchannels:\n  - {{name: feed, topic: {feed}, subscribe: {{allow: anonymous}}}}\n"
+    )));
+    process.wait_ready().await;
+    let producer = TestProducer::new();
+    let mut per_session = Vec::new();
+    let mut held = Vec::new();
+    for (offer, count) in [(None, 50), (None, 1000), (Some("permessage-deflate"), 1000)] {
+        let before = process.rss_bytes();
+        let mut clients = Vec::new();
+        for _ in 0..count / 100 {
+            let batch = (0..100).map(|_| async {
+                let mut client = RawClient::connect(process.ws_addr, "/ws", offer).await;
+                client.json().await;
+                client
+                    .send_compressed_if(
+                        offer.is_some(),
+                        &json!({"type": "subscribe", "id": "s", "channel": "feed"}),
+                    )
+                    .await;
+                assert_eq!(client.json().await.0["type"], "subscribed");
+                client
+            });
+            clients.extend(futures_util::future::join_all(batch).await);
+        }
+        let n = per_session.len();
+        producer
+            .send(&feed, None, None, record(n).to_string().as_bytes(), &[])
+            .await;
+        for client in &mut clients {
+            let (message, frame) = client.json().await;
+            assert_eq!(message["data"], record(n));
+            assert_eq!(frame.compressed, offer.is_some());
+        }
+        let grown = process.rss_bytes().saturating_sub(before);
+        per_session.push((offer, count, grown as f64 / count as f64 / 1024.0));
+        // Kept open: the next round measures on top of these.
+        held.push(clients);
+    }
+    println!("RSS per session (KiB): {per_session:?}");
+    drop(held);
+    let (_, _, plain) = per_session[1];
+    let (_, _, compressed) = per_session[2];
+    assert!(
+        compressed <= 12.0,
+        "an idle session with compression on takes {compressed:.1} KiB (plain: {plain:.1})"
     );
 }
