@@ -4,24 +4,27 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
 
 /// An encoded server frame, cheap to clone (reference counted), held as the complete WebSocket
 /// text frame: server frames are not masked, so these bytes are the same for every session and
 /// go to each connection's socket as they are.
 #[derive(Debug, Clone)]
-pub struct Frame {
-    wire: Bytes,
+pub struct Frame(Arc<Encoded>);
+
+#[derive(Debug)]
+struct Encoded {
+    /// Header, then the JSON text.
+    wire: Vec<u8>,
     header: usize,
-    /// The compressed frame, shared by every clone: computed once, by the first deflate
-    /// session that sends the frame; `None` when compressing does not make it smaller.
-    deflated: Arc<OnceLock<Option<Bytes>>>,
+    /// The compressed frame, computed once, by the first deflate session that sends the frame;
+    /// `None` when compressing does not make it smaller.
+    deflated: OnceLock<Option<Vec<u8>>>,
 }
 
 impl PartialEq for Frame {
     fn eq(&self, other: &Self) -> bool {
-        self.wire == other.wire
+        self.0.wire == other.0.wire
     }
 }
 
@@ -30,12 +33,12 @@ impl Eq for Frame {}
 impl Frame {
     /// The JSON text.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.wire[self.header..]).expect("built from a String")
+        std::str::from_utf8(&self.0.wire[self.0.header..]).expect("built from a String")
     }
 
     /// Length of the JSON text.
     pub fn len(&self) -> usize {
-        self.wire.len() - self.header
+        self.0.wire.len() - self.0.header
     }
 
     pub fn is_empty(&self) -> bool {
@@ -45,7 +48,7 @@ impl Frame {
     /// The whole frame as written to the connection: header (FIN, text opcode, length), then
     /// the text.
     pub fn wire(&self) -> &[u8] {
-        &self.wire
+        &self.0.wire
     }
 
     /// The payload length of a whole server frame as written (see [`Frame::wire`] and
@@ -62,13 +65,15 @@ impl Frame {
     /// The frame as written to a session that negotiated permessage-deflate, when its text is at
     /// least `min_bytes` long: the compressed frame if that is smaller, else [`Frame::wire`].
     pub fn wire_deflated(&self, min_bytes: usize) -> &[u8] {
+        let encoded = &*self.0;
         if self.len() < min_bytes {
-            return &self.wire;
+            return &encoded.wire;
         }
-        self.deflated
-            .get_or_init(|| deflate_frame(&self.wire[self.header..], self.wire.len()))
+        encoded
+            .deflated
+            .get_or_init(|| deflate_frame(&encoded.wire[encoded.header..], encoded.wire.len()))
             .as_deref()
-            .unwrap_or(&self.wire)
+            .unwrap_or(&encoded.wire)
     }
 }
 
@@ -88,7 +93,7 @@ thread_local! {
 /// A text frame with RSV1 set ("compressed message") carrying `text` as a raw DEFLATE stream
 /// from a fresh context, with the empty final block's `00 00 ff ff` removed (RFC 7692 §7.2.1);
 /// `None` if it is not shorter than `limit`.
-fn deflate_frame(text: &[u8], limit: usize) -> Option<Bytes> {
+fn deflate_frame(text: &[u8], limit: usize) -> Option<Vec<u8>> {
     // Room for all of it: compressed output longer than the text is not used anyway.
     let mut payload = Vec::with_capacity(text.len() + 64);
     let done = COMPRESSOR.with_borrow_mut(|compress| {
@@ -105,7 +110,7 @@ fn deflate_frame(text: &[u8], limit: usize) -> Option<Bytes> {
         return None;
     }
     wire.extend_from_slice(&payload);
-    Some(Bytes::from(wire))
+    Some(wire)
 }
 
 /// A server frame's header (unmasked) with room for its payload.
@@ -131,11 +136,11 @@ impl From<String> for Frame {
         let mut wire = header(0x81, text.len()); // FIN, opcode 1 (text)
         let header = wire.len();
         wire.extend_from_slice(text.as_bytes());
-        Frame {
-            wire: Bytes::from(wire),
+        Frame(Arc::new(Encoded {
+            wire,
             header,
-            deflated: Arc::default(),
-        }
+            deflated: OnceLock::new(),
+        }))
     }
 }
 
