@@ -4,7 +4,8 @@
 //! too many unsent answers, so a client cannot make the bridge buffer without bound.
 //!
 //! Every bad frame is answered with an `error` frame and the session carries on; only frames
-//! over `max_frame_bytes` (1009), protocol violations and invalid UTF-8 end it.
+//! over `max_frame_bytes` (1009; a compressed message by its inflated size), protocol
+//! violations (1002, also broken compressed data) and invalid UTF-8 (1007) end it.
 
 use std::collections::HashSet;
 use std::sync::Arc;

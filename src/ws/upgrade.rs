@@ -2,6 +2,9 @@
 //! answer with a JSON body, before any upgrade: not a WebSocket request (400), forbidden
 //! origin (403), bad or missing token (401), too many connections or shutting down (503).
 //!
+//! permessage-deflate is negotiated here (`deflate.rs`); a session that has it reads through
+//! an [`Inflating`] connection.
+//!
 //! The upgrade itself is done with tokio-tungstenite directly rather than warp's `ws()` filter
 //! so that the connection's buffers can be sized: tungstenite's defaults allocate 128 KiB per
 //! connection for reading alone.
