@@ -68,6 +68,8 @@ if [ "$1" = --workspace ] && [ "$#" -eq 1 ]; then
   (tests/browser/setup.sh && node tests/browser/stomp.mjs) || status=$?
   echo "==> Server-Sent Events in Chromium (EventSource)"
   (tests/browser/setup.sh && node tests/browser/sse.mjs) || status=$?
+  echo "==> permessage-deflate in Chromium (compressed both ways)"
+  (tests/browser/setup.sh && node tests/browser/deflate.mjs) || status=$?
   # The four reference systems of examples/, each with its backend, in Chromium (about 40 s).
   echo "==> examples in Chromium (examples/test.sh)"
   examples/test.sh || status=$?

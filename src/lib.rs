@@ -14,8 +14,9 @@
 //!   for: [`outbound::RecordSink`] is fed by its consumer thread, [`outbound::RangeRead`] by
 //!   its replay reader, [`inbound::RecordWriter`] by its producer. Connection and lag status.
 //! - [`ws`]: the client listener: WebSocket handshake, one task per session (`session`,
-//!   `requests`, `wire`), STOMP over WebSocket (`stomp`), Server-Sent Events (`sse`), the publish
-//!   API and the demo page.
+//!   `requests`, `wire`), STOMP over WebSocket (`stomp`), Server-Sent Events (`sse`),
+//!   permessage-deflate (`deflate` negotiates, `inflate` reads compressed client messages under
+//!   tungstenite), the publish API and the demo page.
 //! - [`ops`]: the operational listener: `/metrics`, `/healthz`, `/readyz`, `/api/v1/status`,
 //!   pause and resume.
 //! - [`outbound`]: Kafka → clients: record → decoded once → frame encoded once → hub; the

@@ -41,7 +41,9 @@ pub use load::{load, load_str};
 pub use plan::Plan;
 pub use reference::{documented_keys, KeyDoc};
 pub use schema::config_schema;
-pub use server::{MetricsConfig, PublishRate, ServerConfig, StompConfig, TlsConfig};
+pub use server::{
+    CompressionConfig, MetricsConfig, PublishRate, ServerConfig, StompConfig, TlsConfig,
+};
 pub use source::{Node, NodeKind};
 pub use transform::{HeadersInto, PredicateSpec, Transform, WhereRule};
 

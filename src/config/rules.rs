@@ -40,6 +40,8 @@ const MANAGED_PROPERTIES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Highest `server.compression.min_bytes` accepted (1 MiB).
+const MAX_COMPRESSION_MIN_BYTES: usize = 1024 * 1024;
 const HMAC_ALGORITHMS: &[&str] = &["HS256", "HS384", "HS512"];
 const KEY_ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
@@ -251,6 +253,17 @@ impl<'a> Semantic<'a> {
             if value < min {
                 self.error(path, format!("must be at least {min}, found {value}"));
             }
+        }
+        // A threshold this high is a typo (a frame size in bits, an extra zero), not a wish:
+        // turning compression off is `enabled: false`.
+        if server.compression.min_bytes > MAX_COMPRESSION_MIN_BYTES {
+            self.error(
+                "server.compression.min_bytes",
+                format!(
+                    "must be at most {MAX_COMPRESSION_MIN_BYTES} (set `enabled: false` to turn compression off), found {}",
+                    server.compression.min_bytes
+                ),
+            );
         }
         if server.ping_interval_ms > 0
             && server.idle_timeout_ms > 0

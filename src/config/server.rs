@@ -93,6 +93,34 @@ pub struct ServerConfig {
     /// Per-session publish rate limit (token bucket); beyond it publishes get `rate_limited`.
     #[serde(default)]
     pub publish_rate: PublishRate,
+    /// WebSocket compression (permessage-deflate, RFC 7692), negotiated with clients that offer
+    /// it (every browser does). Each frame is compressed once and the same bytes go to every
+    /// session; no session keeps a compression window (docs/protocol.md, "Compression").
+    #[serde(default)]
+    pub compression: CompressionConfig,
+}
+
+/// `server.compression`: permessage-deflate.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionConfig {
+    /// Negotiate permessage-deflate with clients that offer it.
+    #[serde(default = "default_compression_enabled")]
+    pub enabled: bool,
+    /// Frames whose JSON text is shorter than this many bytes are sent uncompressed (small
+    /// frames gain little and cost CPU); a frame is also sent uncompressed when compressing
+    /// does not make it smaller.
+    #[serde(default = "default_compression_min_bytes")]
+    pub min_bytes: usize,
+}
+
+impl Default for CompressionConfig {
+    fn default() -> Self {
+        CompressionConfig {
+            enabled: default_compression_enabled(),
+            min_bytes: default_compression_min_bytes(),
+        }
+    }
 }
 
 /// `server.stomp`: Spring's destination conventions, with configurable prefixes.
@@ -221,6 +249,12 @@ fn default_ping_interval_ms() -> u64 {
 fn default_idle_timeout_ms() -> u64 {
     60_000
 }
+fn default_compression_enabled() -> bool {
+    true
+}
+fn default_compression_min_bytes() -> usize {
+    256
+}
 fn default_publish_rate() -> u32 {
     100
 }
@@ -265,6 +299,7 @@ impl Default for ServerConfig {
             ping_interval_ms: default_ping_interval_ms(),
             idle_timeout_ms: default_idle_timeout_ms(),
             publish_rate: PublishRate::default(),
+            compression: CompressionConfig::default(),
         }
     }
 }

@@ -32,6 +32,7 @@ pub struct Metrics {
     pub records_consumed: IntCounterVec,
     pub messages_delivered: IntCounterVec,
     pub bytes_sent: IntCounter,
+    pub inflated_messages: IntCounter,
     pub messages_dropped: IntCounterVec,
     pub client_errors: IntCounterVec,
     pub publishes: IntCounterVec,
@@ -148,7 +149,11 @@ impl Metrics {
             )),
             bytes_sent: register!(IntCounter::new(
                 name("sent_bytes_total"),
-                "Payload bytes of all frames written to WebSocket sessions."
+                "Payload bytes of all frames written to sessions, as sent: compressed where permessage-deflate applied."
+            )),
+            inflated_messages: register!(IntCounter::new(
+                name("inflated_messages_total"),
+                "Client messages that arrived compressed (permessage-deflate) and were inflated."
             )),
             messages_dropped: register!(IntCounterVec::new(
                 Opts::new(

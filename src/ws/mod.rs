@@ -4,8 +4,10 @@
 //! besides the accept loop in `server.rs`.
 
 mod clock;
+mod deflate;
 mod demo;
 mod filters;
+mod inflate;
 mod publish_api;
 mod refresh;
 mod request;
@@ -49,6 +51,9 @@ pub struct Limits {
     /// A session silent this long is closed; `None`: never.
     pub idle_timeout: Option<std::time::Duration>,
     pub max_frame_bytes: usize,
+    /// `server.compression`: negotiate permessage-deflate and compress frames of at least this
+    /// many bytes of text; `None`: never negotiate it.
+    pub deflate_min_bytes: Option<usize>,
     pub max_connections: usize,
     pub max_subscriptions: usize,
     /// Bounds of each session's outbound queue.
@@ -122,6 +127,10 @@ impl WsContext {
                 idle_timeout: (server.idle_timeout_ms > 0)
                     .then(|| std::time::Duration::from_millis(server.idle_timeout_ms)),
                 max_frame_bytes: server.max_frame_bytes,
+                deflate_min_bytes: server
+                    .compression
+                    .enabled
+                    .then_some(server.compression.min_bytes),
                 max_connections: server.max_connections,
                 max_subscriptions: server.max_subscriptions_per_session,
                 send_queue: crate::outbox::Bounds {

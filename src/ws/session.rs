@@ -4,7 +4,8 @@
 //! too many unsent answers, so a client cannot make the bridge buffer without bound.
 //!
 //! Every bad frame is answered with an `error` frame and the session carries on; only frames
-//! over `max_frame_bytes` (1009), protocol violations and invalid UTF-8 end it. A STOMP
+//! over `max_frame_bytes` (1009; a compressed message by its inflated size), protocol
+//! violations (1002, also broken compressed data) and invalid UTF-8 (1007) end it. A STOMP
 //! session (`stomp/`) runs the same loop: its frames are read by `on_stomp`, each batch is
 //! re-encoded for it before writing, and it sends heart-beats; an ERROR ends it, as STOMP says.
 
@@ -21,8 +22,10 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::clock::TokenClock;
+use super::inflate::InflateError;
 use super::wire::{
-    close_and_linger, record_latencies, send_close, write_frames, Socket, Watched, CLOSE_TIMEOUT,
+    close_and_linger, payload_sent, record_latencies, send_close, write_frames, Socket, Watched,
+    CLOSE_TIMEOUT,
 };
 use super::{user_label, ConnectionSlot, WsContext};
 use crate::auth::Identity;
@@ -180,6 +183,12 @@ impl Session {
     async fn serve(&mut self, socket: &mut Socket) -> CloseReason {
         let mut batch: Vec<Outgoing> = Vec::with_capacity(16);
         let mut reading = true;
+        // permessage-deflate: frames with this much text go compressed.
+        let deflate = self
+            .ctx
+            .limits
+            .deflate_min_bytes
+            .filter(|_| socket.get_ref().deflate());
         let ping_every = self.ctx.limits.ping_interval;
         let mut pings = tokio::time::interval_at(
             tokio::time::Instant::now() + ping_every.unwrap_or(Duration::from_secs(3600)),
@@ -213,12 +222,12 @@ impl Session {
                         let mut written = 0;
                         let mut io = Watched::new(socket.get_mut(), &self.handle);
                         let result = tokio::select! {
-                            result = write_frames(&mut io, &batch, &mut written) => result.map_err(|_| None),
+                            result = write_frames(&mut io, &batch, deflate, &mut written) => result.map_err(|_| None),
                             close = self.handle.outbox.aborted() => Err(Some(close)),
                         };
                         match result {
                             Ok(()) => {
-                                let payload: usize = batch.iter().map(|o| o.frame.len()).sum();
+                                let payload = payload_sent(&batch, deflate);
                                 self.ctx.metrics.bytes_sent.inc_by(payload as u64);
                                 let full = batch.len() == WRITE_BATCH;
                                 record_latencies(&mut batch, &self.ctx.hub);
@@ -237,7 +246,7 @@ impl Session {
                                 // follow it; if the peer does not take it in time, the
                                 // connection is dropped without one.
                                 if written > 0 {
-                                    let rest = write_frames(socket.get_mut(), &batch, &mut written);
+                                    let rest = write_frames(socket.get_mut(), &batch, deflate, &mut written);
                                     if !matches!(tokio::time::timeout(CLOSE_TIMEOUT, rest).await, Ok(Ok(()))) {
                                         return close.counted_as();
                                     }
@@ -333,6 +342,15 @@ impl Session {
             WsError::Protocol(e) => Some((Close::ProtocolError, e.to_string())),
             WsError::Capacity(e) => Some((Close::FrameTooLarge, e.to_string())),
             WsError::ConnectionClosed | WsError::AlreadyClosed => None,
+            // A compressed message refused by permessage-deflate's reader (`inflate.rs`).
+            WsError::Io(e) if InflateError::of(&e).is_some() => {
+                let refusal = InflateError::of(&e).expect("checked");
+                let close = match refusal {
+                    InflateError::TooLarge { .. } => Close::FrameTooLarge,
+                    InflateError::Invalid(_) | InflateError::Protocol(_) => Close::ProtocolError,
+                };
+                Some((close, refusal.to_string()))
+            }
             // A peer that went away without a close frame (a tab closed with unread data
             // resets the connection): as normal as a close, not a bridge error.
             WsError::Io(e)

@@ -5,6 +5,9 @@
 //! session (`stomp/`); its token may also come later, in the CONNECT frame, so only a bad
 //! token in the handshake is refused here.
 //!
+//! permessage-deflate is negotiated here (`deflate.rs`); a session that has it reads through
+//! an [`Inflating`] connection.
+//!
 //! The upgrade itself is done with tokio-tungstenite directly rather than warp's `ws()` filter
 //! so that the connection's buffers can be sized: tungstenite's defaults allocate 128 KiB per
 //! connection for reading alone.
@@ -21,8 +24,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use super::inflate::{Inflater, Inflating};
 use super::request::origin_allowed;
-use super::{json_error, session, stomp, WsContext};
+use super::{deflate, json_error, session, stomp, WsContext};
 use crate::metrics::RejectReason;
 
 /// Bytes read from the socket at a time (and allocated per connection for reading). Clients
@@ -103,13 +107,21 @@ async fn handshake(
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_message_size(Some(ctx.limits.max_frame_bytes))
         .max_frame_size(Some(ctx.limits.max_frame_bytes));
+    let deflate = ctx.limits.deflate_min_bytes.is_some()
+        && deflate::negotiate(headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS));
+    let inflater = deflate.then(|| {
+        Inflater::new(
+            ctx.limits.max_frame_bytes,
+            Some(ctx.metrics.inflated_messages.clone()),
+        )
+    });
     ctx.metrics.connections_accepted.inc();
     let tracker = ctx.session_tasks.clone();
     tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
+                    Inflating::new(TokioIo::new(upgraded), inflater),
                     Role::Server,
                     Some(config),
                 )
@@ -136,6 +148,12 @@ async fn handshake(
         headers.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static(subprotocol),
+        );
+    }
+    if deflate {
+        headers.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(deflate::ACCEPTED),
         );
     }
     response

@@ -16,11 +16,14 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use super::inflate::Inflating;
 use crate::hub::{Hub, SessionHandle};
 use crate::outbox::{Close, Outgoing};
+use crate::protocol::Frame;
 
-/// A session's connection.
-pub(super) type Socket = WebSocketStream<TokioIo<Upgraded>>;
+/// A session's connection: client frames pass through [`Inflating`] (permessage-deflate) on
+/// their way to tungstenite.
+pub(super) type Socket = WebSocketStream<Inflating<TokioIo<Upgraded>>>;
 
 /// Most bytes of small frames joined into one write.
 const JOIN_BYTES: usize = 64 * 1024;
@@ -33,19 +36,23 @@ pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// [`JOIN_BYTES`] (the kernel takes one contiguous buffer faster than many small pieces), so a
 /// batch of small frames is one `write()`; a larger frame is written from its shared buffer.
 /// `written` counts the batch's bytes written so far: a write that is abandoned can be finished
-/// by calling again with the same batch.
+/// by calling again with the same batch (and the same `deflate`).
+///
+/// `deflate` is the session's permessage-deflate threshold (`None`: not negotiated): frames with
+/// at least that much text are written in their shared compressed form ([`on_wire`]).
 ///
 /// tungstenite, which reads the connection and writes pings, pongs and the close frame, never
 /// holds unsent bytes here: each of its writes is flushed before the session goes on.
 pub(super) async fn write_frames<W>(
     io: &mut W,
     batch: &[Outgoing],
+    deflate: Option<usize>,
     written: &mut usize,
 ) -> std::io::Result<()>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let wire = |i: usize| batch[i].frame.wire();
+    let wire = |i: usize| on_wire(&batch[i].frame, deflate);
     let (mut first, mut start) = (0, 0);
     while first < batch.len() {
         // Frames first..end make the next write.
@@ -77,6 +84,25 @@ where
         (first, start) = (end, start + size);
     }
     io.flush().await
+}
+
+/// The bytes written for `frame` to a session with permessage-deflate threshold `deflate`.
+pub(super) fn on_wire(frame: &Frame, deflate: Option<usize>) -> &[u8] {
+    match deflate {
+        Some(min_bytes) => frame.wire_deflated(min_bytes),
+        None => frame.wire(),
+    }
+}
+
+/// Payload bytes of a batch as written (compressed where it was), for `sent_bytes_total`.
+pub(super) fn payload_sent(batch: &[Outgoing], deflate: Option<usize>) -> usize {
+    batch
+        .iter()
+        .map(|o| match deflate {
+            Some(_) => Frame::payload_len(on_wire(&o.frame, deflate)),
+            None => o.frame.len(),
+        })
+        .sum()
 }
 
 /// The connection as the writer sees it: tells the outbox whether the kernel takes bytes —
@@ -196,7 +222,6 @@ mod tests {
     use std::task::{Context, Poll};
 
     use super::*;
-    use crate::protocol::Frame;
 
     /// Takes at most `per_write` bytes per write, and refuses writes (pending) once `budget`
     /// bytes are taken, like a socket whose peer stopped reading.
@@ -257,7 +282,9 @@ mod tests {
             writes: 0,
         };
         let mut written = 0;
-        write_frames(&mut io, &batch, &mut written).await.unwrap();
+        write_frames(&mut io, &batch, None, &mut written)
+            .await
+            .unwrap();
         assert_eq!(io.taken, concatenated(&batch));
         assert_eq!(written, io.taken.len());
         // [10, 200, 3] joined, 70,000 alone, [5, 6] joined.
@@ -276,12 +303,18 @@ mod tests {
                 writes: 0,
             };
             let mut written = 0;
-            let stalled =
-                futures_util::FutureExt::now_or_never(write_frames(&mut io, &batch, &mut written));
+            let stalled = futures_util::FutureExt::now_or_never(write_frames(
+                &mut io,
+                &batch,
+                None,
+                &mut written,
+            ));
             assert!(stalled.is_none(), "the write waits for the peer");
             assert_eq!(written, cut);
             io.budget = usize::MAX;
-            write_frames(&mut io, &batch, &mut written).await.unwrap();
+            write_frames(&mut io, &batch, None, &mut written)
+                .await
+                .unwrap();
             assert_eq!(io.taken, all, "cut at {cut}");
         }
     }

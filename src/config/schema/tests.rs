@@ -28,7 +28,7 @@ fn reports_every_problem_with_its_line() {
         "5: server.max_frame_bytes: expected a non-negative integer, found \"big\""
     );
     assert!(
-        found[1].starts_with("6: server.listn: unknown key (did you mean `listen`?); expected one of: allowed_origins, api_keys, demo_page, handshake_timeout_ms,"),
+        found[1].starts_with("6: server.listn: unknown key (did you mean `listen`?); expected one of: allowed_origins, api_keys, compression, demo_page, handshake_timeout_ms,"),
         "{}",
         found[1]
     );
