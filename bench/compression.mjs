@@ -5,16 +5,18 @@
 // the bridge's inbound channel by one more (uncompressed) session, so they go through Kafka.
 //
 //   KAFKA_BOOTSTRAP (required); BRIDGE_BIN (default: the release build if there is one);
-//   SESSIONS (100), RECORDS (2000), RATE (records/s, 400)
+//   SESSIONS (100), RECORDS (2000), RATE (records/s, 400), IDLE (idle sessions for the RSS
+//   figure, 1000), OUT (a file to write the results to, as JSON)
 // Run: node bench/compression.mjs   (after `npm ci` in clients/js, which provides `ws`)
 //
-// Not part of scripts/bench.sh yet. Reports: bytes per delivery (sent_bytes_total, payload as
+// Run by scripts/bench.sh (its "Compression" table). Reports: RSS per idle session (IDLE
+// sessions that negotiated compression or not, each subscribed, RSS delta over sessions), bytes per delivery (sent_bytes_total, payload as
 // sent, over messages_delivered_total; it also counts the publisher's acks, a few bytes per
 // delivery), the JSON text per delivery, the bridge's CPU time per delivery (/proc/PID/stat
 // utime+stime over the run, publishing and consuming included) and its RSS at the end. CPU
 // figures mean something only for a release build, on an otherwise idle machine.
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 
@@ -33,6 +35,7 @@ const { WebSocket } = createRequire(join(REPO_ROOT, "clients/js/package.json"))(
 const SESSIONS = Number(process.env.SESSIONS || 100);
 const RECORDS = Number(process.env.RECORDS || 2000);
 const RATE = Number(process.env.RATE || 400);
+const IDLE = Number(process.env.IDLE || 1000);
 if (!process.env.BRIDGE_BIN) {
   const release = join(process.env.CARGO_TARGET_DIR || join(REPO_ROOT, "target"), "release", "kafka-ws-bridge");
   if (existsSync(release)) process.env.BRIDGE_BIN = release;
@@ -97,6 +100,25 @@ async function measure(compression) {
   await createTopics(config);
   const bridge = await startBridge(config);
   try {
+    // Idle sessions first, offering permessage-deflate as browsers do: what each one costs.
+    const rssBefore = rssKib(bridge.proc.pid);
+    const idle = [];
+    for (let i = 0; i < IDLE; i++) {
+      const ws = await open(bridge.ws, { perMessageDeflate: true });
+      ws.send(JSON.stringify({ type: "subscribe", id: "s", channel: "feed" }));
+      idle.push(ws);
+    }
+    await waitFor(async () => (await metric(bridge, "kafka_ws_bridge_subscriptions{channel=\"feed\"}")) === IDLE, {
+      timeoutMs: 60000,
+      what: `${IDLE} idle sessions subscribed`,
+    });
+    const idleNegotiated = idle[0]?.extensions || "none";
+    const rssPerIdle = (rssKib(bridge.proc.pid) - rssBefore) / IDLE;
+    for (const ws of idle) ws.close();
+    await waitFor(async () => (await metric(bridge, "kafka_ws_bridge_subscriptions{channel=\"feed\"}")) === 0, {
+      timeoutMs: 60000,
+      what: "the idle sessions gone",
+    });
     let received = 0;
     let textBytes = 0;
     const sessions = [];
@@ -144,6 +166,9 @@ async function measure(compression) {
       cpu_us_per_delivery: Number(((ticks * 10000) / delivered).toFixed(2)),
       cpu_s: ticks / 100,
       rss_kib: rssKib(bridge.proc.pid),
+      idle_sessions: IDLE,
+      idle_negotiated: idleNegotiated,
+      rss_kib_per_idle_session: Number(rssPerIdle.toFixed(1)),
     };
     for (const ws of [...sessions, producer]) ws.close();
     return result;
@@ -160,8 +185,15 @@ for (const compression of [false, true]) {
   results.push(result);
 }
 const [off, on] = results;
+if (process.env.OUT) {
+  writeFileSync(
+    process.env.OUT,
+    JSON.stringify({ sessions: SESSIONS, records: RECORDS, rate: RATE, bridge: process.env.BRIDGE_BIN || "debug", off, on }),
+  );
+}
 console.log(
   `bytes per delivery: ${off.sent_bytes_per_delivery} off, ${on.sent_bytes_per_delivery} on (${(off.sent_bytes_per_delivery / on.sent_bytes_per_delivery).toFixed(2)}x smaller); ` +
-    `bridge CPU per delivery: ${off.cpu_us_per_delivery} µs off, ${on.cpu_us_per_delivery} µs on (${(((on.cpu_us_per_delivery - off.cpu_us_per_delivery) / off.cpu_us_per_delivery) * 100).toFixed(0)}%)`,
+    `bridge CPU per delivery: ${off.cpu_us_per_delivery} µs off, ${on.cpu_us_per_delivery} µs on (${(((on.cpu_us_per_delivery - off.cpu_us_per_delivery) / off.cpu_us_per_delivery) * 100).toFixed(0)}%); ` +
+    `RSS per idle session: ${off.rss_kib_per_idle_session} KiB off, ${on.rss_kib_per_idle_session} KiB on (${on.idle_negotiated})`,
 );
 process.exit(0);

@@ -27,6 +27,9 @@
 #     started process pinned to core 0, the load generator pinned to core 1; then "multi":
 #     50,000 idle sessions over several bridge instances (one process may open 20,000 files
 #     here) and one broadcast reaching all of them;
+#   - permessage-deflate: kafka-ws-bridge with compression off, then on, ~1 KiB JSON records to
+#     Node `ws` sessions (which offer it as browsers do): bytes on the wire, CPU and RSS per
+#     session (bench/compression.mjs; its bridge is not pinned);
 #   - prints the table and writes it to bench/results/latest.md (--smoke: only printed); the
 #     raw JSON of every measurement stays in target/bench/<timestamp>/.
 set -euo pipefail
@@ -81,6 +84,7 @@ if [ "$mode" = smoke ]; then
   IDLE_SESSIONS=200 IDLE_HOLD=2 IDLE_SETTLE=1 IDLE_SMALL=100
   SAT_RATE=40 SAT_WARM=1 SAT_MEASURE=2
   MULTI_INSTANCES=2 MULTI_SESSIONS=100 MULTI_HOLD=10 MULTI_RECORDS=3
+  DEFLATE_SESSIONS=20 DEFLATE_RECORDS=200 DEFLATE_RATE=200 DEFLATE_IDLE=100
 else
   FLOOR_RATE=100 FLOOR_WARM=5 FLOOR_MEASURE=20
   FAN_SESSIONS=1000 FAN_START=2 FAN_MAX=20000 FAN_WARM=1 FAN_MEASURE=4
@@ -93,6 +97,8 @@ else
   SAT_RATE=1500 SAT_WARM=3 SAT_MEASURE=10
   # Several instances: 3 × 17,000 = 51,000 idle sessions (20,000 open files per process here).
   MULTI_INSTANCES="${MULTI_INSTANCES:-3}" MULTI_SESSIONS="${MULTI_SESSIONS:-17000}" MULTI_HOLD=60 MULTI_RECORDS=10
+  # permessage-deflate: ~1 KiB JSON records at a fixed rate, off vs on (bench/compression.mjs).
+  DEFLATE_SESSIONS=100 DEFLATE_RECORDS=4000 DEFLATE_RATE=400 DEFLATE_IDLE=1000
 fi
 # Scenarios per peer. Centrifugo and the raw writer have no inbound path to Kafka (no e);
 # "idle" holds IDLE_SESSIONS, "idle10k" IDLE_SMALL; "sat" is the latency run at SAT_RATE.
@@ -571,6 +577,19 @@ for kind in "${bridges[@]}"; do
     measure "$kind" "$scenario" || failed=1
   done
 done
+
+# permessage-deflate (issue 16): Node `ws` sessions, which offer it as browsers do, against
+# kafka-ws-bridge with compression off, then on — bytes on the wire, CPU and RSS per session.
+# bench/compression.mjs starts its own bridge (not pinned) and publishes through it.
+[ -d clients/js/node_modules/ws ] || (cd clients/js && npm ci --no-audit --no-fund --loglevel=error)
+fresh_broker
+say "compression: $DEFLATE_SESSIONS sessions, $DEFLATE_RECORDS records of ~1 KiB at $DEFLATE_RATE/s, $DEFLATE_IDLE idle sessions; off, then on"
+BRIDGE_BIN="$bin/kafka-ws-bridge" SESSIONS=$DEFLATE_SESSIONS RECORDS=$DEFLATE_RECORDS RATE=$DEFLATE_RATE \
+  IDLE=$DEFLATE_IDLE OUT="$results/compression.json" node bench/compression.mjs >"$results/compression.log" 2>&1 || {
+  failed=1
+  echo '{"error": "bench/compression.mjs failed (compression.log)"}' >"$results/compression.json"
+  tail -20 "$results/compression.log" >&2
+}
 stop_broker
 
 jq -cn --arg mode "$mode" --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg pinning "$pinning" \
@@ -585,6 +604,16 @@ jq -cn --arg mode "$mode" --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg pi
   >"$results/meta.json"
 
 table="$("$load" report --dir "$results")"
+# The compression table, from bench/compression.mjs's results.
+table="$table
+
+$(jq -r 'if .error then "**Compression:** \(.error)" else
+  "| permessage-deflate: ~1 KiB JSON records to \(.sessions) sessions at \(.rate) records/s (Node `ws` clients) | compression off | on | on vs off | target |",
+  "|---|---|---|---|---|",
+  "| bytes on the wire per delivery | \(.off.sent_bytes_per_delivery) | \(.on.sent_bytes_per_delivery) | \((.off.sent_bytes_per_delivery / .on.sent_bytes_per_delivery * 100 | round) / 100)× fewer | |",
+  "| kafka-ws-bridge CPU per delivery (publishing and consuming included) | \(.off.cpu_us_per_delivery) µs | \(.on.cpu_us_per_delivery) µs | \(if .on.cpu_us_per_delivery > .off.cpu_us_per_delivery then "+" else "" end)\(((.on.cpu_us_per_delivery / .off.cpu_us_per_delivery - 1) * 100) | round) % | ≤ +20 % |",
+  "| RSS per idle session, \(.on.idle_sessions) sessions each subscribed (negotiated: \(.on.idle_negotiated)) | \(.off.rss_kib_per_idle_session) KiB | \(.on.rss_kib_per_idle_session) KiB | | ≤ 12 KiB with compression on |"
+  end' "$results/compression.json")"
 echo
 echo "$table"
 echo
@@ -622,6 +651,7 @@ if [ "$mode" = smoke ]; then
   if has_peer raw; then
     check "$results/raw/latency.json" '.delivered_ratio >= 0.99 and .bridge_cpu_us_per_delivery > 0' "raw writer: every frame arrived"
   fi
+  check "$results/compression.json" '.on.sent_bytes_per_delivery < .off.sent_bytes_per_delivery and .on.idle_negotiated != "none" and .off.idle_negotiated == "none"' "compression: negotiated when on, fewer bytes per delivery"
   if has_peer multi; then
     check "$results/multi/multi.json" ".sessions == $((MULTI_INSTANCES * MULTI_SESSIONS)) and .broadcast_delivered_ratio >= 0.999" "several instances: every session held and got the broadcast"
   fi
