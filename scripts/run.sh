@@ -50,4 +50,13 @@ cat <<MSG
     You get "subscribed", then the "ack" of your publish, then the "message" it became on the transfers feed.
 
 MSG
-"$bridge" run --config "$config"
+# The bridge runs as a child so that this script can stop the broker after it. SIGTERM or SIGINT
+# (Ctrl-C) to the script goes to the bridge as SIGTERM: it drains and exits (a second one: at
+# once), then the broker stops; a background child would otherwise never see Ctrl-C.
+"$bridge" run --config "$config" &
+bridge_pid=$!
+trap 'kill -TERM "$bridge_pid" 2>/dev/null || true' TERM INT
+while kill -0 "$bridge_pid" 2>/dev/null; do
+  wait "$bridge_pid" || true # returns early when a signal arrives; the bridge is still draining
+done
+wait "$bridge_pid" # its exit status is the script's
