@@ -43,7 +43,7 @@ pub(in crate::ws) struct Stomp {
     pub(super) offered: (u64, u64),
     pub(super) subscriptions: HashMap<String, Subscribed>,
     /// (channel, key) → subscription id, to address a shared `message`.
-    pub(super) by_target: HashMap<(String, Option<String>), String>,
+    pub(super) by_target: Targets,
     /// An ERROR is on its way: nothing more is read.
     pub(in crate::ws) failed: bool,
     /// DISCONNECT was read (with its receipt, if any): answered once publishes are acked.
@@ -181,10 +181,9 @@ impl Stomp {
 
     /// The subscription a frame of `channel`/`key` is for: the keyed one, else the channel's.
     pub(super) fn find(&self, channel: Option<&str>, key: Option<&str>) -> Option<&str> {
-        let channel = channel?.to_owned();
-        self.by_target
-            .get(&(channel.clone(), key.map(str::to_owned)))
-            .or_else(|| self.by_target.get(&(channel, None)))
+        let targets = self.by_target.0.get(channel?)?;
+        key.and_then(|key| targets.keyed.get(key))
+            .or(targets.any.as_ref())
             .map(String::as_str)
     }
 
@@ -226,6 +225,54 @@ impl Stomp {
     }
 }
 
+/// Subscription ids by channel, then key: looked up with borrowed names for every delivery.
+#[derive(Default)]
+pub(in crate::ws) struct Targets(HashMap<String, ChannelTargets>);
+
+#[derive(Default)]
+struct ChannelTargets {
+    /// The subscription to the whole channel (or, on a by_key channel, to the user's own key
+    /// when none was named).
+    any: Option<String>,
+    keyed: HashMap<String, String>,
+}
+
+impl Targets {
+    /// The subscription to exactly `channel`/`key`.
+    pub(super) fn get(&self, channel: &str, key: Option<&str>) -> Option<&String> {
+        let targets = self.0.get(channel)?;
+        match key {
+            Some(key) => targets.keyed.get(key),
+            None => targets.any.as_ref(),
+        }
+    }
+
+    pub(super) fn insert(&mut self, channel: &str, key: Option<&str>, id: String) {
+        let targets = self.0.entry(channel.to_owned()).or_default();
+        match key {
+            Some(key) => {
+                targets.keyed.insert(key.to_owned(), id);
+            }
+            None => targets.any = Some(id),
+        }
+    }
+
+    pub(super) fn remove(&mut self, channel: &str, key: Option<&str>) {
+        let Some(targets) = self.0.get_mut(channel) else {
+            return;
+        };
+        match key {
+            Some(key) => {
+                targets.keyed.remove(key);
+            }
+            None => targets.any = None,
+        }
+        if targets.any.is_none() && targets.keyed.is_empty() {
+            self.0.remove(channel);
+        }
+    }
+}
+
 /// The fields of a queued JSON frame the translation needs.
 #[derive(Deserialize)]
 pub(super) struct Head<'a> {
@@ -263,7 +310,12 @@ pub(super) struct SnapshotHead<'a> {
 
 /// A STOMP frame as a queued WebSocket text frame.
 pub(super) fn text(frame: &StompFrame) -> Frame {
-    Frame::from(String::from_utf8_lossy(&frame.encode()).into_owned())
+    // Headers and bodies are UTF-8 (JSON or text records): no copy in the usual case.
+    let bytes = frame.encode();
+    Frame::from(
+        String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 pub(super) fn error_frame(receipt: Option<String>, code: &str, message: &str) -> Frame {

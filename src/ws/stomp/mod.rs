@@ -133,7 +133,7 @@ fn negotiate(connect: &StompFrame, ctx: &WsContext) -> Result<Stomp, String> {
         heart_beat,
         offered: (ours, ours),
         subscriptions: HashMap::new(),
-        by_target: HashMap::new(),
+        by_target: Default::default(),
         failed: false,
         disconnect: None,
     })
@@ -284,9 +284,8 @@ impl Session {
                 return Ok(());
             }
         };
-        let target = (channel.clone(), key.clone());
         let stomp = self.stomp.as_ref().expect("a STOMP session");
-        if let Some(other) = stomp.by_target.get(&target) {
+        if let Some(other) = stomp.by_target.get(&channel, key.as_deref()) {
             return Err(format!(
                 "destination `{destination}`: already subscribed (subscription `{other}`)"
             ));
@@ -294,7 +293,7 @@ impl Session {
         let json = self.ctx.catalogue.channel(channel_id).spec.format == Format::Json;
         // Registered first: the `subscribed` frame (and a snapshot) are queued by `subscribe`.
         let stomp = self.stomp.as_mut().expect("a STOMP session");
-        stomp.by_target.insert(target.clone(), id.clone());
+        stomp.by_target.insert(&channel, key.as_deref(), id.clone());
         stomp.subscriptions.insert(
             id.clone(),
             Subscribed {
@@ -306,8 +305,9 @@ impl Session {
         );
         if let Err(refusal) = self.subscribe(receipt_id(receipt), &channel, key, want, None, None) {
             let stomp = self.stomp.as_mut().expect("a STOMP session");
-            stomp.by_target.remove(&target);
-            stomp.subscriptions.remove(&id);
+            if let Some(sub) = stomp.subscriptions.remove(&id) {
+                stomp.by_target.remove(&sub.channel, sub.key.as_deref());
+            }
             self.stomp_refuse(receipt, refusal);
         }
         Ok(())
@@ -331,9 +331,7 @@ impl Session {
             }
             return Ok(());
         };
-        stomp
-            .by_target
-            .remove(&(sub.channel.clone(), sub.key.clone()));
+        stomp.by_target.remove(&sub.channel, sub.key.as_deref());
         if let Err(refusal) = self.unsubscribe(&receipt_id(receipt), &sub.channel, sub.key) {
             self.stomp_refuse(receipt, refusal);
         }
