@@ -28,6 +28,8 @@ import {
   unique,
   waitFor,
   writeConfig,
+  metric,
+  record,
 } from "../clients/js/test/harness.mjs";
 
 const { WebSocket } = createRequire(join(REPO_ROOT, "clients/js/package.json"))("ws");
@@ -39,30 +41,6 @@ const IDLE = Number(process.env.IDLE || 1000);
 if (!process.env.BRIDGE_BIN) {
   const release = join(process.env.CARGO_TARGET_DIR || join(REPO_ROOT, "target"), "release", "kafka-ws-bridge");
   if (existsSync(release)) process.env.BRIDGE_BIN = release;
-}
-
-/** A JSON record of about 1 KiB, like a typical business event (as tests/compression.rs). */
-function record(n) {
-  return {
-    n,
-    order: `ORD-${String(n).padStart(8, "0")}`,
-    customer: { id: `C-${String((n * 7919) % 1000000).padStart(6, "0")}`, tier: "gold", region: "eu-west" },
-    lines: [...Array(8).keys()].map((i) => ({
-      sku: `SKU-${String(((n + i) * 31) % 100000).padStart(5, "0")}`,
-      qty: i + 1,
-      price: 12.5 + i,
-      currency: "EUR",
-      warehouse: "AMS-2",
-    })),
-    status: "confirmed",
-    created_at: "2026-12-02T04:05:06.789Z",
-  };
-}
-
-async function metric(bridge, name) {
-  const text = await (await fetch(bridge.metrics)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(" ")[1]) : 0;
 }
 
 function cpuTicks(pid) {

@@ -23,36 +23,14 @@ import {
   startBridge,
   unique,
   writeConfig,
+  metric,
+  record,
 } from "../../clients/js/test/harness.mjs";
 
 const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const started = Date.now();
 const cleanup = [];
 const step = (text) => console.log(`  ✓ ${text} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-
-/** A JSON record of about 1 KiB, like a typical business event. */
-function record(n) {
-  return {
-    n,
-    order: `ORD-${String(n).padStart(8, "0")}`,
-    customer: { id: `C-${String((n * 7919) % 1000000).padStart(6, "0")}`, tier: "gold", region: "eu-west" },
-    lines: [...Array(8).keys()].map((i) => ({
-      sku: `SKU-${String(((n + i) * 31) % 100000).padStart(5, "0")}`,
-      qty: i + 1,
-      price: 12.5 + i,
-      currency: "EUR",
-      warehouse: "AMS-2",
-    })),
-    status: "confirmed",
-    created_at: "2026-12-02T04:05:06.789Z",
-  };
-}
-
-async function metric(bridge, name) {
-  const text = await (await fetch(bridge.metrics)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(" ")[1]) : 0;
-}
 
 async function main() {
   bootstrap();

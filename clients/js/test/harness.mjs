@@ -244,3 +244,29 @@ export function nextEvent(client, event, timeoutMs = 20000) {
     });
   });
 }
+
+/** A JSON record of about 1 KiB, like a typical business event (as tests/compression.rs): the
+ * compression tests and bench/compression.mjs send it. */
+export function record(n) {
+  return {
+    n,
+    order: `ORD-${String(n).padStart(8, "0")}`,
+    customer: { id: `C-${String((n * 7919) % 1000000).padStart(6, "0")}`, tier: "gold", region: "eu-west" },
+    lines: [...Array(8).keys()].map((i) => ({
+      sku: `SKU-${String(((n + i) * 31) % 100000).padStart(5, "0")}`,
+      qty: i + 1,
+      price: 12.5 + i,
+      currency: "EUR",
+      warehouse: "AMS-2",
+    })),
+    status: "confirmed",
+    created_at: "2026-12-02T04:05:06.789Z",
+  };
+}
+
+/** A metric sample without labels (or with the labels written out), 0 when absent. */
+export async function metric(bridge, name) {
+  const text = await (await fetch(bridge.metrics)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(" ")[1]) : 0;
+}
