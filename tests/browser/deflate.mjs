@@ -11,7 +11,6 @@
 // Run: node tests/browser/deflate.mjs   (after tests/browser/setup.sh)
 
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
 import { WebSocket } from "ws";
 
 import { connect } from "../../clients/js/kafka-ws-bridge.js";
@@ -26,11 +25,10 @@ import {
   metric,
   record,
 } from "../../clients/js/test/harness.mjs";
+import { browserTest, launchChromium } from "./lib.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const started = Date.now();
-const cleanup = [];
-const step = (text) => console.log(`  ✓ ${text} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+const test = browserTest("permessage-deflate browser test", 120000);
+const { cleanup, step } = test;
 
 async function main() {
   bootstrap();
@@ -51,11 +49,7 @@ async function main() {
   await nextEvent(producer, "open");
   step(`bridges up: page at ${bridge.http}, producer at ${producerBridge.ws}`);
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-  });
+  const browser = await launchChromium();
   cleanup.push(() => browser.close());
   const page = await browser.newPage();
   page.setDefaultTimeout(20000);
@@ -129,27 +123,7 @@ async function main() {
   const echoed = await page.evaluate(() => window.frames_.filter((f) => f.type === "message" && f.data.n === 1000).at(-1)?.data);
   assert.deepEqual(echoed, big, "the compressed publish reached Kafka and came back intact");
   step(`the page's ${JSON.stringify(big).length}-byte publish went compressed (inflated_messages_total +${inflated}), acked, echoed intact`);
-  console.log(`==> permessage-deflate browser test passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`==> permessage-deflate browser test passed in ${test.elapsed()} s`);
 }
 
-let failed = false;
-const watchdog = setTimeout(() => {
-  console.error("permessage-deflate browser test: timed out after 120 s");
-  process.exit(1);
-}, 120000);
-try {
-  await main();
-} catch (e) {
-  failed = true;
-  console.error(`permessage-deflate browser test FAILED: ${e.stack || e}`);
-} finally {
-  for (const fn of cleanup.reverse()) {
-    try {
-      await fn();
-    } catch {
-      // keep cleaning
-    }
-  }
-  clearTimeout(watchdog);
-}
-process.exit(failed ? 1 : 0);
+await test.run(main);

@@ -12,7 +12,6 @@
 // Run: node tests/browser/sse.mjs   (after tests/browser/setup.sh)
 
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
 import { WebSocket } from "ws";
 
 import { connect } from "../../clients/js/kafka-ws-bridge.js";
@@ -28,11 +27,10 @@ import {
   waitFor,
   writeConfig,
 } from "../../clients/js/test/harness.mjs";
+import { browserTest, launchChromium } from "./lib.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const started = Date.now();
-const cleanup = [];
-const step = (text) => console.log(`  ✓ ${text} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+const test = browserTest("SSE browser test", 150000);
+const { cleanup, step } = test;
 
 /**
  * Every record 0..count-1 exactly once, and per partition in offset order (Kafka orders
@@ -90,11 +88,7 @@ async function main() {
   await nextEvent(producer, "open");
   step(`bridges up: page at ${bridge.http}, producer at ${producerBridge.ws}`);
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-  });
+  const browser = await launchChromium();
   cleanup.push(() => browser.close());
   const page = await browser.newPage();
   page.setDefaultTimeout(20000);
@@ -195,27 +189,7 @@ async function main() {
     what: "closed streams to be counted out",
   });
   step("sessions_open{transport=\"sse\"} back to 0 once the EventSources closed");
-  console.log(`==> SSE browser test passed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`==> SSE browser test passed in ${test.elapsed()} s`);
 }
 
-let failed = false;
-const watchdog = setTimeout(() => {
-  console.error("SSE browser test: timed out after 150 s");
-  process.exit(1);
-}, 150000);
-try {
-  await main();
-} catch (e) {
-  failed = true;
-  console.error(`SSE browser test FAILED: ${e.stack || e}`);
-} finally {
-  for (const fn of cleanup.reverse()) {
-    try {
-      await fn();
-    } catch {
-      // keep cleaning
-    }
-  }
-  clearTimeout(watchdog);
-}
-process.exit(failed ? 1 : 0);
+await test.run(main);

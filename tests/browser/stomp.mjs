@@ -10,7 +10,6 @@
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 import { WebSocket } from "ws";
 
 import { connect } from "../../clients/js/kafka-ws-bridge.js";
@@ -24,17 +23,11 @@ import {
   waitFor,
   writeConfig,
 } from "../../clients/js/test/harness.mjs";
+import { browserTest, launchChromium } from "./lib.mjs";
 
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const STOMPJS = join(dirname(fileURLToPath(import.meta.url)), "node_modules/@stomp/stompjs/bundles/stomp.umd.min.js");
-const started = Date.now();
-const cleanup = [];
-const step = (text) => console.log(`  ✓ ${text} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-let failed = false;
-const watchdog = setTimeout(() => {
-  console.error("STOMP browser test FAILED: still running after 120 s");
-  process.exit(1);
-}, 120000);
+const test = browserTest("STOMP browser test", 120000);
+const { cleanup, step } = test;
 
 async function main() {
   bootstrap();
@@ -70,11 +63,7 @@ async function main() {
   const seen = [];
   await json.subscribe("feed", { onMessage: (data, frame) => seen.push(frame) }).ready;
 
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"],
-  });
+  const browser = await launchChromium();
   cleanup.push(() => browser.close());
   const page = await browser.newPage();
   page.setDefaultTimeout(20000);
@@ -149,19 +138,4 @@ async function main() {
   step("a forbidden destination: ERROR, then the close");
 }
 
-try {
-  await main();
-} catch (e) {
-  failed = true;
-  console.error(`STOMP browser test FAILED: ${e.stack || e}`);
-} finally {
-  for (const fn of cleanup.reverse()) {
-    try {
-      await fn();
-    } catch {
-      // keep cleaning
-    }
-  }
-  clearTimeout(watchdog);
-}
-process.exit(failed ? 1 : 0);
+await test.run(main);
