@@ -31,6 +31,9 @@ pub enum AuthError {
     Algorithm(String),
     #[error("wrong token issuer")]
     Issuer,
+    /// A claim the bridge reads that is of the wrong type or out of range (`exp: 1e19`).
+    #[error("invalid `{0}` claim: {1}")]
+    InvalidClaim(&'static str, &'static str),
     #[error("wrong token audience")]
     Audience,
     #[error("token has no `{0}` claim (the user id)")]

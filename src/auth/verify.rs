@@ -29,6 +29,8 @@ pub struct JwtVerifier {
     user_claim: String,
     roles_claim: String,
     leeway: u64,
+    /// `auth.jwt.issuer`: the `iss` claim must be this very string.
+    issuer: Option<String>,
 }
 
 impl JwtVerifier {
@@ -71,9 +73,11 @@ impl JwtVerifier {
         };
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms;
-        validation.leeway = config.leeway_seconds;
-        validation.validate_nbf = true;
-        validation.required_spec_claims = ["exp".to_owned()].into_iter().collect();
+        // Times are checked by `times` below, not by the library: it takes any u64 (whose sums
+        // then overflow) and calls a malformed `exp` missing.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.required_spec_claims.clear();
         if let Some(issuer) = &config.issuer {
             validation.set_issuer(&[issuer]);
             validation.required_spec_claims.insert("iss".into());
@@ -91,7 +95,9 @@ impl JwtVerifier {
             algorithm_names: config.algorithms.clone(),
             user_claim: config.user_claim.clone(),
             roles_claim: config.roles_claim.clone(),
-            leeway: config.leeway_seconds,
+            // `check` allows an hour; bounded here too, so that sums of times cannot overflow.
+            leeway: config.leeway_seconds.min(MAX_NUMERIC_DATE),
+            issuer: config.issuer.clone(),
         })
     }
 
@@ -158,10 +164,20 @@ impl JwtVerifier {
                 ErrorKind::InvalidAudience => AuthError::Audience,
                 ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::Issuer,
                 ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::Audience,
+                ErrorKind::InvalidClaimFormat(claim) if claim == "iss" => AuthError::Issuer,
+                ErrorKind::InvalidClaimFormat(claim) if claim == "aud" => AuthError::Audience,
                 _ => AuthError::Malformed,
             },
         )?;
         let claims = data.claims;
+        let exp = self.times(&claims)?;
+        // The library takes an `iss` array that holds the issuer; RFC 7519 makes it one string.
+        if let Some(issuer) = &self.issuer {
+            match claims.get("iss") {
+                Some(Value::String(iss)) if iss == issuer => {}
+                _ => return Err(AuthError::Issuer),
+            }
+        }
         let user = match claim(&claims, &self.user_claim) {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
@@ -176,16 +192,61 @@ impl JwtVerifier {
                 .collect(),
             _ => Vec::new(),
         };
-        let expires_at = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .map(|exp| exp + self.leeway);
         Ok(Identity {
             user: Some(user),
             roles,
             claims,
-            expires_at,
+            // Both bounded: the sum cannot overflow, and the clock's milliseconds neither.
+            expires_at: Some(exp + self.leeway),
         })
+    }
+
+    /// `exp` (required), `nbf` and `iat` as dates within [`MAX_NUMERIC_DATE`], `exp` + leeway
+    /// not past and `nbf` − leeway not ahead. Returns `exp`.
+    fn times(&self, claims: &Map<String, Value>) -> Result<u64, AuthError> {
+        let exp = numeric_date(claims, "exp")?.ok_or(AuthError::Malformed)?;
+        let nbf = numeric_date(claims, "nbf")?;
+        numeric_date(claims, "iat")?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if exp + self.leeway < now {
+            return Err(AuthError::Expired);
+        }
+        if nbf.is_some_and(|nbf| nbf > now + self.leeway) {
+            return Err(AuthError::NotYetValid);
+        }
+        Ok(exp)
+    }
+}
+
+/// 9999-12-31T23:59:59Z: the latest time a token may name. Later values are no real dates, and
+/// bounding them keeps every sum and product of token times far from overflowing.
+pub(super) const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
+
+const NUMERIC_DATE: &str = "expected seconds since 1970 up to year 9999";
+
+/// A NumericDate claim (RFC 7519 §2: seconds since the epoch, possibly with a fraction), in
+/// whole seconds; `None` when absent. Any other type, a negative number or a time past
+/// [`MAX_NUMERIC_DATE`] makes the token invalid.
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, AuthError> {
+    let Some(value) = claims.get(name) else {
+        return Ok(None);
+    };
+    let seconds = match value {
+        Value::Number(n) => match (n.as_u64(), n.as_f64()) {
+            (Some(whole), _) => Some(whole),
+            (None, Some(real)) if real.is_finite() && real >= 0.0 => {
+                // Compared as floats first: `as` saturates, so a huge float cannot wrap.
+                (real <= MAX_NUMERIC_DATE as f64).then(|| real.floor() as u64)
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    match seconds {
+        Some(s) if s <= MAX_NUMERIC_DATE => Ok(Some(s)),
+        _ => Err(AuthError::InvalidClaim(name, NUMERIC_DATE)),
     }
 }
 
@@ -261,4 +322,127 @@ fn header_algorithm(token: &str) -> Option<String> {
         .ok()?;
     let header: Value = serde_json::from_slice(&bytes).ok()?;
     header.get("alg")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use jsonwebtoken::{EncodingKey, Header};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::Authenticator;
+
+    const SECRET: &str = "unit-test-secret-0123456789abcdef";
+    const ISSUER: &str = "https://id.example";
+
+    fn authenticator() -> Authenticator {
+        let text = format!(
+            "instance_id: a\nkafka: {{bootstrap_servers: 'k:9092'}}\ninbound: [{{channel: c, topic: t}}]\nauth:\n  mode: jwt\n  jwt: {{algorithms: [HS256], secret: {SECRET}, issuer: \"{ISSUER}\", leeway_seconds: 30}}\n"
+        );
+        let plan = crate::config::load_str(&text, "bridge.yaml", Path::new("."), |_| None)
+            .expect("valid config");
+        Authenticator::from_plan(&plan).expect("verifier")
+    }
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn token(changes: &[(&str, Value)]) -> String {
+        let mut claims = json!({"sub": "u", "iss": ISSUER, "exp": now() + 600});
+        for (name, value) in changes {
+            claims[name] = value.clone();
+        }
+        jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn verify(changes: &[(&str, Value)]) -> Result<Identity, AuthError> {
+        let auth = authenticator();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(auth.authenticate(Some(token(changes))))
+    }
+
+    #[test]
+    fn times_that_overflow_a_clock_are_invalid_claims() {
+        let invalid_exp = Err(AuthError::InvalidClaim("exp", NUMERIC_DATE));
+        for exp in [
+            json!(1u64 << 63),
+            json!(1e19),
+            json!(u64::MAX),
+            json!(1u64 << 62),
+        ] {
+            assert_eq!(verify(&[("exp", exp.clone())]), invalid_exp, "{exp}");
+        }
+        assert_eq!(verify(&[("exp", json!("later"))]), invalid_exp);
+        assert_eq!(verify(&[("exp", json!(-1))]), invalid_exp);
+        assert_eq!(
+            verify(&[("iat", json!(1e300))]),
+            Err(AuthError::InvalidClaim("iat", NUMERIC_DATE))
+        );
+        assert_eq!(
+            verify(&[("iat", json!({}))]),
+            Err(AuthError::InvalidClaim("iat", NUMERIC_DATE))
+        );
+    }
+
+    #[test]
+    fn the_issuer_is_one_string_equal_to_the_configured_one() {
+        assert!(verify(&[]).is_ok());
+        for iss in [
+            json!(["https://evil.example", ISSUER]),
+            json!([ISSUER]),
+            json!(1),
+            json!("https://evil.example"),
+        ] {
+            assert_eq!(
+                verify(&[("iss", iss.clone())]),
+                Err(AuthError::Issuer),
+                "{iss}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fractional_exp_is_an_expiry_with_the_leeway() {
+        let exp = now() + 100;
+        let identity = verify(&[("exp", json!(exp as f64 + 0.75))]).unwrap();
+        assert_eq!(identity.expires_at, Some(exp + 30));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever a signed token's times say, verification answers (never panics), and an
+        /// accepted token's expiry is a real date the session clock can hold.
+        #[test]
+        fn any_time_claims_are_answered(
+            exp in prop_oneof![any::<u64>().prop_map(|n| json!(n)), any::<i64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+                (0u64..MAX_NUMERIC_DATE + 10).prop_map(|n| json!(n)), Just(json!(null)), Just(json!("x"))],
+            nbf in proptest::option::of(prop_oneof![any::<u64>().prop_map(|n| json!(n)), any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f))]),
+        ) {
+            let mut changes = vec![("exp", exp)];
+            if let Some(nbf) = nbf {
+                changes.push(("nbf", nbf));
+            }
+            if let Ok(identity) = verify(&changes) {
+                let at = identity.expires_at.expect("an accepted token has an expiry");
+                prop_assert!(at <= MAX_NUMERIC_DATE + 30);
+                prop_assert!(at >= now());
+            }
+        }
+    }
 }

@@ -79,7 +79,7 @@ pub struct JwtConfig {
     /// Claim holding the user's roles (a list of strings, or one string).
     #[serde(default = "default_roles_claim")]
     pub roles_claim: String,
-    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds (at most 3600).
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
 }

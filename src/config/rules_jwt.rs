@@ -8,10 +8,22 @@ use super::JwtConfig;
 const MIN_JWKS_REFRESH_S: u64 = 10;
 /// Longest `jwks_refresh_s`: a day; providers publish a new key well before using it.
 const MAX_JWKS_REFRESH_S: u64 = 86_400;
+/// Longest `leeway_seconds`: an hour of clock skew is already a broken clock; far larger values
+/// would overflow the token library's own `now + leeway`.
+const MAX_LEEWAY_S: u64 = 3_600;
 
 impl Semantic<'_> {
     /// `hmac` / `public_key`: whether the algorithms include those families.
     pub(super) fn check_jwt_keys(&mut self, jwt: &JwtConfig, hmac: bool, public_key: bool) {
+        if jwt.leeway_seconds > MAX_LEEWAY_S {
+            self.error(
+                "auth.jwt.leeway_seconds",
+                format!(
+                    "must be at most {MAX_LEEWAY_S} seconds, found {}",
+                    jwt.leeway_seconds
+                ),
+            );
+        }
         let from_idp = jwt.jwks_url.is_some() || jwt.discovery;
         if let Some(url) = &jwt.jwks_url {
             if let Err(reason) = http_url(url) {
@@ -129,6 +141,10 @@ mod tests {
         assert_eq!(
             errors("    algorithms: [RS256]\n    issuer: https://id.example.com\n    discovery: true\n    jwks_url: https://id.example.com/keys\n"),
             ["bridge.yaml:9: auth.jwt.discovery: cannot be combined with jwks_url: discovery finds the key set's URL itself"]
+        );
+        assert_eq!(
+            errors("    algorithms: [HS256]\n    secret: 0123456789abcdef0123456789abcdef\n    leeway_seconds: 100000\n"),
+            ["bridge.yaml:9: auth.jwt.leeway_seconds: must be at most 3600 seconds, found 100000"]
         );
     }
 }

@@ -46,6 +46,8 @@ labels! {
         Shutdown => "shutdown",
         /// A transport error.
         Error => "error",
+        /// The session's task panicked (a bug): released all the same, counted here.
+        Panic => "panic",
     }
 }
 

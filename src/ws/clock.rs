@@ -14,15 +14,20 @@ pub(super) struct TokenClock {
 }
 
 impl TokenClock {
-    /// For a token valid until `expires_at` (seconds since the epoch, leeway included).
+    /// For a token valid until `expires_at` (seconds since the epoch, leeway included). Token
+    /// times are bounded when verified; the arithmetic here is checked all the same, so an
+    /// absurd time means "far away", never a panic.
     pub(super) fn new(expires_at: Option<u64>, warn_before: Duration) -> Self {
         let Some(expires_at) = expires_at else {
             return TokenClock::default();
         };
-        let end = UNIX_EPOCH + Duration::from_secs(expires_at);
-        let left = end
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
+        let left = match UNIX_EPOCH.checked_add(Duration::from_secs(expires_at)) {
+            Some(end) => end
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .min(FAR),
+            None => FAR,
+        };
         let now = tokio::time::Instant::now();
         TokenClock {
             expiry: Some(now + left),
@@ -30,10 +35,13 @@ impl TokenClock {
             // otherwise be warned about (and refreshed) again at once, in a loop.
             warning: (!warn_before.is_zero())
                 .then(|| now + left.saturating_sub(warn_before).max(left / 2)),
-            expires_at_ms: Some(expires_at * 1000),
+            expires_at_ms: Some(expires_at.saturating_mul(1000)),
         }
     }
 }
+
+/// Timers further away than this are this far away: about 30 years, past any session's life.
+const FAR: Duration = Duration::from_secs(1 << 30);
 
 #[cfg(test)]
 mod tests {
@@ -60,5 +68,14 @@ mod tests {
         assert!(TokenClock::new(None, Duration::from_secs(60))
             .expiry
             .is_none());
+    }
+
+    #[test]
+    fn absurd_times_are_far_away_not_a_panic() {
+        for at in [1 << 62, 1 << 63, 10_000_000_000_000_000_000, u64::MAX] {
+            let clock = TokenClock::new(Some(at), Duration::from_secs(60));
+            assert!(clock.expiry.unwrap() > tokio::time::Instant::now() + FAR / 2);
+            assert_eq!(clock.expires_at_ms, Some(at.saturating_mul(1000)));
+        }
     }
 }

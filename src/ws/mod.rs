@@ -15,6 +15,8 @@ mod requests;
 mod session;
 mod sse;
 mod stomp;
+#[cfg(test)]
+mod tests;
 mod upgrade;
 mod wire;
 

@@ -62,6 +62,9 @@ pub(super) struct Session {
     pub(super) stomp: Option<Box<super::stomp::dialect::Stomp>>,
     /// What it is counted as in the session metrics.
     pub(super) transport: Transport,
+    /// Counted open ([`Session::opened`]) and not yet finished: whatever ends the session — its
+    /// loop, or a panic unwinding its task — must release it once ([`Drop`]).
+    open: bool,
 }
 
 /// `server.publish_rate`: `rate` tokens a second, at most `burst`, one per publish.
@@ -123,6 +126,9 @@ pub(super) async fn run(
 ) {
     let handle = ctx.new_handle(&identity);
     let finished = CancellationToken::new();
+    // Cancelled however this task ends, a panic included: a session replacing this one waits
+    // for it.
+    let _finished = finished.clone().drop_guard();
     let replaced = ctx
         .sessions
         .insert(&handle, finished.clone(), ctx.max_sessions_per_user);
@@ -131,8 +137,10 @@ pub(super) async fn run(
     } else {
         Transport::WebSocket
     };
-    ctx.metrics.session_opened(transport);
-    tracing::info!(session = %handle.public_id, user = user_label(&identity), transport = transport.as_str(), "session opened");
+    let mut session = Session::new(ctx.clone(), handle.clone(), identity);
+    session.stomp = stomp;
+    session.opened(transport);
+    tracing::info!(session = %handle.public_id, user = user_label(&session.identity), transport = transport.as_str(), "session opened");
     // Newest wins: the older sessions are told and closed before this one is welcomed.
     for old in &replaced {
         old.handle.outbox.push_control(protocol::session_replaced());
@@ -146,9 +154,6 @@ pub(super) async fn run(
             tracing::warn!(session = %old.handle.public_id, "replaced session did not close in time");
         }
     }
-    let mut session = Session::new(ctx, handle.clone(), identity);
-    session.stomp = stomp;
-    session.transport = transport;
     handle.outbox.push_control(
         session.stomp_connected().unwrap_or_else(|| {
             protocol::welcome(&handle.public_id, session.identity.user.as_deref())
@@ -156,7 +161,6 @@ pub(super) async fn run(
     );
     let reason = session.serve(&mut socket).await;
     session.finish(reason);
-    finished.cancel();
     drop(slot);
 }
 
@@ -177,7 +181,15 @@ impl Session {
             refresh_request: None,
             stomp: None,
             transport: Transport::WebSocket,
+            open: false,
         }
+    }
+
+    /// Counts the session open as `transport`; from here on it is released exactly once.
+    pub(super) fn opened(&mut self, transport: Transport) {
+        self.transport = transport;
+        self.open = true;
+        self.ctx.metrics.session_opened(transport);
     }
 
     async fn serve(&mut self, socket: &mut Socket) -> CloseReason {
@@ -391,6 +403,9 @@ impl Session {
     }
 
     pub(super) fn finish(&mut self, reason: CloseReason) {
+        if !std::mem::take(&mut self.open) {
+            return;
+        }
         if let Some(pending) = self.pending.take() {
             pending.read.abort();
             let (channel_id, key) = &pending.subscription;
@@ -407,6 +422,24 @@ impl Session {
         self.ctx.sessions.remove(&self.handle);
         self.ctx.metrics.session_closed(self.transport, reason);
         tracing::info!(session = %self.handle.public_id, user = user_label(&self.identity), transport = self.transport.as_str(), reason = reason.as_str(), "session closed");
+    }
+}
+
+impl Drop for Session {
+    /// A session whose task panicked (or was dropped mid-way) still leaves the hub, the
+    /// registry and the gauges as a closed one does; the panic is counted as close reason
+    /// `panic`.
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let reason = if std::thread::panicking() {
+            tracing::error!(session = %self.handle.public_id, "session task panicked: its session is released and counted closed (reason panic)");
+            CloseReason::Panic
+        } else {
+            CloseReason::Error
+        };
+        self.finish(reason);
     }
 }
 

@@ -156,12 +156,12 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
     }
     let finished = CancellationToken::new();
     ctx.sessions.insert_uncounted(&handle, finished.clone());
-    session.transport = Transport::Sse;
-    ctx.metrics.session_opened(Transport::Sse);
+    session.opened(Transport::Sse);
     ctx.metrics.connections_accepted.inc();
     tracing::info!(session = %handle.public_id, user = user_label(&session.identity), channel = %request.channel, "sse stream opened");
     let (events, receiver) = mpsc::channel(EVENTS_AHEAD);
     ctx.session_tasks.spawn(async move {
+        let _finished = finished.drop_guard();
         let mut writer = Writer {
             events,
             seen,
@@ -169,7 +169,6 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
         };
         let reason = writer.serve(&mut session).await;
         session.finish(reason);
-        finished.cancel();
         drop(slot);
     });
     let mut response = warp::sse::reply(Events(receiver)).into_response();
