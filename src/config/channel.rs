@@ -70,14 +70,56 @@ pub enum Format {
     Text,
     /// The value is arbitrary bytes, sent as a base64 string.
     Base64,
+    /// Avro in Confluent's wire format, decoded with its writer schema from
+    /// `schema_registry` (records → objects, see docs/configuration.md "Schema Registry").
+    Avro,
+    /// Protobuf in Confluent's wire format, decoded with its schema from `schema_registry`
+    /// to the proto3 canonical JSON mapping.
+    Protobuf,
+    /// JSON in Confluent's wire format (JSON Schema serializers): the JSON after the header.
+    JsonSchema,
+}
+
+impl Format {
+    /// The registry formats: values carry a schema id and are decoded with `schema_registry`.
+    pub fn uses_registry(self) -> bool {
+        matches!(self, Format::Avro | Format::Protobuf | Format::JsonSchema)
+    }
+
+    /// Whether `data` is structured JSON that pointers, transforms and filters can read:
+    /// `json` and the registry formats (`text` and `base64` are strings).
+    pub fn is_structured(self) -> bool {
+        !matches!(self, Format::Text | Format::Base64)
+    }
+}
+
+/// Decoding of record keys (`key: {from: record_key, format: …}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyFormat {
+    /// The key is UTF-8 text and is the routing key as it is.
+    #[default]
+    Text,
+    /// Avro in Confluent's wire format; the decoded key is the routing key when it is a string
+    /// or a number, else its compact JSON text.
+    Avro,
+    /// Protobuf in Confluent's wire format; routing key as for `avro`.
+    Protobuf,
+    /// JSON in Confluent's wire format; routing key as for `avro`.
+    JsonSchema,
 }
 
 /// Where a record's routing key comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "from", rename_all = "snake_case", deny_unknown_fields)]
 pub enum KeySource {
-    /// The Kafka record key, as UTF-8: `{from: record_key}`.
-    RecordKey,
+    /// The Kafka record key: `{from: record_key}` (UTF-8 text), or with
+    /// `format: avro | protobuf | json_schema` decoded through `schema_registry`.
+    RecordKey {
+        /// How the key bytes are read; `text` unless the topic's keys are in a registry format.
+        #[serde(default)]
+        format: KeyFormat,
+    },
     /// A record header.
     Header {
         /// Header name.

@@ -22,6 +22,45 @@ pub struct InboundConfig {
     /// Optional JSON Schema file that every published `data` must satisfy (error `invalid`).
     #[serde(default)]
     pub schema_file: Option<String>,
+    /// How a published `data` is written: `json` (default: as sent), or `avro`, `protobuf`,
+    /// `json_schema` — validated against `subject`'s schema in `schema_registry` and written in
+    /// Confluent's wire format, so Confluent's deserializers read it.
+    #[serde(default)]
+    pub format: InboundFormat,
+    /// Registry subject of the schema publishes are written with (registry formats only);
+    /// default `<topic>-value` (TopicNameStrategy).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Which version of `subject`: `latest` (default; asked again every
+    /// `schema_registry.latest_refresh_s`) or a version number.
+    #[serde(default)]
+    pub schema_version: super::SchemaVersion,
+    /// Protobuf only: the fully qualified name of the message type written (e.g.
+    /// `shop.Order`); default the first message of the schema.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// How published `data` becomes a record value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InboundFormat {
+    /// The JSON as sent.
+    #[default]
+    Json,
+    /// Avro in Confluent's wire format, with the subject's schema.
+    Avro,
+    /// Protobuf in Confluent's wire format, with the subject's schema.
+    Protobuf,
+    /// JSON in Confluent's wire format, validated against the subject's JSON Schema.
+    JsonSchema,
+}
+
+impl InboundFormat {
+    /// The registry formats.
+    pub fn uses_registry(self) -> bool {
+        !matches!(self, InboundFormat::Json)
+    }
 }
 
 /// Record key of inbound publishes.

@@ -183,7 +183,7 @@ mod tests {
             [
                 "bridge.yaml:4: server.max_frame_bytes: expected a non-negative integer, found \"lots\"",
                 "bridge.yaml:6: channels[0].key: missing (required for deliver: by_key): e.g. {from: record_key}",
-                "bridge.yaml:11: channels[1].format: expected `json`, `text` or `base64`, found \"xml\"",
+                "bridge.yaml:11: channels[1].format: expected `json`, `text`, `base64`, `avro`, `protobuf` or `json_schema`, found \"xml\"",
                 "bridge.yaml:12: channels[2].name: \"a\" is used twice in channels",
             ]
         );

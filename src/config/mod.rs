@@ -17,6 +17,7 @@ mod load;
 mod partial;
 mod plan;
 mod reference;
+mod registry;
 mod rules;
 mod rules_jwt;
 mod schema;
@@ -31,15 +32,16 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{AuthConfig, AuthMode, JwtConfig};
 pub use channel::{
-    Allow, AllowLevel, ChannelConfig, Deliver, Format, KeySource, KeysLevel, KeysRule,
+    Allow, AllowLevel, ChannelConfig, Deliver, Format, KeyFormat, KeySource, KeysLevel, KeysRule,
     SlowClientPolicy, SubscribeRules,
 };
 pub use diagnostic::{Diagnostic, Severity};
-pub use inbound::{InboundConfig, InboundKey, InboundKeyLevel};
+pub use inbound::{InboundConfig, InboundFormat, InboundKey, InboundKeyLevel};
 pub use kafka::{KafkaConfig, OffsetReset, ScalarValue};
 pub use load::{load, load_str};
 pub use plan::Plan;
 pub use reference::{documented_keys, KeyDoc};
+pub use registry::{BasicAuth, LatestVersion, SchemaRegistryConfig, SchemaVersion};
 pub use schema::config_schema;
 pub use server::{
     CompressionConfig, MetricsConfig, PublishRate, ServerConfig, StompConfig, TlsConfig,
@@ -65,6 +67,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Who the clients are. Must be stated explicitly (`mode: jwt` or `mode: none`).
     pub auth: AuthConfig,
+    /// Where channels and inbound channels of `format: avro | protobuf | json_schema` find
+    /// their schemas.
+    #[serde(default)]
+    pub schema_registry: Option<SchemaRegistryConfig>,
     /// Kafka → WebSocket: each entry makes a topic readable by clients as a named channel.
     #[serde(default)]
     pub channels: Vec<ChannelConfig>,

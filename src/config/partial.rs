@@ -2,7 +2,10 @@
 //! semantic rules (`rules.rs`) can still check them and report every problem at once.
 
 use super::source::{Node, NodeKind};
-use super::{AuthConfig, ChannelConfig, InboundConfig, KafkaConfig, MetricsConfig, ServerConfig};
+use super::{
+    AuthConfig, ChannelConfig, InboundConfig, KafkaConfig, MetricsConfig, SchemaRegistryConfig,
+    ServerConfig,
+};
 
 /// The parts of the config that loaded, each `None` (or absent from a list) when its subtree
 /// has a structural error. List items keep their index for messages.
@@ -14,6 +17,7 @@ pub(super) struct Partial {
     pub(super) auth: Option<AuthConfig>,
     pub(super) channels: Vec<(usize, ChannelConfig)>,
     pub(super) inbound: Vec<(usize, InboundConfig)>,
+    pub(super) schema_registry: Option<SchemaRegistryConfig>,
 }
 
 impl Partial {
@@ -63,6 +67,7 @@ impl Partial {
                 .into_iter()
                 .filter_map(|(i, n)| typed(n).map(|c| (i, c)))
                 .collect(),
+            schema_registry: section("schema_registry").and_then(typed),
         }
     }
 }

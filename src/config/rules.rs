@@ -11,6 +11,7 @@ use super::partial::Partial;
 use super::plan::line_of;
 use super::*;
 
+mod registry;
 mod transforms;
 
 /// Properties the bridge sets itself; users configure them through dedicated keys.
@@ -114,6 +115,7 @@ impl<'a> Semantic<'a> {
         }
         self.check_channels(&partial.channels, auth_mode);
         self.check_inbound(&partial.inbound, auth_mode);
+        self.check_registry(partial);
         (listen, metrics_listen)
     }
 
@@ -393,8 +395,11 @@ impl<'a> Semantic<'a> {
                 _ => {}
             }
             if let Some(KeySource::Value { pointer }) = &channel.key {
-                if channel.format != Format::Json {
-                    self.error(&at("key.from"), "`value` needs format: json");
+                if !channel.format.is_structured() {
+                    self.error(
+                        &at("key.from"),
+                        "`value` needs structured values (format json, avro, protobuf or json_schema)",
+                    );
                 }
                 self.pointer(&at("key.pointer"), pointer);
             }

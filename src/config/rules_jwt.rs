@@ -86,7 +86,7 @@ impl Semantic<'_> {
 }
 
 /// An `http://` or `https://` URL with a host.
-fn http_url(url: &str) -> Result<(), String> {
+pub(super) fn http_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))

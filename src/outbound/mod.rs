@@ -306,7 +306,7 @@ fn key<'r>(
 ) -> Result<Option<Cow<'r, str>>, String> {
     let key = match &channel.spec.key {
         None => None,
-        Some(KeySource::RecordKey) => match record.key {
+        Some(KeySource::RecordKey { .. }) => match record.key {
             Some(bytes) => Some(Cow::Borrowed(
                 std::str::from_utf8(bytes).map_err(|_| "the record key is not UTF-8")?,
             )),

@@ -35,6 +35,10 @@ pub fn encode_data(format: Format, value: Option<&[u8]>) -> Result<DataJson<'_>,
             out.push('"');
             Ok(DataJson::Owned(out))
         }
+        // Decoded with their schema before this (outbound), never here.
+        Format::Avro | Format::Protobuf | Format::JsonSchema => {
+            Err("a Schema Registry format needs its schema to decode".into())
+        }
     }
 }
 
@@ -62,6 +66,8 @@ pub enum DataError {
     NotABase64String,
     #[error("`data` is not valid base64: {0}")]
     BadBase64(#[from] base64::DecodeError),
+    #[error("this channel's format needs its schema from the Schema Registry")]
+    NeedsSchema,
 }
 
 /// The record value for a channel's format, from the `data` a client sent: JSON as sent;
@@ -79,6 +85,7 @@ pub fn decode_data(format: Format, data: &RawValue) -> Result<Vec<u8>, DataError
                 .map_err(|_| DataError::NotABase64String)?;
             Ok(base64::engine::general_purpose::STANDARD.decode(text)?)
         }
+        Format::Avro | Format::Protobuf | Format::JsonSchema => Err(DataError::NeedsSchema),
     }
 }
 

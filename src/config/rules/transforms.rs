@@ -2,7 +2,7 @@
 //! pointer well formed), `subscribe.where` and `max_rate`.
 
 use super::Semantic;
-use crate::config::{AuthMode, ChannelConfig, Deliver, Format, Transform};
+use crate::config::{AuthMode, ChannelConfig, Deliver, Transform};
 use crate::predicate::Predicate;
 
 impl Semantic<'_> {
@@ -52,7 +52,7 @@ impl Semantic<'_> {
                 }
             }
         }
-        if !channel.transforms.is_empty() && channel.format != Format::Json {
+        if !channel.transforms.is_empty() && !channel.format.is_structured() {
             self.warn(
                 &at("transforms"),
                 "on a text or base64 channel the value is one JSON string: pointers find nothing in it",
@@ -66,8 +66,11 @@ impl Semantic<'_> {
                     "must point into the value, e.g. /tenantId",
                 );
             }
-            if channel.format != Format::Json {
-                self.error(&at("subscribe.where"), "needs format: json");
+            if !channel.format.is_structured() {
+                self.error(
+                    &at("subscribe.where"),
+                    "needs structured values (format json, avro, protobuf or json_schema)",
+                );
             }
             if rule.equals_claim.is_empty() {
                 self.error(&at("subscribe.where.equals_claim"), "must not be empty");

@@ -34,7 +34,7 @@ fn reports_every_problem_with_its_line() {
     );
     assert_eq!(
         found[2],
-        "11: channels[1].format: expected `json`, `text` or `base64`, found \"xml\""
+        "11: channels[1].format: expected `json`, `text`, `base64`, `avro`, `protobuf` or `json_schema`, found \"xml\""
     );
     assert_eq!(found[3], "10: channels[1].topic: missing");
 }

@@ -28,7 +28,7 @@ use super::session::Session;
 use super::wire::{send_close, Socket};
 use super::{ConnectionSlot, WsContext};
 use crate::auth::Identity;
-use crate::config::{Deliver, Format};
+use crate::config::Deliver;
 use crate::hub::Want;
 use crate::metrics::RejectReason;
 use crate::outbox::Close;
@@ -290,7 +290,13 @@ impl Session {
                 "destination `{destination}`: already subscribed (subscription `{other}`)"
             ));
         }
-        let json = self.ctx.catalogue.channel(channel_id).spec.format == Format::Json;
+        let json = self
+            .ctx
+            .catalogue
+            .channel(channel_id)
+            .spec
+            .format
+            .is_structured();
         // Registered first: the `subscribed` frame (and a snapshot) are queued by `subscribe`.
         let stomp = self.stomp.as_mut().expect("a STOMP session");
         stomp.by_target.insert(&channel, key.as_deref(), id.clone());
