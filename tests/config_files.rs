@@ -142,7 +142,7 @@ fn check_prints_every_error_with_file_and_line_and_fails() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     for line in [
-        "tests/fixtures/invalid/keys_and_pointers.yaml:9: channels[0].key.from: `value` needs format: json",
+        "tests/fixtures/invalid/keys_and_pointers.yaml:9: channels[0].key.from: `value` needs structured values (format json, avro, protobuf or json_schema)",
         "tests/fixtures/invalid/keys_and_pointers.yaml:12: channels[1].snapshot: needs a `key`",
         "tests/fixtures/invalid/keys_and_pointers.yaml:15: inbound[0].key.pointer:",
         "4 errors found",
