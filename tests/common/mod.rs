@@ -3,6 +3,8 @@
 //! WebSocket clients speaking the real protocol. Waits are on conditions with deadlines.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
