@@ -4,33 +4,56 @@
 #   - otherwise: Apache Kafka (fetched once with Maven; needs Java 17), or Tansu with
 #     KWB_BROKER=tansu, started on a free port in a temp dir and stopped after
 #     (scripts/lib/broker.sh). Tests that need a broker of their own start more of the same.
+#   - KWB_SCHEMA_REGISTRY_URL set: the Schema Registry tests use that registry (its
+#     Confluent-compatible API); otherwise Apicurio Registry (fetched once with Maven; needs
+#     Java 21+), started on a free port and stopped after (scripts/registry/apicurio.sh).
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh --test outbound).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/broker.sh
+source scripts/registry/apicurio.sh
 
 started=$SECONDS
 status=0
+broker_dir="" registry_dir=""
+cleanup() {
+  [ -z "$broker_dir" ] || stop_broker
+  [ -z "$registry_dir" ] || apicurio_stop "$registry_dir"
+  if [ "$status" -eq 0 ]; then
+    rm -rf "$broker_dir" "$registry_dir"
+  else
+    [ -z "$broker_dir" ] || echo "==> the broker's log is kept: $broker_dir/broker.log" >&2
+    [ -z "$registry_dir" ] || echo "==> the registry's log is kept: $registry_dir/registry.log" >&2
+  fi
+}
+trap cleanup EXIT
 if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
   ensure_broker
   # The tests' own brokers (tests/common/mod.rs) follow the same choice, fallback included.
   export KWB_BROKER
   broker_dir="$(mktemp -d -t kwb-broker-XXXXXX)"
-  cleanup() {
-    stop_broker
-    if [ "$status" -eq 0 ]; then
-      rm -rf "$broker_dir"
-    else
-      echo "==> the broker's log is kept: $broker_dir/broker.log" >&2
-    fi
-  }
-  trap cleanup EXIT
   status=1 # keeps the log when the start fails
   start_broker "$broker_dir" "$(free_port)"
   status=0
   echo "==> $(broker_description) at $KAFKA_BOOTSTRAP (data in $broker_dir)"
 else
   echo "==> using the Kafka cluster at $KAFKA_BOOTSTRAP"
+fi
+
+# The Schema Registry tests: a registry (tests/common/registry.rs reads KWB_SCHEMA_REGISTRY_URL;
+# the tests' own registries are Apicurio too, so it is installed either way) and Confluent's
+# serializers in a venv (scripts/registry/pyenv.sh), both cached in $KWB_CACHE.
+apicurio_ensure
+scripts/registry/pyenv.sh >/dev/null
+if [ -z "${KWB_SCHEMA_REGISTRY_URL:-}" ]; then
+  registry_dir="$(mktemp -d -t kwb-registry-XXXXXX)"
+  status=1 # keeps the log when the start fails
+  apicurio_start "$registry_dir" "$(free_port)" >/dev/null
+  status=0
+  export KWB_SCHEMA_REGISTRY_URL="$REGISTRY_URL"
+  echo "==> Apicurio Registry $APICURIO_VERSION at $KWB_SCHEMA_REGISTRY_URL"
+else
+  echo "==> using the schema registry at $KWB_SCHEMA_REGISTRY_URL"
 fi
 
 # promtool (Debian package `prometheus`) is installed by this check when missing; the Rust

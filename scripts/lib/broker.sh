@@ -155,17 +155,22 @@ ensure_kafka() {
   ) 9>"$kafka_home.lock"
 }
 
+# ensure_mvn WHAT: installs Maven with apt-get (as root or through sudo) when it is missing;
+# WHAT is what it fetches, for the messages.
+ensure_mvn() {
+  command -v mvn >/dev/null 2>&1 && return 0
+  local sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  echo "==> installing Maven with apt-get (it fetches $1)" >&2
+  "${sudo[@]}" apt-get install -y --no-install-recommends maven >&2 ||
+    { "${sudo[@]}" apt-get update >&2 && "${sudo[@]}" apt-get install -y --no-install-recommends maven >&2; } ||
+    { echo "Maven (mvn) is needed once to fetch $1; install it" >&2; return 1; }
+}
+
 # kafka_download CHECKSUM: the Maven step of ensure_kafka; CHECKSUM goes into the marker.
 kafka_download() {
   local marker="$kafka_home/complete"
-  if ! command -v mvn >/dev/null 2>&1; then
-    local sudo=()
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    echo "==> installing Maven with apt-get (it fetches the Kafka jars)" >&2
-    "${sudo[@]}" apt-get install -y --no-install-recommends maven >&2 ||
-      { "${sudo[@]}" apt-get update >&2 && "${sudo[@]}" apt-get install -y --no-install-recommends maven >&2; } ||
-      { echo "Maven (mvn) is needed once to fetch Apache Kafka; install it, or use KWB_BROKER=tansu" >&2; return 1; }
-  fi
+  ensure_mvn "Apache Kafka" || { echo "(or use KWB_BROKER=tansu)" >&2; return 1; }
   local started="$EPOCHREALTIME"
   echo "==> fetching Apache Kafka $KAFKA_VERSION with Maven into $kafka_home (once)" >&2
   rm -rf "$kafka_home/libs" "$kafka_home/libs.partial" "$marker"

@@ -1,7 +1,10 @@
 //! Integration-test harness: a real Kafka broker (`KAFKA_BOOTSTRAP`, started by
 //! `scripts/test.sh`), topics with random names, the bridge running in-process on port 0, and
-//! WebSocket clients speaking the real protocol. Waits are on conditions with deadlines.
+//! WebSocket clients speaking the real protocol. Waits are on conditions with deadlines. The
+//! Schema Registry side (a real registry, Confluent's serializers) is in [`registry`].
 #![allow(dead_code)]
+
+pub mod registry;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
