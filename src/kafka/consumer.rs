@@ -3,10 +3,13 @@
 //! to the [`RecordSink`] synchronously — routing waits only for sessions that fell behind (at most
 //! the writer grace), so the thread needs no async runtime and adds no per-record task overhead.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -19,12 +22,25 @@ use rdkafka::TopicPartitionList;
 use super::status::{KafkaStatus, Role};
 use super::{consumer_config, StartError};
 use crate::config::Plan;
-use crate::outbound::{Record, RecordSink};
+use crate::outbound::{OwnedRecord, Record, RecordSink, Routed};
 
 /// librdkafka callbacks of both clients: forwarded to tracing and to [`KafkaStatus`].
 pub(super) struct BridgeContext {
     pub(super) role: Role,
     pub(super) status: Arc<KafkaStatus>,
+    /// Partitions revoked since the consumer thread last looked: a record it holds back for
+    /// one of them is dropped (whoever gets the partition reads it again from the commit).
+    pub(super) revoked: Mutex<Vec<(String, i32)>>,
+}
+
+impl BridgeContext {
+    pub(super) fn new(role: Role, status: Arc<KafkaStatus>) -> Self {
+        BridgeContext {
+            role,
+            status,
+            revoked: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl ClientContext for BridgeContext {
@@ -87,7 +103,9 @@ impl ConsumerContext for BridgeContext {
             }
             Rebalance::Revoke(list) => {
                 tracing::info!(partitions = list.count(), "partitions revoked");
-                self.status.on_revoke(partitions(list));
+                let revoked = partitions(list);
+                self.revoked.lock().extend(revoked.iter().cloned());
+                self.status.on_revoke(revoked);
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "consumer rebalance failed"),
         }
@@ -129,11 +147,8 @@ pub fn start_consumer(
     sink: Arc<dyn RecordSink>,
     status: Arc<KafkaStatus>,
 ) -> Result<ConsumerHandle, StartError> {
-    let consumer: BaseConsumer<BridgeContext> =
-        consumer_config(plan).create_with_context(BridgeContext {
-            role: Role::Consumer,
-            status: status.clone(),
-        })?;
+    let consumer: BaseConsumer<BridgeContext> = consumer_config(plan)
+        .create_with_context(BridgeContext::new(Role::Consumer, status.clone()))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&names)
@@ -166,13 +181,16 @@ fn poll_loop(
     // delivery: the supervisor must hear of it and stop the process.
     let _alive = DiesLoudly(status.clone());
     let mut pause = status.pause_requests();
+    let mut waiting = Waiting::default();
     while !stop.load(Ordering::Acquire) {
         if pause.has_changed().unwrap_or(false) {
             let paused = *pause.borrow_and_update();
-            apply_pause(&consumer, paused);
+            apply_pause(&consumer, paused, &waiting);
             status.pause_applied(paused);
         }
-        match consumer.poll(POLL_TIMEOUT) {
+        waiting.forget_revoked(&consumer.context().revoked);
+        waiting.retry(&consumer, &*sink, *pause.borrow());
+        match consumer.poll(waiting.poll_timeout()) {
             Some(Ok(message)) => {
                 let mut headers = reuse(std::mem::take(&mut spare));
                 if let Some(list) = message.headers() {
@@ -187,7 +205,10 @@ fn poll_loop(
                     value: message.payload(),
                     headers: &headers,
                 };
-                sink.record(&record);
+                match sink.record(&record) {
+                    Routed::Done => store(&consumer, record.topic, record.partition, record.offset),
+                    Routed::Later => waiting.hold(&consumer, &record),
+                }
                 spare = reuse(headers);
             }
             Some(Err(e)) => consumer.context().status.on_consume_error(&e),
@@ -215,11 +236,15 @@ impl Drop for DiesLoudly {
     }
 }
 
-fn apply_pause(consumer: &BaseConsumer<BridgeContext>, pause: bool) {
-    let assignment = match consumer.assignment() {
+fn apply_pause(consumer: &BaseConsumer<BridgeContext>, pause: bool, waiting: &Waiting) {
+    let mut assignment = match consumer.assignment() {
         Ok(assignment) => assignment,
         Err(e) => return tracing::warn!(error = %e, "cannot read the assignment"),
     };
+    if !pause {
+        // Partitions holding a record back stay paused until it is routed.
+        assignment = waiting.without_held(&assignment);
+    }
     let result = if pause {
         consumer.pause(&assignment)
     } else {
@@ -268,4 +293,135 @@ fn reuse<'b>(mut v: Vec<(&str, Option<&[u8]>)>) -> Vec<(&'b str, Option<&'b [u8]
     v.into_iter()
         .map(|_| unreachable!("the vector is empty"))
         .collect()
+}
+
+/// Marks a record routed: the next commit may go past it. Offsets are stored by hand
+/// (`enable.auto.offset.store: false`), so a record held back is never committed over.
+fn store(consumer: &BaseConsumer<BridgeContext>, topic: &str, partition: i32, offset: i64) {
+    if let Err(e) = consumer.store_offset(topic, partition, offset) {
+        // A partition revoked meanwhile: its new owner reads from the last commit.
+        tracing::debug!(topic, partition, offset, error = %e, "offset not stored");
+    }
+}
+
+/// First and longest wait before a held record is handed to the sink again.
+const RETRY_FIRST: Duration = Duration::from_millis(20);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Records the sink could not route yet, one per partition (the partition is paused behind it).
+#[derive(Default)]
+struct Waiting {
+    held: HashMap<(String, i32), Held>,
+}
+
+struct Held {
+    record: OwnedRecord,
+    retry_at: Instant,
+    backoff: Duration,
+}
+
+impl Waiting {
+    /// Keeps `record` and pauses its partition: what was fetched after it is discarded by
+    /// librdkafka and fetched again from the next position once the partition resumes.
+    fn hold(&mut self, consumer: &BaseConsumer<BridgeContext>, record: &Record<'_>) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(record.topic, record.partition);
+        if let Err(e) = consumer.pause(&list) {
+            tracing::warn!(topic = record.topic, partition = record.partition, error = %e, "cannot pause a partition behind a waiting record");
+        }
+        tracing::debug!(
+            topic = record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            "record waits for its schema"
+        );
+        self.held.insert(
+            (record.topic.to_owned(), record.partition),
+            Held {
+                record: OwnedRecord {
+                    partition: record.partition,
+                    offset: record.offset,
+                    timestamp: record.timestamp,
+                    key: record.key.map(<[u8]>::to_vec),
+                    value: record.value.map(<[u8]>::to_vec),
+                    headers: record
+                        .headers
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.map(<[u8]>::to_vec)))
+                        .collect(),
+                },
+                retry_at: Instant::now() + RETRY_FIRST,
+                backoff: RETRY_FIRST,
+            },
+        );
+    }
+
+    /// Hands every held record whose time has come to the sink again; a routed one resumes
+    /// its partition (unless delivery is paused by an operator).
+    fn retry(
+        &mut self,
+        consumer: &BaseConsumer<BridgeContext>,
+        sink: &dyn RecordSink,
+        paused: bool,
+    ) {
+        if self.held.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        self.held.retain(|(topic, partition), held| {
+            if held.retry_at > now {
+                return true;
+            }
+            match held.record.with_record(topic, |record| sink.record(record)) {
+                Routed::Later => {
+                    held.backoff = (held.backoff * 2).min(RETRY_MAX);
+                    held.retry_at = now + held.backoff;
+                    true
+                }
+                Routed::Done => {
+                    store(consumer, topic, *partition, held.record.offset);
+                    if !paused {
+                        let mut list = TopicPartitionList::new();
+                        list.add_partition(topic, *partition);
+                        if let Err(e) = consumer.resume(&list) {
+                            tracing::warn!(topic = %topic, partition, error = %e, "cannot resume a partition");
+                        }
+                    }
+                    false
+                }
+            }
+        });
+    }
+
+    /// Drops what is held for partitions revoked since the last look.
+    fn forget_revoked(&mut self, revoked: &Mutex<Vec<(String, i32)>>) {
+        let revoked = std::mem::take(&mut *revoked.lock());
+        for partition in revoked {
+            self.held.remove(&partition);
+        }
+    }
+
+    /// How long the next poll may wait: not past the next retry.
+    fn poll_timeout(&self) -> Duration {
+        let next = self.held.values().map(|h| h.retry_at).min();
+        match next {
+            Some(at) => at
+                .saturating_duration_since(Instant::now())
+                .min(POLL_TIMEOUT),
+            None => POLL_TIMEOUT,
+        }
+    }
+
+    fn without_held(&self, list: &TopicPartitionList) -> TopicPartitionList {
+        let mut kept = TopicPartitionList::new();
+        for element in list.elements() {
+            if !self
+                .held
+                .contains_key(&(element.topic().to_owned(), element.partition()))
+            {
+                kept.add_partition(element.topic(), element.partition());
+            }
+        }
+        kept
+    }
 }

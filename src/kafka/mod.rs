@@ -113,7 +113,9 @@ pub fn consumer_config(plan: &Plan) -> ClientConfig {
         },
     );
     config.set("enable.auto.commit", "true");
-    config.set("enable.auto.offset.store", "true");
+    // Stored by the consumer thread once a record is routed: one held back for its schema
+    // must not be committed over.
+    config.set("enable.auto.offset.store", "false");
     config.set("enable.partition.eof", "false");
     config
 }

@@ -23,10 +23,8 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(plan: &Plan, status: Arc<KafkaStatus>) -> Result<Self, StartError> {
-        let inner = producer_config(plan).create_with_context(BridgeContext {
-            role: Role::Producer,
-            status: status.clone(),
-        })?;
+        let inner = producer_config(plan)
+            .create_with_context(BridgeContext::new(Role::Producer, status.clone()))?;
         status.register(Role::Producer);
         Ok(Producer {
             inner,

@@ -23,7 +23,7 @@ use super::status::KafkaStatus;
 use super::{client_config, Client};
 use crate::config::Plan;
 use crate::hub::{Fetched, Need};
-use crate::outbound::{OwnedRecord, RangeRead, ReadFuture, RecordSink};
+use crate::outbound::{OwnedRecord, RangeRead, ReadFuture, RecordSink, Routed};
 
 /// Reads that may run at once.
 const READERS: usize = 2;
@@ -295,7 +295,16 @@ fn load_topic(
     let abort = || stop.load(Ordering::Acquire).then(|| "stopped".to_owned());
     read_ranges(&consumer, topic, &ranges, abort, |record| {
         count += 1;
-        record.with_record(topic, |r| sink.record(r));
+        // A record whose schema is still being fetched is handed again until it is routed:
+        // snapshots are loaded in order, and this thread has nothing else to do meanwhile.
+        let mut backoff = Duration::from_millis(20);
+        while record.with_record(topic, |r| sink.record(r)) == Routed::Later {
+            if stop.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
     })?;
     Ok(count)
 }

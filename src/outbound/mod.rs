@@ -23,7 +23,7 @@ use crate::protocol::{self, MessageParts, SESSION_HEADER, USER_HEADER};
 use crate::state::Held;
 use crate::transform::Input;
 
-pub use record::{OwnedRecord, RangeRead, ReadFuture, Record, RecordSink};
+pub use record::{OwnedRecord, RangeRead, ReadFuture, Record, RecordSink, Routed};
 
 /// A record encoded for one channel.
 struct Encoded<'r> {
@@ -150,24 +150,25 @@ impl Outbound {
 }
 
 impl RecordSink for Outbound {
-    fn record(&self, record: &Record<'_>) {
+    fn record(&self, record: &Record<'_>) -> Routed {
         let Some(topic) = self.topics.get(record.topic) else {
-            return;
+            return Routed::Done;
         };
         topic.consumed.inc();
         for id in &topic.channels {
             self.route(self.catalogue.channel(*id), record);
         }
+        Routed::Done
     }
 }
 
 struct SnapshotLoader(Arc<Outbound>);
 
 impl RecordSink for SnapshotLoader {
-    fn record(&self, record: &Record<'_>) {
+    fn record(&self, record: &Record<'_>) -> Routed {
         let outbound = &self.0;
         let Some(topic) = outbound.topics.get(record.topic) else {
-            return;
+            return Routed::Done;
         };
         for id in &topic.channels {
             let channel = outbound.catalogue.channel(*id);
@@ -185,6 +186,7 @@ impl RecordSink for SnapshotLoader {
                     .load_snapshot(channel.id, &key, &held, tombstone);
             }
         }
+        Routed::Done
     }
 }
 
@@ -281,6 +283,7 @@ fn encode<'r>(channel: &Channel, record: &Record<'r>) -> Result<Encoded<'r>, Ski
             offset: record.offset,
             timestamp: record.timestamp,
             headers: record.headers,
+            schema_id: None,
         },
     );
     Ok(Encoded {

@@ -35,7 +35,19 @@ impl<'a> Record<'a> {
 /// it may wait (at most the writer grace) for sessions to take what it queued, which paces the
 /// consumer by the sessions that read.
 pub trait RecordSink: Send + Sync + 'static {
-    fn record(&self, record: &Record<'_>);
+    fn record(&self, record: &Record<'_>) -> Routed;
+}
+
+/// What a [`RecordSink`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Routed {
+    /// Routed, or skipped for good (counted): the consumer moves on and may commit past it.
+    Done,
+    /// Not routable yet — its schema is being fetched. The consumer hands the same record again
+    /// later; the records after it on its partition wait behind it (order is kept), while other
+    /// partitions flow.
+    Later,
 }
 
 /// A record read from Kafka, owned.

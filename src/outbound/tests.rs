@@ -67,7 +67,10 @@ fn one_record_feeds_every_channel_of_its_topic() {
     hub.subscribe(0, None, &sa, ok());
     hub.subscribe(1, None, &sb, ok());
     hub.subscribe(2, None, &sc, ok());
-    outbound.record(&record("t", None, b"{\"x\":1}", &[]));
+    assert_eq!(
+        outbound.record(&record("t", None, b"{\"x\":1}", &[])),
+        Routed::Done
+    );
     assert_eq!(frames(&sa)[0]["data"], serde_json::json!({"x": 1}));
     assert_eq!(frames(&sb)[0]["data"], "{\"x\":1}");
     assert!(frames(&sc).is_empty());
@@ -85,11 +88,26 @@ fn keys_from_record_header_and_value() {
     for channel in 0..3 {
         hub.subscribe(channel, Some("C-1"), &s, ok());
     }
-    outbound.record(&record("t1", Some(b"C-1"), b"1", &[]));
-    outbound.record(&record("t1", Some(b"C-2"), b"2", &[]));
-    outbound.record(&record("t2", None, b"3", &[("cid", Some(b"C-1"))]));
-    outbound.record(&record("t3", None, b"{\"c\":\"C-1\"}", &[]));
-    outbound.record(&record("t3", None, b"{\"c\":\"C-2\"}", &[]));
+    assert_eq!(
+        outbound.record(&record("t1", Some(b"C-1"), b"1", &[])),
+        Routed::Done
+    );
+    assert_eq!(
+        outbound.record(&record("t1", Some(b"C-2"), b"2", &[])),
+        Routed::Done
+    );
+    assert_eq!(
+        outbound.record(&record("t2", None, b"3", &[("cid", Some(b"C-1"))])),
+        Routed::Done
+    );
+    assert_eq!(
+        outbound.record(&record("t3", None, b"{\"c\":\"C-1\"}", &[])),
+        Routed::Done
+    );
+    assert_eq!(
+        outbound.record(&record("t3", None, b"{\"c\":\"C-2\"}", &[])),
+        Routed::Done
+    );
     let got: Vec<String> = frames(&s)
         .iter()
         .map(|f| format!("{}:{}", f["channel"], f["key"]))
@@ -103,9 +121,18 @@ fn bad_records_are_counted_not_fatal() {
         setup("[{name: j, topic: t, deliver: by_key, key: {from: record_key}}]");
     let s = session(1);
     hub.subscribe(0, Some("k"), &s, ok());
-    outbound.record(&record("t", Some(b"k"), b"{not json", &[]));
-    outbound.record(&record("t", None, b"{}", &[]));
-    outbound.record(&record("t", Some(b"k"), b"{}", &[]));
+    assert_eq!(
+        outbound.record(&record("t", Some(b"k"), b"{not json", &[])),
+        Routed::Done
+    );
+    assert_eq!(
+        outbound.record(&record("t", None, b"{}", &[])),
+        Routed::Done
+    );
+    assert_eq!(
+        outbound.record(&record("t", Some(b"k"), b"{}", &[])),
+        Routed::Done
+    );
     assert_eq!(frames(&s).len(), 1);
     let text = metrics.render();
     assert!(

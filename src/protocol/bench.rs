@@ -92,6 +92,7 @@ fn parts() -> MessageParts<'static> {
         offset: 918_273,
         timestamp: Some(1_764_636_222_000),
         headers: &HEADERS,
+        schema_id: None,
     }
 }
 

@@ -285,6 +285,8 @@ pub struct MessageParts<'a> {
     pub offset: i64,
     pub timestamp: Option<i64>,
     pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+    /// The Schema Registry id the value was written with (registry formats only).
+    pub schema_id: Option<u32>,
 }
 
 /// Encodes a `message` frame; also returns where `data` sits in it. Header values are sent as
@@ -322,6 +324,9 @@ pub fn message(
             let _ = write!(out, "{ts}");
         }
         None => out.push_str("null"),
+    }
+    if let Some(id) = parts.schema_id {
+        let _ = write!(out, ",\"schema_id\":{id}");
     }
     out.push_str(",\"headers\":{");
     for (i, (name, value)) in parts.headers.iter().enumerate() {
@@ -391,6 +396,7 @@ mod tests {
                 offset: 41,
                 timestamp: Some(1700),
                 headers: &headers,
+                schema_id: None,
             },
         );
         assert_eq!(&frame.as_str()[data], "{\"x\":1}");
@@ -398,6 +404,22 @@ mod tests {
         assert_eq!(
             value,
             serde_json::json!({"type":"message","channel":"bal\"ances","key":"C-1","data":{"x":1},"partition":2,"offset":41,"timestamp":1700,"headers":{"h":"v\u{1}","n":null}})
+        );
+        let (frame, _) = message(
+            &prefix,
+            &MessageParts {
+                key: None,
+                data: "{}",
+                partition: 0,
+                offset: 1,
+                timestamp: None,
+                headers: &[],
+                schema_id: Some(42),
+            },
+        );
+        assert_eq!(
+            frame.as_str(),
+            r#"{"type":"message","channel":"bal\"ances","data":{},"partition":0,"offset":1,"timestamp":null,"schema_id":42,"headers":{}}"#
         );
     }
 }
