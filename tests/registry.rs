@@ -17,9 +17,7 @@ use serde_json::{json, Value};
 
 /// A bridge config body reading registry formats from `registry`.
 fn config(registry: &str, rest: &str) -> String {
-    format!(
-        "auth: {{mode: none}}\nschema_registry: {{url: '{registry}', timeout_ms: 500}}\n{rest}"
-    )
+    format!("auth: {{mode: none}}\nschema_registry: {{url: '{registry}', timeout_ms: 500}}\n{rest}")
 }
 
 /// Produces `records` (`{"key", "value"}`) with Confluent's serializer; the lines serde.py
@@ -153,8 +151,10 @@ async fn avro_with_evolution_protobuf_and_json_schema_reach_clients_as_json() {
         "protobuf",
         "orders.proto",
         &[],
-        &[json!({"key": null, "value": {"id": "o-9", "amount_cents": 4_000_000_000_i64, "status": "PAID",
-            "tags": ["a", "b"], "first_line": {"sku": "s-1", "quantity": 2, "price_cents": 50}}})],
+        &[
+            json!({"key": null, "value": {"id": "o-9", "amount_cents": 4_000_000_000_i64, "status": "PAID",
+            "tags": ["a", "b"], "first_line": {"sku": "s-1", "quantity": 2, "price_cents": 50}}}),
+        ],
     );
     produce(
         &registry,
@@ -249,7 +249,10 @@ async fn transforms_history_and_replays_from_kafka_work_on_decoded_records() {
     let subscribed = client.expect("subscribed").await;
     assert_eq!(subscribed["replayed"], 3, "{subscribed}");
     let replayed = messages(&mut client, 3).await;
-    assert_eq!(replayed[1]["data"], order("o-2", 2, Some("y"), "CANCELLED", "0.02"));
+    assert_eq!(
+        replayed[1]["data"],
+        order("o-2", 2, Some("y"), "CANCELLED", "0.02")
+    );
     assert!(replayed.iter().all(|m| m["schema_id"].is_u64()));
     bridge.stop().await;
 }
@@ -368,7 +371,9 @@ async fn bad_records_are_counted_as_undecodable_and_never_stall_the_consumer() {
         "avro",
         "order.avsc",
         &[],
-        &[json!({"key": "a", "value": order("good", 1, Some("a note long enough"), "NEW", "0.01")})],
+        &[
+            json!({"key": "a", "value": order("good", 1, Some("a note long enough"), "NEW", "0.01")}),
+        ],
     );
     let good = raw_records(&scratch, 1).await.remove(0);
     let topic = create_topic("sr-bad", 1).await;
@@ -390,7 +395,10 @@ async fn bad_records_are_counted_as_undecodable_and_never_stall_the_consumer() {
         vec![0, 0, 0],                            // truncated header
         vec![0, 0x7f, 0xff, 0xff, 0xf0, 2, 4, 6], // an id the registry does not have (404)
         truncated_body,                           // Avro data shorter than its schema
-        vec![0, good[1], good[2], good[3], good[4], 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01], // a varint too long
+        vec![
+            0, good[1], good[2], good[3], good[4], 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+            0x80, 0x80, 0x01,
+        ], // a varint too long
         bad_utf8,
     ];
     let producer = TestProducer::new();
@@ -399,7 +407,10 @@ async fn bad_records_are_counted_as_undecodable_and_never_stall_the_consumer() {
     }
     producer.send(&topic, None, None, &good, &[]).await;
     let got = messages(&mut client, 1).await;
-    assert_eq!(got[0]["data"]["id"], "good", "the consumer went on past the bad ones");
+    assert_eq!(
+        got[0]["data"]["id"], "good",
+        "the consumer went on past the bad ones"
+    );
     let undecodable = bridge
         .metric("kafka_ws_bridge_messages_dropped_total{channel=\"orders\",reason=\"undecodable\"}")
         .await;
@@ -507,7 +518,11 @@ async fn publishes_are_validated_and_written_for_confluents_deserializer() {
         ],
         &[],
     );
-    assert_eq!(read.len(), 1, "only the valid publish was written: {read:?}");
+    assert_eq!(
+        read.len(),
+        1,
+        "only the valid publish was written: {read:?}"
+    );
     assert_eq!(read[0]["value"], placed);
     assert_eq!(read[0]["key"], "p-1");
     let read = serde_py(

@@ -125,7 +125,10 @@ pub(crate) fn registry_settings(
         .basic_auth
         .as_ref()
         .map(|auth| (auth.username.clone(), auth.password.expose().to_owned()));
-    settings.ca_file = config.ca_file.as_deref().map(|file| plan.resolve_path(file));
+    settings.ca_file = config
+        .ca_file
+        .as_deref()
+        .map(|file| plan.resolve_path(file));
     settings.timeout = Duration::from_millis(config.timeout_ms);
     settings.max_schemas = config.max_schemas;
     settings.latest_refresh = Duration::from_secs(config.latest_refresh_s);

@@ -75,10 +75,12 @@ impl HttpPublish {
         };
         let payload = match protocol::decode_data(channel.spec.format, &request.data) {
             Ok(payload) => payload,
-            Err(protocol::DataError::NeedsSchema) => match self.encode(channel, &request.data).await {
-                Ok(payload) => payload,
-                Err(refusal) => return refuse(refusal.code, refusal.message),
-            },
+            Err(protocol::DataError::NeedsSchema) => {
+                match self.encode(channel, &request.data).await {
+                    Ok(payload) => payload,
+                    Err(refusal) => return refuse(refusal.code, refusal.message),
+                }
+            }
             Err(error) => return refuse(ErrorCode::BadRequest, error.to_string()),
         };
         let mut headers: Vec<(String, String)> = request.headers.into_iter().collect();
@@ -129,9 +131,16 @@ impl HttpPublish {
 
     /// `data` for a registry-format channel: validated against and written with the latest
     /// schema of `<topic>-value`.
-    async fn encode(&self, channel: &crate::catalogue::Channel, data: &RawValue) -> Result<Vec<u8>, Refusal> {
+    async fn encode(
+        &self,
+        channel: &crate::catalogue::Channel,
+        data: &RawValue,
+    ) -> Result<Vec<u8>, Refusal> {
         let Some(registry) = &self.registry else {
-            return Err(Refusal::new(ErrorCode::Internal, "no schema_registry is configured".to_owned()));
+            return Err(Refusal::new(
+                ErrorCode::Internal,
+                "no schema_registry is configured".to_owned(),
+            ));
         };
         let value: serde_json::Value = serde_json::from_str(data.get())
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;

@@ -210,13 +210,13 @@ impl Inbound {
             || registry_format
             || matches!(route.spec.key, InboundKey::Pointer { .. })
         {
-                Some(
-                    serde_json::from_str(data.get())
-                        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?,
-                )
-            } else {
-                None
-            };
+            Some(
+                serde_json::from_str(data.get())
+                    .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?,
+            )
+        } else {
+            None
+        };
         if let (Some(schema), Some(value)) = (&route.schema, &value) {
             if let Some(violations) = schema_violations(schema, value) {
                 return refuse(

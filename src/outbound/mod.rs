@@ -72,13 +72,11 @@ impl Outbound {
         let mut topics: HashMap<String, TopicPipes> = HashMap::new();
         for channel in catalogue.channels() {
             let topic = &channel.spec.topic;
-            let pipes = topics
-                .entry(topic.clone())
-                .or_insert_with(|| TopicPipes {
-                    consumed: metrics.records_consumed.with_label_values(&[topic]),
-                    channels: Vec::new(),
-                    needs: Needs::default(),
-                });
+            let pipes = topics.entry(topic.clone()).or_insert_with(|| TopicPipes {
+                consumed: metrics.records_consumed.with_label_values(&[topic]),
+                channels: Vec::new(),
+                needs: Needs::default(),
+            });
             pipes.channels.push(channel.id);
             pipes.needs = pipes.needs.union(needs_of(channel));
         }
@@ -262,16 +260,24 @@ impl Replayer {
         let mut records = Vec::new();
         for owned in &read.records {
             let decoded = match registry {
-                Some(registry) => {
-                    decode::decode(registry, needs, owned.key.as_deref(), owned.value.as_deref())
-                        .map_err(|Later| "a schema of a replayed record is not available; try again".to_owned())?
-                }
+                Some(registry) => decode::decode(
+                    registry,
+                    needs,
+                    owned.key.as_deref(),
+                    owned.value.as_deref(),
+                )
+                .map_err(|Later| {
+                    "a schema of a replayed record is not available; try again".to_owned()
+                })?,
                 None => Decoded::default(),
             };
-            let encoded = owned.with_record(topic, |record| match encode(channel, record, &decoded) {
-                Ok(encoded) if key.is_none() || encoded.key.as_deref() == key => Some(encoded.held),
-                _ => None,
-            });
+            let encoded =
+                owned.with_record(topic, |record| match encode(channel, record, &decoded) {
+                    Ok(encoded) if key.is_none() || encoded.key.as_deref() == key => {
+                        Some(encoded.held)
+                    }
+                    _ => None,
+                });
             records.extend(encoded);
         }
         channel.metrics.replayed_kafka.inc_by(records.len() as u64);
@@ -286,7 +292,11 @@ impl Replayer {
 /// Fetches every schema the replayed records name before they are decoded: a replay may wait
 /// for the registry (the live consumer never does). Ids the registry does not have are left
 /// for decoding to count as undecodable; an unreachable registry fails the replay.
-async fn fetch_schemas(registry: &Registry, needs: Needs, records: &[OwnedRecord]) -> Result<(), String> {
+async fn fetch_schemas(
+    registry: &Registry,
+    needs: Needs,
+    records: &[OwnedRecord],
+) -> Result<(), String> {
     let mut ids: Vec<u32> = records
         .iter()
         .flat_map(|r| decode::ids(needs, r.key.as_deref(), r.value.as_deref()))
@@ -295,7 +305,9 @@ async fn fetch_schemas(registry: &Registry, needs: Needs, records: &[OwnedRecord
     ids.dedup();
     for id in ids {
         match registry.schema(id).await {
-            Ok(_) | Err(crate::registry::RegistryError::NotFound { .. }) | Err(crate::registry::RegistryError::Invalid { .. }) => {}
+            Ok(_)
+            | Err(crate::registry::RegistryError::NotFound { .. })
+            | Err(crate::registry::RegistryError::Invalid { .. }) => {}
             Err(e) => return Err(e.to_string()),
         }
     }
@@ -318,8 +330,8 @@ fn data<'d>(
     decoded: &'d Decoded,
 ) -> Result<(DataJson<'d>, Option<u32>), Skip> {
     let Some(kind) = decode::kind_of(channel.spec.format) else {
-        let data = protocol::encode_data(channel.spec.format, record.value)
-            .map_err(Skip::Undecodable)?;
+        let data =
+            protocol::encode_data(channel.spec.format, record.value).map_err(Skip::Undecodable)?;
         return Ok((data, None));
     };
     match &decoded.value {
