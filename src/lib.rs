@@ -31,7 +31,8 @@
 //! - [`state`]: snapshots and bounded history per channel, for subscribe, resume and history.
 //! - [`sessions`]: the registry of open sessions (shutdown, `max_sessions_per_user`).
 //! - [`registry`]: Schema Registry formats: records in Confluent's wire format (Avro,
-//!   Protobuf, JSON Schema) decoded to JSON once, publishes validated and encoded.
+//!   Protobuf, JSON Schema) decoded to JSON once, publishes validated and encoded; schemas
+//!   fetched by id from the registry, compiled once and cached.
 //! - [`protocol`]: client frame decoding, server frame encoding, the bridge's header names.
 //! - [`transform`]: channel `transforms` compiled once and applied once per record before
 //!   fan-out (filter, drop, mask, extract, rename, headers_into).
