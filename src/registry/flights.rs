@@ -21,8 +21,6 @@ const INTEREST: Duration = Duration::from_secs(60);
 /// Ids being fetched, backing off or remembered bad at once; past it, a new id is refused
 /// (records of random ids cost at most this many requests per [`BAD_FOR`]).
 const MAX_FLIGHTS: usize = 1024;
-/// How long `latest` of a subject is used before asking the registry again.
-const LATEST_FOR: Duration = Duration::from_secs(30);
 /// After a failed re-ask of `latest`, the version known is used this long before asking again.
 const STALE_RETRY: Duration = Duration::from_secs(5);
 
@@ -254,7 +252,7 @@ pub async fn subject(
                 Ok((id, schema)) => {
                     *known = Some(Known {
                         id,
-                        check_at: now + LATEST_FOR,
+                        check_at: now + inner.latest_refresh,
                     });
                     return Ok((id, schema));
                 }

@@ -51,6 +51,8 @@ pub struct RegistrySettings {
     pub max_schemas: usize,
     /// The longest JSON text one record may decode to.
     pub max_json_bytes: usize,
+    /// How long a subject's `latest` version is reused before the registry is asked again.
+    pub latest_refresh: Duration,
 }
 
 impl RegistrySettings {
@@ -63,6 +65,7 @@ impl RegistrySettings {
             timeout: Duration::from_secs(5),
             max_schemas: 1000,
             max_json_bytes: 4 << 20,
+            latest_refresh: Duration::from_secs(30),
         }
     }
 }
@@ -130,6 +133,7 @@ struct Inner {
     metrics: RegistryMetrics,
     runtime: tokio::runtime::Handle,
     max_json_bytes: usize,
+    latest_refresh: Duration,
     subjects: flights::Subjects,
 }
 
@@ -152,6 +156,7 @@ impl Registry {
                 metrics,
                 runtime,
                 max_json_bytes: settings.max_json_bytes,
+                latest_refresh: settings.latest_refresh,
                 subjects: flights::Subjects::default(),
             }),
         })
@@ -177,8 +182,8 @@ impl Registry {
     }
 
     /// The schema of a subject's version and its id, for publishes. A numbered version is
-    /// fetched once. `latest` is asked again at most every 30 s, so a newly registered version
-    /// is used within 30 s; if asking again fails, the version known is used and the registry
+    /// fetched once. `latest` is asked again at most every `latest_refresh` (default 30 s), so a
+    /// newly registered version is used within that time; if asking again fails, the version known is used and the registry
     /// asked again after 5 s.
     pub async fn subject(
         &self,
