@@ -66,6 +66,8 @@ pub enum SetupError {
     Algorithms(String),
     #[error("auth.jwt.jwks_url: {0}")]
     Jwks(String),
+    #[error("auth.jwt.ca_file: {0}")]
+    CaFile(String),
 }
 
 /// Verifies the credentials of new connections.

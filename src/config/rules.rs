@@ -312,6 +312,14 @@ impl<'a> Semantic<'a> {
         }
     }
 
+    /// A readable PEM file of CA certificates (see [`super::rules_jwt::read_ca_certificates`]).
+    pub(super) fn ca_certificates_file(&mut self, path: &str, file: &str) {
+        let resolved = self.base_dir.join(file);
+        if let Err(e) = super::rules_jwt::read_ca_certificates(&resolved) {
+            self.error(path, e);
+        }
+    }
+
     fn check_auth(&mut self, auth: &AuthConfig) {
         match (auth.mode, &auth.jwt) {
             (AuthMode::Jwt, None) => {
