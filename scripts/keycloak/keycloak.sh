@@ -6,11 +6,11 @@
 # newer: development mode, an H2 database in files, one node (local caches, no cluster ports).
 #
 #   scripts/keycloak/keycloak.sh ensure
-#        fetch and unpack it (once), then one first start and stop (once, about a minute and a
-#        half): Keycloak builds its server image for the development profile and creates its
-#        database (schema, master realm, the admin user admin/admin); later starts begin from a
-#        copy of that database instead of creating it again (a start takes 6-10 s instead of
-#        30-50 s on 2 cores). Prints nothing.
+#        fetch and unpack it (once: 12 s with an empty ~/.m2, 188 MB unpacked), then one first
+#        start and stop (once, 37-52 s on 2 cores): Keycloak builds its server image for the
+#        development profile and creates its database (schema, master realm, the admin user
+#        admin/admin); later starts begin from a copy of that database instead of creating it
+#        again (a start takes 6-14 s instead of 30-50 s). Prints nothing.
 #   scripts/keycloak/keycloak.sh start DIR PORT [--https CERT KEY] [--owner PID]
 #        run one Keycloak on 127.0.0.1:PORT (HTTP; with --https, HTTPS with that PEM certificate
 #        chain and key, and HTTP on a free port), its home, database and log in DIR, pid in
@@ -44,8 +44,8 @@ keycloak_home="$KWB_CACHE/keycloak-$KEYCLOAK_VERSION"
 # kc.sh's own options minus its collector: the serial collector and C1 alone (no C2) start it in
 # two thirds of the time with 40 % less memory (measured on 2 cores, Java 17: 9.3 s instead of
 # 12.6 s, 320 MB instead of 560 MB resident; Java 25: 6.4 s instead of 9.3 s). A test realm sees
-# a few hundred requests, where C2 would never pay off. (An AOT cache on Java 25 saved under a
-# second more for 172 MB and a 20 s training exit: not used.)
+# a few hundred requests, where C2 would never pay off. (An AOT cache on Java 25 — 172 MB, a
+# 20 s training exit — gave 5.4-7.2 s against 6.4 s: not used.)
 KWB_KEYCLOAK_JAVA_OPTS="${KWB_KEYCLOAK_JAVA_OPTS:--Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -XX:MetaspaceSize=96M -XX:MaxMetaspaceSize=256m -XX:+ExitOnOutOfMemoryError -Dfile.encoding=UTF-8 -Dstdout.encoding=UTF-8 -Dstderr.encoding=UTF-8 -Djava.security.egd=file:/dev/urandom}"
 # Build options (kc.sh persists them in the server image it builds at the first start): every
 # start passes the same, so no start rebuilds the shared image. Changing them means removing
@@ -157,7 +157,7 @@ keycloak_download() {
 keycloak_make_seed() {
   local dir started="$EPOCHREALTIME"
   dir="$(mktemp -d -t kwb-keycloak-seed-XXXXXX)"
-  echo "==> Keycloak's first start: building its server image and creating its database (once, about 90 s)" >&2
+  echo "==> Keycloak's first start: building its server image and creating its database (once, about 40-60 s)" >&2
   rm -rf "$keycloak_home/seed" "$keycloak_home/seed.partial"
   KWB_KEYCLOAK_SEEDING=1 KWB_KEYCLOAK_START_TIMEOUT=600 \
     keycloak_start "$dir" "$(free_port)" >/dev/null || return 1
