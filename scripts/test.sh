@@ -7,11 +7,14 @@
 #   - KWB_SCHEMA_REGISTRY_URL set: the Schema Registry tests use that registry (its
 #     Confluent-compatible API); otherwise Apicurio Registry (fetched once with Maven; needs
 #     Java 21+), started on a free port and stopped after (scripts/registry/apicurio.sh).
+#   - Keycloak (fetched once with Maven, its first start done once; Java 17+) for
+#     tests/keycloak.rs, which starts its own (scripts/keycloak/keycloak.sh).
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh --test outbound).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/broker.sh
 source scripts/registry/apicurio.sh
+source scripts/keycloak/keycloak.sh
 
 started=$SECONDS
 status=0
@@ -62,6 +65,12 @@ scripts/check-dashboards.sh
 # The real OpenID provider of tests/oidc.rs (zitadel/oidc's example OP), built once with Go into
 # $KWB_CACHE (about 15 s the first time, with the module downloads).
 scripts/oidc/provider.sh path >/dev/null
+# Keycloak for tests/keycloak.rs: fetched (177 MB zip, about 10 s) and given its first start (its
+# server image and a seed database, about 40-90 s) once into $KWB_CACHE, here rather than inside
+# a test, whose deadlines would then have to allow for it. The test starts its own Keycloak from
+# the seed (6-13 s): one per test process with a realm per test, and one over HTTPS with a
+# certificate the test makes; KWB_KEYCLOAK_URL names another.
+keycloak_ensure
 # A hung test must fail the run with a message, not eat CI's whole time budget.
 limit="${KWB_TEST_TIMEOUT:-45m}"
 # Without arguments: every crate of the workspace (the bridge and the benchmark's load generator).

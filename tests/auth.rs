@@ -674,6 +674,75 @@ async fn publish_permissions_and_anonymous_mode() {
     bridge.stop().await;
 }
 
+/// Publish-side key rules (design §6.5): staff may publish commands only for the customers their
+/// token lists, supervisors for anyone; a refused publish writes nothing, and the records that
+/// are written carry the publisher's roles and claim for the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_key_rules_check_the_computed_key_and_identity_headers_reach_kafka() {
+    let topic = create_topic("assisted-commands", 1).await;
+    let bridge = TestBridge::start(&jwt_auth(&format!(
+        "inbound:\n  - {{channel: assisted-commands, topic: {topic}, key: {{pointer: /customer}}, keys: {{claim: customers}}, any_key_roles: [supervisor], identity_headers: [roles, customers]}}\n"
+    )))
+    .await;
+    let mut staff_claims = claims("A-1", &["staff"]);
+    staff_claims["customers"] = json!(["C-5", "C-8"]);
+    let mut ann = open(&bridge, Some(&sign(&staff_claims)), false, None)
+        .await
+        .expect("valid token accepted");
+    let publish = |id: &str, customer: &str| json!({"type": "publish", "id": id, "channel": "assisted-commands", "data": {"customer": customer, "command": "block-card"}});
+    ann.send(publish("p1", "C-9")).await;
+    let error = ann.expect("error").await;
+    assert_eq!(
+        error,
+        json!({"type": "error", "id": "p1", "code": "forbidden", "message": "publishing on `assisted-commands` with key `C-9` is not allowed: key `C-9` is not listed in your `customers` claim"})
+    );
+    ann.send(publish("p2", "C-5")).await;
+    assert_eq!(ann.expect("ack").await["id"], "p2");
+    // A token whose claim is of the wrong type is refused as such.
+    let mut odd_claims = claims("A-2", &["staff"]);
+    odd_claims["customers"] = json!("C-5,C-8");
+    let mut odd = open(&bridge, Some(&sign(&odd_claims)), false, None)
+        .await
+        .expect("valid token accepted");
+    odd.send(publish("p3", "C-5")).await;
+    let error = odd.expect("error").await;
+    assert_eq!(error["code"], "forbidden", "{error}");
+    assert_eq!(
+        error["message"],
+        "publishing on `assisted-commands` with key `C-5` is not allowed: key `C-5` is not listed in your `customers` claim",
+        "one string is a list of one value: `C-5,C-8` is not `C-5`"
+    );
+    let mut supervisor = user(&bridge, "S-1", &["supervisor"]).await;
+    supervisor.send(publish("p4", "C-9")).await;
+    assert_eq!(supervisor.expect("ack").await["id"], "p4");
+    // Only the two allowed publishes reached Kafka, in order, with the identity headers.
+    let records = read_topic(&topic, 2).await;
+    let seen: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r.key.clone().unwrap_or_default(),
+                r.header("bridge-user").unwrap_or_default().to_owned(),
+                r.header("bridge-roles").unwrap_or_default().to_owned(),
+                r.header("bridge-claim-customers").map(str::to_owned),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "C-5".into(),
+                "A-1".into(),
+                "staff".into(),
+                Some(r#"["C-5","C-8"]"#.into())
+            ),
+            ("C-9".into(), "S-1".into(), "supervisor".into(), None),
+        ]
+    );
+    bridge.stop().await;
+}
+
 /// Everything every test of this binary logs, at debug level.
 fn captured_logs() -> &'static Mutex<Vec<u8>> {
     static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();

@@ -144,8 +144,14 @@ async fn a_role_removed_by_the_new_token_ends_only_the_subscriptions_it_allowed(
     .await;
     let (staff, _) = token("S-1", &["staff"], 600);
     let mut client = open(&bridge, &staff).await;
-    client.subscribe("balances", Some("C-2")).await;
-    client.subscribe("balances", Some("S-1")).await;
+    // Two subscriptions of one channel, told apart by their subscribe ids (a number is an id
+    // too: ids are echoed as sent).
+    for (id, key) in [(json!("sub-c2"), "C-2"), (json!(7), "S-1")] {
+        client
+            .send(json!({"type": "subscribe", "id": id, "channel": "balances", "key": key}))
+            .await;
+        assert_eq!(client.expect("subscribed").await["id"], id);
+    }
     let (demoted, _) = token("S-1", &[], 600);
     client
         .send(json!({"type": "refresh", "id": "r1", "token": demoted}))
@@ -153,7 +159,8 @@ async fn a_role_removed_by_the_new_token_ends_only_the_subscriptions_it_allowed(
     let ended = client.expect("unsubscribed").await;
     assert_eq!(
         ended,
-        json!({"type": "unsubscribed", "channel": "balances", "key": "C-2", "reason": "forbidden"})
+        json!({"type": "unsubscribed", "id": "sub-c2", "channel": "balances", "key": "C-2", "reason": "forbidden"}),
+        "the subscription is named by the id of the subscribe that made it"
     );
     client.expect("refreshed").await;
     let producer = TestProducer::new();

@@ -194,7 +194,7 @@ export interface Ack {
 }
 
 export interface PublishOptions {
-  /** Record headers (the names bridge-user, bridge-session, correlation-id are reserved). */
+  /** Record headers (the names bridge-user, bridge-session, correlation-id, bridge-roles and bridge-claim-* are reserved). */
   headers?: Record<string, string>;
   /** Default: the client's publishTimeoutMs. */
   timeoutMs?: number;

@@ -36,6 +36,15 @@ elapsed_since() {
   awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
 }
 
+# java_major JAVA: the major version of that java (17, 21, 25), nothing when it does not run.
+java_major() {
+  local version major
+  version="$("$1" -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n 1)"
+  major="${version%%.*}"
+  [ "$major" = 1 ] && major="$(echo "$version" | cut -d. -f2)"
+  echo "$major"
+}
+
 # pid_alive PID: the process exists and is not a zombie (a killed broker whose parent is gone
 # may stay a zombie when nothing reaps it).
 pid_alive() {

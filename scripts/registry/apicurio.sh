@@ -34,15 +34,6 @@ apicurio_home="$KWB_CACHE/apicurio-$APICURIO_VERSION"
 # 2 cores: 4.4 s instead of 8.6 s, 200 MB instead of 260 MB resident).
 KWB_APICURIO_JAVA_OPTS="${KWB_APICURIO_JAVA_OPTS:--Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1}"
 
-# java_major JAVA: the major version of that java (17, 21, 25), nothing when it does not run.
-java_major() {
-  local version major
-  version="$("$1" -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n 1)"
-  major="${version%%.*}"
-  [ "$major" = 1 ] && major="$(echo "$version" | cut -d. -f2)"
-  echo "$major"
-}
-
 # apicurio_java: prints a java binary of version 21 or newer (Apicurio Registry 3 is built for
 # 21): $KWB_REGISTRY_JAVA, else the Temurin 25 JDK when installed, else $JAVA_HOME, `java` on
 # PATH or any JVM under /usr/lib/jvm, the newest first. Without one, says what to install and

@@ -20,6 +20,7 @@ pub fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
             SetupError::KeyFile { .. } | SetupError::Key { .. } => "auth.jwt.public_key_file",
             SetupError::Algorithms(_) => "auth.jwt.algorithms",
             SetupError::Jwks(_) => "auth.jwt.jwks_url",
+            SetupError::CaFile(_) => "auth.jwt.ca_file",
             SetupError::NoJwt => "auth.jwt",
         };
         problems.push(plan.diagnostic(Severity::Error, key, e.to_string()));

@@ -11,6 +11,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyAlgo
 use jsonwebtoken::{Algorithm, DecodingKey};
 use parking_lot::{Mutex, RwLock};
 use prometheus::{IntCounter, IntGauge};
+use rustls_pki_types::CertificateDer;
 
 /// Least time between two fetches caused by tokens with an unknown `kid`, so garbage tokens
 /// cannot make the bridge hammer the provider.
@@ -77,17 +78,26 @@ pub struct Jwks {
 }
 
 impl Jwks {
+    /// `extra_roots`: CA certificates trusted for HTTPS besides the Mozilla roots
+    /// (`auth.jwt.ca_file`).
     pub fn new(
         source: KeySource,
         accepted: Vec<Algorithm>,
         refresh_every: Duration,
+        extra_roots: &[CertificateDer<'static>],
     ) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(3))
+            .redirect(reqwest::redirect::Policy::limited(3));
+        for der in extra_roots {
+            let certificate = reqwest::Certificate::from_der(der)
+                .map_err(|e| format!("auth.jwt.ca_file: {}", error_chain(&e)))?;
+            builder = builder.add_root_certificate(certificate);
+        }
+        let client = builder
             .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+            .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))?;
         let url = match &source {
             KeySource::Url(url) => Some(url.clone()),
             KeySource::Discovery { .. } => None,
@@ -254,7 +264,7 @@ impl Jwks {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+            .map_err(|e| format!("{url}: {}{}", error_chain(&e), certificate_hint(&e)))?;
         if !response.status().is_success() {
             return Err(format!("{url}: HTTP status {}", response.status()));
         }
@@ -360,6 +370,33 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// What to do when the provider's certificate is not trusted: most often a private CA.
+fn certificate_hint(error: &(dyn std::error::Error + 'static)) -> &'static str {
+    use tokio_rustls::rustls::{CertificateError, Error as TlsError};
+    let mut current = Some(error);
+    while let Some(e) = current {
+        // rustls' error travels inside io::Errors (two, nested, from reqwest's connector),
+        // whose `source` skips what they wrap.
+        let mut inner: &(dyn std::error::Error + 'static) = e;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            inner = wrapped;
+        }
+        if let Some(TlsError::InvalidCertificate(reason)) = inner.downcast_ref::<TlsError>() {
+            return match reason {
+                CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                    " (the provider's certificate is not signed by a trusted CA: when a private CA signed it, list that CA's certificate in auth.jwt.ca_file)"
+                }
+                _ => "",
+            };
+        }
+        current = e.source();
+    }
+    ""
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -395,6 +432,56 @@ mod tests {
         );
         assert_eq!(keys.len(), 1, "only `a` is usable");
         assert_eq!(keys["a"].algorithms, vec![Algorithm::RS256]);
+    }
+
+    /// An HTTPS server whose self-signed certificate nobody trusts: the fetch error says to
+    /// list the CA in `auth.jwt.ca_file`; with that certificate in `extra_roots` it connects.
+    #[tokio::test]
+    async fn an_untrusted_certificate_points_at_ca_file_and_trusting_it_connects() {
+        let dir =
+            std::env::temp_dir().join(format!("kwb-jwks-tls-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), certified.signing_key.serialize_pem()).unwrap();
+        let acceptor =
+            crate::server::tls_acceptor(&dir.join("cert.pem"), &dir.join("key.pem")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}/keys",
+            listener.local_addr().unwrap().port()
+        );
+        let server = tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        let body = r#"{"keys":[]}"#;
+                        let _ = tls
+                            .write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).as_bytes())
+                            .await;
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+        let source = KeySource::Url(url.clone());
+        let refresh = Duration::from_secs(60);
+        let untrusting = Jwks::new(source.clone(), vec![Algorithm::RS256], refresh, &[]).unwrap();
+        let error = untrusting.refresh().await.unwrap_err();
+        assert!(error.contains("invalid peer certificate: UnknownIssuer (the provider's certificate is not signed by a trusted CA: when a private CA signed it, list that CA's certificate in auth.jwt.ca_file)"), "{error}");
+        let roots = crate::config::read_ca_certificates(&dir.join("cert.pem")).unwrap();
+        let trusting = Jwks::new(source, vec![Algorithm::RS256], refresh, &roots).unwrap();
+        // Past TLS: the (empty) key set itself is what is wrong now.
+        let error = trusting.refresh().await.unwrap_err();
+        assert_eq!(
+            error,
+            format!("{url}: no key in the set is usable (a signing key with a `kid` for one of the accepted algorithms)")
+        );
+        server.abort();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub enum SetupError {
     Algorithms(String),
     #[error("auth.jwt.jwks_url: {0}")]
     Jwks(String),
+    #[error("auth.jwt.ca_file: {0}")]
+    CaFile(String),
 }
 
 /// Verifies the credentials of new connections.
@@ -125,7 +127,7 @@ pub fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
 
 /// A claim by name; a name with dots that is not a top-level claim is a path into nested
 /// objects (`realm_access.roles`).
-pub(super) fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+pub(crate) fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     if let Some(value) = claims.get(name) {
         return Some(value);
     }
@@ -161,15 +163,6 @@ impl Identity {
     fn has_any_role(&self, roles: &[String]) -> bool {
         self.roles.iter().any(|r| roles.contains(r))
     }
-
-    /// The string values of a claim (a list of strings, or one string).
-    fn claim_values(&self, name: &str) -> Vec<&str> {
-        match claim(&self.claims, name) {
-            Some(Value::String(s)) => vec![s.as_str()],
-            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
-            _ => Vec::new(),
-        }
-    }
 }
 
 /// Whether `presented` is one of the configured API keys, compared in constant time so the
@@ -200,23 +193,79 @@ pub fn check_allow(allow: &Allow, identity: &Identity) -> Result<(), String> {
 
 /// Whether `identity` may subscribe to `key` of a by-key channel.
 pub fn check_key(rules: &SubscribeRules, identity: &Identity, key: &str) -> Result<(), String> {
-    if identity.is_authenticated() && identity.has_any_role(&rules.any_key_roles) {
+    check_key_rule(
+        &rules.keys,
+        &rules.any_key_roles,
+        identity,
+        key,
+        "subscribe to",
+    )
+}
+
+/// Whether `identity` may use record key `key` under a `keys` rule — subscribing to it, or
+/// publishing a record with it (`doing` says which, for the reason). A role of
+/// `any_key_roles` allows every key.
+pub fn check_key_rule(
+    keys: &KeysRule,
+    any_key_roles: &[String],
+    identity: &Identity,
+    key: &str,
+    doing: &str,
+) -> Result<(), String> {
+    if identity.is_authenticated() && identity.has_any_role(any_key_roles) {
         return Ok(());
     }
-    match &rules.keys {
+    match keys {
         KeysRule::Level(KeysLevel::Any) => Ok(()),
         KeysRule::Level(KeysLevel::Own) => match &identity.user {
             Some(user) if user == key => Ok(()),
-            Some(_) => Err("this channel only allows subscribing to your own key".into()),
+            Some(_) => Err(format!(
+                "this channel only allows you to {doing} your own key (your user id), not `{key}`"
+            )),
             None => Err("anonymous sessions have no own key on this channel".into()),
         },
-        KeysRule::Claim { claim } => {
-            if identity.claim_values(claim).contains(&key) {
+        KeysRule::Claim { claim: name } => {
+            let listed = match claim(&identity.claims, name) {
+                None => {
+                    return Err(format!(
+                        "your token has no `{name}` claim, which lists the keys you may {doing}"
+                    ))
+                }
+                Some(Value::String(one)) => one == key,
+                Some(Value::Array(items)) => {
+                    if let Some(odd) = items.iter().find(|item| !item.is_string()) {
+                        return Err(format!(
+                            "your token's `{name}` claim holds {}: expected strings (the keys you may {doing})",
+                            json_kind(odd)
+                        ));
+                    }
+                    items.iter().any(|item| item.as_str() == Some(key))
+                }
+                Some(other) => {
+                    return Err(format!(
+                        "your token's `{name}` claim is {}: expected a list of strings (the keys you may {doing})",
+                        json_kind(other)
+                    ))
+                }
+            };
+            if listed {
                 Ok(())
             } else {
-                Err(format!("key not listed in your `{claim}` claim"))
+                Err(format!("key `{key}` is not listed in your `{name}` claim"))
             }
         }
+    }
+}
+
+/// A JSON value's kind, for messages ("a number").
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -273,7 +322,38 @@ mod tests {
         assert!(check_key(&staff_any, &staff, "C-9").is_ok());
         let claim = rules("{keys: {claim: customers}}");
         assert!(check_key(&claim, &staff, "C-2").is_ok());
-        assert!(check_key(&claim, &staff, "C-9").is_err());
+        assert_eq!(
+            check_key(&claim, &staff, "C-9").unwrap_err(),
+            "key `C-9` is not listed in your `customers` claim"
+        );
+        // A claim missing or of the wrong type is named as such, not as an unlisted key.
+        let one = user("S-2", &[], serde_json::json!({"customers": "C-2"}));
+        assert!(
+            check_key(&claim, &one, "C-2").is_ok(),
+            "one string is a list of one"
+        );
+        assert_eq!(
+            check_key(&claim, &customer, "C-2").unwrap_err(),
+            "your token has no `customers` claim, which lists the keys you may subscribe to"
+        );
+        let number = user("S-3", &[], serde_json::json!({"customers": 5}));
+        assert_eq!(
+            check_key(&claim, &number, "5").unwrap_err(),
+            "your token's `customers` claim is a number: expected a list of strings (the keys you may subscribe to)"
+        );
+        let mixed = user(
+            "S-4",
+            &[],
+            serde_json::json!({"customers": ["C-2", {"id": "C-3"}]}),
+        );
+        assert_eq!(
+            check_key(&claim, &mixed, "C-2").unwrap_err(),
+            "your token's `customers` claim holds an object: expected strings (the keys you may subscribe to)"
+        );
+        assert_eq!(
+            check_key(&own, &customer, "C-2").unwrap_err(),
+            "this channel only allows you to subscribe to your own key (your user id), not `C-2`"
+        );
         assert!(check_key(&rules("{keys: any}"), &Identity::anonymous(), "x").is_ok());
     }
 }

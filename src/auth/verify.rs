@@ -65,8 +65,14 @@ impl JwtVerifier {
                     ));
                 }
                 let refresh = Duration::from_secs(config.jwks_refresh_s.max(10));
+                let extra_roots = match &config.ca_file {
+                    Some(file) => crate::config::read_ca_certificates(&plan.resolve_path(file))
+                        .map_err(SetupError::CaFile)?,
+                    None => Vec::new(),
+                };
                 Keys::Provider(Arc::new(
-                    Jwks::new(source, algorithms.clone(), refresh).map_err(SetupError::Jwks)?,
+                    Jwks::new(source, algorithms.clone(), refresh, &extra_roots)
+                        .map_err(SetupError::Jwks)?,
                 ))
             }
             None => Keys::Fixed(fixed_key(config, plan, &algorithms)?),

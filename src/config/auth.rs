@@ -61,6 +61,12 @@ pub struct JwtConfig {
     /// names the `jwks_uri`. Needs `issuer`; excludes `jwks_url`.
     #[serde(default)]
     pub discovery: bool,
+    /// PEM file of CA certificates trusted for the identity provider's HTTPS (the discovery
+    /// document and the key set), besides the Mozilla root certificates the bridge trusts
+    /// anyway: for a provider whose certificate a private CA signed. Relative to this file's
+    /// directory. Only with `jwks_url` or `discovery`.
+    #[serde(default)]
+    pub ca_file: Option<String>,
     /// Seconds between refreshes of the key set. A token whose `kid` is not cached also causes
     /// a refresh, at most one every 10 s. When the provider cannot be reached the cached keys
     /// keep working.

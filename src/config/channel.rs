@@ -200,7 +200,8 @@ pub enum AllowLevel {
     Authenticated,
 }
 
-/// Which keys of a `by_key` channel a user may subscribe to.
+/// Which keys a user may subscribe to (on a `by_key` channel) or publish records with (on an
+/// inbound channel).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum KeysRule {

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::Allow;
+use super::{Allow, KeysLevel, KeysRule};
 
 /// One channel clients may publish on.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -19,6 +19,21 @@ pub struct InboundConfig {
     /// Who may publish: `anonymous`, `authenticated` (default), or `{roles: [...]}`.
     #[serde(default)]
     pub allow: Allow,
+    /// Which record keys a session may write, checked on the key `key` computed, before
+    /// producing: `any` (default), `own` (only its user id), or `{claim: name}` (one of the
+    /// values of that token claim, a list of strings or one string). Another key is refused
+    /// with `forbidden`. Needs a record key (`key: user` or `{pointer: ...}`).
+    #[serde(default = "any_key")]
+    pub keys: KeysRule,
+    /// Roles that may publish records with any key, whatever `keys` says.
+    #[serde(default)]
+    pub any_key_roles: Vec<String>,
+    /// Facts of the publisher's token written as record headers beside `bridge-user`:
+    /// `roles` adds `bridge-roles` (the roles, comma-separated); any other name adds that claim
+    /// as `bridge-claim-<name>` (a string as it is, any other value as JSON; nothing when the
+    /// token lacks it). Clients may not set `bridge-roles` or `bridge-claim-*` headers.
+    #[serde(default)]
+    pub identity_headers: Vec<String>,
     /// Optional JSON Schema file that every published `data` must satisfy (error `invalid`).
     #[serde(default)]
     pub schema_file: Option<String>,
@@ -39,6 +54,11 @@ pub struct InboundConfig {
     /// `shop.Order`); default the first message of the schema.
     #[serde(default)]
     pub message: Option<String>,
+}
+
+/// Inbound channels check no key unless told to (v1 behaviour).
+fn any_key() -> KeysRule {
+    KeysRule::Level(KeysLevel::Any)
 }
 
 /// How published `data` becomes a record value.

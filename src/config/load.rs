@@ -190,6 +190,38 @@ mod tests {
     }
 
     #[test]
+    fn inbound_key_rules_and_identity_headers_are_checked() {
+        let jwt = "instance_id: a\nkafka: {bootstrap_servers: 'k:9092'}\nauth:\n  mode: jwt\n  jwt: {secret: 0123456789abcdef0123456789abcdef}\n";
+        let good = format!(
+            "{jwt}inbound:\n  - {{channel: c, topic: t, key: {{pointer: /customer}}, keys: {{claim: customers}}, any_key_roles: [supervisor], identity_headers: [roles, customers]}}\n"
+        );
+        assert_eq!(messages(&good), Vec::<String>::new());
+        let bad = format!(
+            "{jwt}inbound:\n  - {{channel: c, topic: t, keys: own}}\n  - {{channel: d, topic: t, key: user, keys: {{claim: ''}}, identity_headers: [roles, '', roles]}}\n  - {{channel: e, topic: t, any_key_roles: [staff]}}\n"
+        );
+        assert_eq!(
+            messages(&bad),
+            [
+                "bridge.yaml:7: inbound[0].keys: needs a record key to check: with key none records have none (set key: user or key: {pointer: ...})",
+                "bridge.yaml:8: inbound[1].keys.claim: must not be empty",
+                "bridge.yaml:8: inbound[1].identity_headers[1]: \"\" is not a claim name: `roles`, or a token claim such as customers",
+                "bridge.yaml:8: inbound[1].identity_headers[2]: \"roles\" is listed twice",
+                "warning: bridge.yaml:9: inbound[2].any_key_roles: ignored: keys is any, so every key is allowed already",
+            ]
+        );
+        let anonymous = format!(
+            "{BASE}inbound:\n  - {{channel: c, topic: t, allow: anonymous, key: {{pointer: /k}}, keys: own, identity_headers: [roles]}}\n"
+        );
+        assert_eq!(
+            messages(&anonymous),
+            [
+                "warning: bridge.yaml:5: inbound[0].keys: no session can publish: auth.mode is none, and anonymous sessions have no own key and no claims",
+                "warning: bridge.yaml:5: inbound[0].identity_headers: ignored: with auth.mode none every session is anonymous, without roles or claims",
+            ]
+        );
+    }
+
+    #[test]
     fn secrets_are_not_printed() {
         let text = "instance_id: a\nkafka: {bootstrap_servers: 'k:9092'}\nauth:\n  mode: jwt\n  jwt: {secret: short-secret}\n";
         let out = messages(text).join("\n");

@@ -1,6 +1,11 @@
 //! Where `auth.jwt` finds its verification keys: a secret, a PEM file, a JWKS URL or OpenID
 //! Connect discovery — exactly one, and one that fits the algorithms.
 
+use std::path::Path;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+
 use super::rules::Semantic;
 use super::JwtConfig;
 
@@ -49,6 +54,16 @@ impl Semantic<'_> {
                 }
             }
         }
+        if let Some(file) = &jwt.ca_file {
+            if from_idp {
+                self.ca_certificates_file("auth.jwt.ca_file", file);
+            } else {
+                self.error(
+                    "auth.jwt.ca_file",
+                    "needs jwks_url or discovery: it is trusted for fetching the identity provider's keys over HTTPS, and with secret or public_key_file nothing is fetched",
+                );
+            }
+        }
         if from_idp {
             if hmac {
                 self.error(
@@ -83,6 +98,35 @@ impl Semantic<'_> {
             }
         }
     }
+}
+
+/// The certificates of a PEM file (`-----BEGIN CERTIFICATE-----` blocks; other blocks, such as
+/// a key, are skipped): at least one, each of them well-formed.
+pub fn read_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not a PEM file of certificates: {e}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{}: no certificate in it (expected PEM blocks `-----BEGIN CERTIFICATE-----`)",
+            path.display()
+        ));
+    }
+    // Parsed as trust anchors exactly as the HTTPS client will (a PEM block of garbage
+    // base64 decodes fine and only fails here).
+    let mut store = tokio_rustls::rustls::RootCertStore::empty();
+    for (i, der) in certificates.iter().enumerate() {
+        if let Err(e) = store.add(der.clone()) {
+            return Err(format!(
+                "{}: certificate {} of {} is not usable as a CA certificate: {e}",
+                path.display(),
+                i + 1,
+                certificates.len()
+            ));
+        }
+    }
+    Ok(certificates)
 }
 
 /// An `http://` or `https://` URL with a host.
@@ -145,6 +189,88 @@ mod tests {
         assert_eq!(
             errors("    algorithms: [HS256]\n    secret: 0123456789abcdef0123456789abcdef\n    leeway_seconds: 100000\n"),
             ["bridge.yaml:9: auth.jwt.leeway_seconds: must be at most 3600 seconds, found 100000"]
+        );
+    }
+    /// A file of the test's own with `text` in it, removed on drop.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, text: &str) -> TempFile {
+            let path = std::env::temp_dir()
+                .join(format!("kwb-ca-{}-{name}", uuid::Uuid::new_v4().simple()));
+            std::fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn ca_file_must_hold_pem_certificates_and_goes_with_a_key_set() {
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.example".to_owned()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["other.example".to_owned()]).unwrap();
+        // Two CAs, with a key block between them (skipped).
+        let good = TempFile::new(
+            "good.pem",
+            &format!(
+                "{}{}{}",
+                ca.cert.pem(),
+                ca.signing_key.serialize_pem(),
+                other.cert.pem()
+            ),
+        );
+        let with = |file: &str| {
+            errors(&format!(
+                "    algorithms: [RS256]\n    jwks_url: https://id.example.com/certs\n    ca_file: {file}\n"
+            ))
+        };
+        assert_eq!(with(good.path()), Vec::<String>::new());
+        assert_eq!(
+            crate::config::read_ca_certificates(&good.0).unwrap().len(),
+            2
+        );
+        assert_eq!(
+            with("/nope/ca.pem"),
+            ["bridge.yaml:9: auth.jwt.ca_file: cannot read /nope/ca.pem: No such file or directory (os error 2)"]
+        );
+        let key_only = TempFile::new("key.pem", &ca.signing_key.serialize_pem());
+        assert_eq!(
+            with(key_only.path()),
+            [format!("bridge.yaml:9: auth.jwt.ca_file: {}: no certificate in it (expected PEM blocks `-----BEGIN CERTIFICATE-----`)", key_only.path())]
+        );
+        let not_x509 = TempFile::new(
+            "garbage.pem",
+            "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n",
+        );
+        let found = with(not_x509.path());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with(&format!("bridge.yaml:9: auth.jwt.ca_file: {}: certificate 1 of 1 is not usable as a CA certificate: ", not_x509.path())),
+            "{found:?}"
+        );
+        let broken = TempFile::new(
+            "broken.pem",
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        );
+        let found = with(broken.path());
+        assert!(
+            found.len() == 1 && found[0].contains("not a PEM file of certificates"),
+            "{found:?}"
+        );
+        assert_eq!(
+            errors(&format!(
+                "    algorithms: [HS256]\n    secret: 0123456789abcdef0123456789abcdef\n    ca_file: {}\n",
+                good.path()
+            )),
+            ["bridge.yaml:9: auth.jwt.ca_file: needs jwks_url or discovery: it is trusted for fetching the identity provider's keys over HTTPS, and with secret or public_key_file nothing is fetched"]
         );
     }
 }

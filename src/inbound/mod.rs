@@ -19,13 +19,13 @@ use std::time::Instant;
 
 use serde_json::value::RawValue;
 
-use crate::auth::{check_allow, Identity};
+use crate::auth::{check_allow, check_key_rule, Identity};
 use crate::catalogue::Catalogue;
-use crate::config::{InboundKey, InboundKeyLevel};
+use crate::config::{InboundKey, InboundKeyLevel, KeysLevel, KeysRule};
 use crate::metrics::PublishResult;
 use crate::protocol::{
-    key_at_pointer, ErrorCode, Refusal, CORRELATION_HEADER, RESERVED_HEADERS, SESSION_HEADER,
-    USER_HEADER,
+    is_reserved_header, key_at_pointer, ErrorCode, Refusal, CLAIM_HEADER_PREFIX,
+    CORRELATION_HEADER, ROLES_HEADER, SESSION_HEADER, USER_HEADER,
 };
 use crate::registry::Registry;
 
@@ -195,10 +195,7 @@ impl Inbound {
                 format!("publishing on `{channel}` is not allowed: {reason}"),
             );
         }
-        if let Some(name) = client_headers
-            .keys()
-            .find(|name| RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
-        {
+        if let Some(name) = client_headers.keys().find(|name| is_reserved_header(name)) {
             return refuse(
                 ErrorCode::BadRequest,
                 format!("header `{name}` is reserved: the bridge sets it"),
@@ -241,6 +238,29 @@ impl Inbound {
                 }
             }
         };
+        // The key the bridge computed, checked against what the token may write.
+        if route.spec.keys != KeysRule::Level(KeysLevel::Any)
+            || !route.spec.any_key_roles.is_empty()
+        {
+            let Some(key) = &key else {
+                return refuse(
+                    ErrorCode::Forbidden,
+                    format!("publishing on `{channel}` needs a record key to check, and this one has none"),
+                );
+            };
+            if let Err(reason) = check_key_rule(
+                &route.spec.keys,
+                &route.spec.any_key_roles,
+                publisher.identity,
+                key,
+                "publish to",
+            ) {
+                return refuse(
+                    ErrorCode::Forbidden,
+                    format!("publishing on `{channel}` with key `{key}` is not allowed: {reason}"),
+                );
+            }
+        }
         let mut headers: Vec<(String, String)> = client_headers
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -248,6 +268,11 @@ impl Inbound {
         if let Some(user) = &publisher.identity.user {
             headers.push((USER_HEADER.into(), user.clone()));
         }
+        identity_headers(
+            &route.spec.identity_headers,
+            publisher.identity,
+            &mut headers,
+        );
         if let Some(session) = publisher.session {
             headers.push((SESSION_HEADER.into(), session.to_owned()));
         }
@@ -344,6 +369,27 @@ impl Inbound {
             message: route.spec.message.as_deref(),
         };
         encode::encode(registry, &target, data).await
+    }
+}
+
+/// The headers `identity_headers` asks for: `roles` → `bridge-roles` (comma-separated), another
+/// name → `bridge-claim-<name>` (a string as it is, other values as JSON text; nothing for a
+/// claim the token lacks). Anonymous publishers have neither roles nor claims.
+fn identity_headers(names: &[String], identity: &Identity, headers: &mut Vec<(String, String)>) {
+    if !identity.is_authenticated() {
+        return;
+    }
+    for name in names {
+        if name == "roles" {
+            headers.push((ROLES_HEADER.into(), identity.roles.join(",")));
+            continue;
+        }
+        let value = match crate::auth::claim(&identity.claims, name) {
+            None => continue,
+            Some(serde_json::Value::String(text)) => text.clone(),
+            Some(other) => other.to_string(),
+        };
+        headers.push((format!("{CLAIM_HEADER_PREFIX}{name}"), value));
     }
 }
 

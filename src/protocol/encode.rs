@@ -209,10 +209,16 @@ pub fn unsubscribed(id: &RequestId, channel: &str, key: Option<&str>) -> Frame {
     })
 }
 
-/// `{"type":"unsubscribed","reason":…}`: the server ended a subscription.
-pub fn unsubscribed_because(channel: &str, key: Option<&str>, reason: &str) -> Frame {
+/// `{"type":"unsubscribed","id":…,"reason":…}`: the server ended the subscription that the
+/// subscribe `id` made.
+pub fn unsubscribed_because(
+    id: &RequestId,
+    channel: &str,
+    key: Option<&str>,
+    reason: &str,
+) -> Frame {
     control(&Control::Unsubscribed {
-        id: None,
+        id: id.as_deref(),
         channel,
         key,
         reason: Some(reason),
@@ -483,6 +489,10 @@ mod golden {
             (
                 unsubscribed(&None, "c", Some("k")),
                 r#"{"type":"unsubscribed","channel":"c","key":"k"}"#,
+            ),
+            (
+                unsubscribed_because(&id, "c", Some("k"), "forbidden"),
+                r#"{"type":"unsubscribed","id":"p1","channel":"c","key":"k","reason":"forbidden"}"#,
             ),
             (session_replaced(), r#"{"type":"session_replaced"}"#),
         ];

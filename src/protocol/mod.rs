@@ -33,8 +33,24 @@ pub const SESSION_HEADER: &str = "bridge-session";
 pub const USER_HEADER: &str = "bridge-user";
 /// Header carrying the client's publish id.
 pub const CORRELATION_HEADER: &str = "correlation-id";
-/// Headers only the bridge sets; a publish that carries one is refused.
-pub const RESERVED_HEADERS: &[&str] = &[USER_HEADER, SESSION_HEADER, CORRELATION_HEADER];
+/// Header carrying the publisher's roles, comma-separated (`identity_headers: [roles]`).
+pub const ROLES_HEADER: &str = "bridge-roles";
+/// Prefix of the headers carrying claims of the publisher's token (`identity_headers`).
+pub const CLAIM_HEADER_PREFIX: &str = "bridge-claim-";
+/// Headers only the bridge sets; a publish that carries one (or a `bridge-claim-*` header) is
+/// refused.
+pub const RESERVED_HEADERS: &[&str] = &[
+    USER_HEADER,
+    SESSION_HEADER,
+    CORRELATION_HEADER,
+    ROLES_HEADER,
+];
+
+/// Whether only the bridge may set header `name` (compared case-insensitively).
+pub fn is_reserved_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    RESERVED_HEADERS.contains(&name.as_str()) || name.starts_with(CLAIM_HEADER_PREFIX)
+}
 
 /// Error codes of `error` frames (protocol v1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -74,7 +74,7 @@ impl Session {
     fn moved_scope(&self, identity: &crate::auth::Identity) -> Option<String> {
         let channels = self
             .subscriptions
-            .iter()
+            .keys()
             .map(|(channel_id, _)| *channel_id)
             .chain(self.pending.as_ref().map(|p| p.subscription.0));
         for channel_id in channels {
@@ -91,27 +91,28 @@ impl Session {
         None
     }
 
-    /// Ends, with `unsubscribed` + `reason: forbidden`, each subscription the identity may no
-    /// longer have; what it had queued is not delivered.
+    /// Ends, with `unsubscribed` + `reason: forbidden` and the id of the subscribe that made
+    /// it, each subscription the identity may no longer have; what it had queued is not
+    /// delivered.
     fn recheck_subscriptions(&mut self) {
         if let Some(pending) = &self.pending {
             let (channel_id, key) = pending.subscription.clone();
             if !self.allowed(channel_id, key.as_deref()) {
                 let pending = self.pending.take().expect("checked above");
                 pending.read.abort();
-                self.end_forbidden(channel_id, key);
+                self.end_forbidden(channel_id, key, &pending.id);
             }
         }
         let ended: Vec<_> = self
             .subscriptions
-            .iter()
+            .keys()
             .filter(|(channel_id, key)| !self.allowed(*channel_id, key.as_deref()))
             .cloned()
             .collect();
         for subscription in ended {
-            self.subscriptions.remove(&subscription);
+            let id = self.subscriptions.remove(&subscription).flatten();
             let (channel_id, key) = subscription;
-            self.end_forbidden(channel_id, key);
+            self.end_forbidden(channel_id, key, &id);
         }
     }
 
@@ -121,19 +122,20 @@ impl Session {
             && key.is_none_or(|key| check_key(&spec.subscribe, &self.identity, key).is_ok())
     }
 
-    fn end_forbidden(&mut self, channel_id: u32, key: Option<String>) {
+    fn end_forbidden(&mut self, channel_id: u32, key: Option<String>, id: &RequestId) {
         self.ctx
             .hub
             .unsubscribe(channel_id, key.as_deref(), &self.handle);
         // Queued records carry their channel, not their key: they are taken back when no
         // other subscription of this session remains on the channel.
-        if !self.subscriptions.iter().any(|(c, _)| *c == channel_id) {
+        if !self.subscriptions.keys().any(|(c, _)| *c == channel_id) {
             self.handle.outbox.discard_channel(channel_id);
         }
         let channel = self.ctx.catalogue.channel(channel_id).name();
         self.handle
             .outbox
             .push_control(protocol::unsubscribed_because(
+                id,
                 channel,
                 key.as_deref(),
                 "forbidden",

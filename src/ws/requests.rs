@@ -207,7 +207,7 @@ impl Session {
             filter.as_ref(),
             max_rate,
         )?;
-        if !self.subscriptions.contains(&subscription)
+        if !self.subscriptions.contains_key(&subscription)
             && self.subscriptions.len() >= self.ctx.limits.max_subscriptions
         {
             return Err(Refusal::new(
@@ -261,7 +261,7 @@ impl Session {
         match begun {
             Begun::Attached(attached) => {
                 self.count_replay(*channel_id, attached, 0);
-                self.subscriptions.insert(subscription);
+                self.subscriptions.insert(subscription, id);
             }
             Begun::Reading { need, held } => {
                 let replayer = self.ctx.replayer.clone();
@@ -319,7 +319,7 @@ impl Session {
             },
         );
         self.count_replay(*channel_id, attached, from_kafka);
-        self.subscriptions.insert(pending.subscription);
+        self.subscriptions.insert(pending.subscription, pending.id);
     }
 
     pub(super) fn count_replay(
@@ -353,7 +353,11 @@ impl Session {
             Deliver::ByKey => key.or_else(|| self.identity.user.clone()),
             _ => None,
         };
-        if self.subscriptions.remove(&(channel_id, key.clone())) {
+        if self
+            .subscriptions
+            .remove(&(channel_id, key.clone()))
+            .is_some()
+        {
             self.ctx
                 .hub
                 .unsubscribe(channel_id, key.as_deref(), &self.handle);

@@ -9,7 +9,7 @@
 //! session (`stomp/`) runs the same loop: its frames are read by `on_stomp`, each batch is
 //! re-encoded for it before writing, and it sends heart-beats; an ERROR ends it, as STOMP says.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +45,9 @@ pub(super) struct Session {
     pub(super) ctx: Arc<WsContext>,
     pub(super) handle: Arc<SessionHandle>,
     pub(super) identity: Identity,
-    pub(super) subscriptions: HashSet<Subscription>,
+    /// Each subscription with the `id` of the subscribe that made it, for the `unsubscribed`
+    /// that ends it when a refreshed token no longer allows it.
+    pub(super) subscriptions: HashMap<Subscription, RequestId>,
     pub(super) inflight: Arc<Semaphore>,
     /// A subscribe waiting for records from Kafka before it can attach. Client frames are not
     /// read meanwhile, so later requests cannot overtake it.
@@ -174,7 +176,7 @@ impl Session {
             ctx,
             handle,
             identity,
-            subscriptions: HashSet::new(),
+            subscriptions: HashMap::new(),
             pending: None,
             last_heard: tokio::time::Instant::now(),
             clock: TokenClock::new(identity_expiry, refresh_warning),
@@ -414,7 +416,7 @@ impl Session {
                 .unsubscribe(*channel_id, key.as_deref(), &self.handle);
         }
         self.handle.outbox.close(Close::Stopped);
-        for (channel_id, key) in self.subscriptions.drain() {
+        for ((channel_id, key), _) in self.subscriptions.drain() {
             self.ctx
                 .hub
                 .unsubscribe(channel_id, key.as_deref(), &self.handle);

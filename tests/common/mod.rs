@@ -1,9 +1,11 @@
 //! Integration-test harness: a real Kafka broker (`KAFKA_BOOTSTRAP`, started by
 //! `scripts/test.sh`), topics with random names, the bridge running in-process on port 0, and
 //! WebSocket clients speaking the real protocol. Waits are on conditions with deadlines. The
-//! Schema Registry side (a real registry, Confluent's serializers) is in [`registry`].
+//! Schema Registry side (a real registry, Confluent's serializers) is in [`registry`], the
+//! Keycloak side (a real Keycloak, its admin API and token endpoint) in [`keycloak`].
 #![allow(dead_code)]
 
+pub mod keycloak;
 pub mod registry;
 
 use std::net::SocketAddr;

@@ -151,13 +151,23 @@ impl Stomp {
             }
             "ack" => (receipt_frame(receipt).into_iter().collect(), false),
             "unsubscribed" => match head.reason {
-                // The bridge ended the subscription (e.g. its permission is gone).
+                // The bridge ended the subscription (e.g. its permission is gone): the ERROR
+                // names it by the SUBSCRIBE's `id`, as a receipt would.
                 Some(reason) => {
+                    let subscription = self
+                        .find(head.channel.as_deref(), head.key.as_deref())
+                        .map(str::to_owned);
                     let message = format!(
                         "subscription to `{}` ended: {reason}",
                         head.channel.unwrap_or_default()
                     );
-                    (vec![error_frame(None, "forbidden", &message)], true)
+                    let mut frame = StompFrame::new("ERROR")
+                        .with("message", message)
+                        .with("code", "forbidden");
+                    if let Some(subscription) = subscription {
+                        frame = frame.with("subscription", subscription);
+                    }
+                    (vec![text(&frame)], true)
                 }
                 None => (receipt_frame(receipt).into_iter().collect(), false),
             },
@@ -339,6 +349,33 @@ pub(super) fn receipt_id(receipt: Option<&str>) -> RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ended_subscription_is_named_by_its_subscribe_id() {
+        let mut stomp = Stomp {
+            prefixes: crate::config::StompConfig::default(),
+            version: "1.2",
+            heart_beat: None,
+            offered: (0, 0),
+            subscriptions: HashMap::new(),
+            by_target: Targets::default(),
+            failed: false,
+            disconnect: None,
+        };
+        stomp.by_target.insert("alerts", None, "sub-7".to_owned());
+        let (frames, error) = stomp.translate(
+            r#"{"type":"unsubscribed","id":"receipt-1","channel":"alerts","reason":"forbidden"}"#,
+        );
+        assert!(error, "an ERROR ends a STOMP session");
+        let text = frames[0].as_str();
+        assert!(text.starts_with("ERROR\n"), "{text}");
+        assert!(text.contains("\nsubscription:sub-7\n"), "{text}");
+        assert!(
+            // STOMP escapes `:` in header values as `\c`.
+            text.contains("message:subscription to `alerts` ended\\c forbidden\n"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn subprotocols_prefer_1_2() {
