@@ -19,6 +19,14 @@ pub struct AuthConfig {
     /// wins and the oldest is closed with code 4000.
     #[serde(default)]
     pub max_sessions_per_user: usize,
+    /// Name of a query parameter of the WebSocket and STOMP handshakes (e.g. `app`): when set,
+    /// `max_sessions_per_user` counts per user and value of that parameter (`?app=teller`), so
+    /// that one user may keep a session in each of several applications. A value is 1 to 64
+    /// letters, digits, `.`, `_`, `~` or `-`; an empty, longer or otherwise different value
+    /// (or the parameter twice) is refused with 400. Sessions without the parameter form one
+    /// group of their own. Server-Sent Events streams check the value too but are never counted.
+    #[serde(default)]
+    pub session_group_param: Option<String>,
     /// Seconds before a token's `exp` at which the session is sent `token_expiring`, so the
     /// client can send a fresh token with `refresh` instead of reconnecting (for tokens shorter
     /// than twice this, halfway through their remaining life).

@@ -338,6 +338,50 @@ impl<'a> Semantic<'a> {
                 "ignored: with auth.mode none every session is anonymous",
             );
         }
+        if let Some(param) = &auth.session_group_param {
+            self.check_session_group_param(param, auth);
+        }
+    }
+
+    fn check_session_group_param(&mut self, param: &str, auth: &AuthConfig) {
+        const PATH: &str = "auth.session_group_param";
+        /// Query parameters the handshakes read for something else.
+        const TAKEN: &[&str] = &["access_token", "channel", "key", "history"];
+        if param.is_empty() || param.len() > 64 {
+            self.error(
+                PATH,
+                format!(
+                    "expected a query parameter name of 1 to 64 characters, found {} characters",
+                    param.len()
+                ),
+            );
+        } else if !param
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c))
+        {
+            self.error(
+                PATH,
+                format!("expected letters, digits, `.`, `_`, `~` or `-`, found \"{param}\""),
+            );
+        } else if TAKEN.contains(&param) {
+            self.error(
+                PATH,
+                format!(
+                    "`{param}` is a query parameter the bridge reads already (one of {})",
+                    TAKEN.join(", ")
+                ),
+            );
+        } else if auth.mode == AuthMode::None {
+            self.warn(
+                PATH,
+                "ignored: with auth.mode none every session is anonymous and none is counted",
+            );
+        } else if auth.max_sessions_per_user == 0 {
+            self.warn(
+                PATH,
+                "ignored: auth.max_sessions_per_user is 0 (unlimited), so no group is counted",
+            );
+        }
     }
 
     fn check_jwt(&mut self, jwt: &JwtConfig) {

@@ -123,6 +123,7 @@ pub(super) async fn run(
     mut socket: Socket,
     ctx: Arc<WsContext>,
     identity: Identity,
+    group: Option<String>,
     slot: ConnectionSlot,
     stomp: Option<Box<super::stomp::dialect::Stomp>>,
 ) {
@@ -133,7 +134,7 @@ pub(super) async fn run(
     let _finished = finished.clone().drop_guard();
     let replaced = ctx
         .sessions
-        .insert(&handle, finished.clone(), ctx.max_sessions_per_user);
+        .insert(&handle, group, finished.clone(), ctx.max_sessions_per_user);
     let transport = if stomp.is_some() {
         Transport::Stomp
     } else {
