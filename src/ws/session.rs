@@ -146,8 +146,7 @@ pub(super) async fn run(
     tracing::info!(session = %handle.public_id, user = user_label(&session.identity), transport = transport.as_str(), "session opened");
     // Newest wins: the older sessions are told and closed before this one is welcomed.
     for old in &replaced {
-        old.handle.outbox.push_control(protocol::session_replaced());
-        old.handle.outbox.close(Close::Replaced);
+        crate::sessions::replace(&old.handle);
     }
     for old in &replaced {
         if tokio::time::timeout(REPLACE_TIMEOUT, old.finished.cancelled())
