@@ -87,7 +87,7 @@ if [ "$name" = notifications ]; then
 fi
 wait_ready || { echo "==> the bridge did not become ready; its log: $logs/$name-1.log" >&2; exit 1; }
 case "$name" in
-  bank) STAFF_ASSIGNMENTS="S-1:C-1,C-3" node "$dir/backend.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
+  bank) node "$dir/backend.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
   dashboard) RATE="${RATE:-2}" node "$dir/generator.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
   notifications) node "$dir/worker.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
   chat) node "$dir/backend.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
