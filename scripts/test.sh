@@ -8,7 +8,8 @@
 #     Confluent-compatible API); otherwise Apicurio Registry (fetched once with Maven; needs
 #     Java 21+), started on a free port and stopped after (scripts/registry/apicurio.sh).
 #   - Keycloak (fetched once with Maven, its first start done once; Java 17+) for
-#     tests/keycloak.rs, which starts its own (scripts/keycloak/keycloak.sh).
+#     tests/keycloak.rs and tests/browser/keycloak.mjs, which start their own
+#     (scripts/keycloak/keycloak.sh).
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh --test outbound).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -102,6 +103,10 @@ if [ "$1" = --workspace ] && [ "$#" -eq 1 ]; then
   (tests/browser/setup.sh && node tests/browser/sse.mjs) || status=$?
   echo "==> permessage-deflate in Chromium (compressed both ways)"
   (tests/browser/setup.sh && node tests/browser/deflate.mjs) || status=$?
+  # Keycloak's login page driven by Chromium, keycloak-js handing tokens to the JS client's
+  # getToken (its own Keycloak, from the seed keycloak_ensure made; about 30 s).
+  echo "==> Keycloak in Chromium (keycloak-js sign-in, the JS client's getToken)"
+  (tests/browser/setup.sh && node tests/browser/keycloak.mjs) || status=$?
   # The four reference systems of examples/, each with its backend, in Chromium (about 40 s).
   echo "==> examples in Chromium (examples/test.sh)"
   examples/test.sh || status=$?

@@ -24,6 +24,7 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 if [ ! -d node_modules/playwright-core ] || [ ! -d node_modules/ws ] || [ ! -d node_modules/@stomp/stompjs ] \
+   || [ ! -d node_modules/keycloak-js ] \
    || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "==> npm ci in tests/browser" >&2
   npm ci --no-audit --no-fund >&2
