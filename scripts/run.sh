@@ -8,6 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/broker.sh
 config="${1:-bridge.yaml}"
+# What to stop on exit, in order (the bridge first: it runs until this script ends).
+stops=()
+stop_all() {
+  local stop
+  for stop in "${stops[@]}"; do
+    $stop || true
+  done
+}
+trap stop_all EXIT
 
 echo "==> building kafka-ws-bridge (release)"
 cargo build --release --quiet
@@ -20,11 +29,24 @@ if [ -z "${KAFKA_BOOTSTRAP:-}" ]; then
     port="$(free_port)"
     echo "==> port 9092 is taken; starting the local broker on $port instead"
   fi
-  trap stop_broker EXIT
+  stops+=(stop_broker)
   start_broker "$PWD/.local/$KWB_BROKER" "$port"
   echo "==> $(broker_description) at $KAFKA_BOOTSTRAP (data in .local/$KWB_BROKER, kept between runs)"
 else
   echo "==> using the Kafka cluster at $KAFKA_BOOTSTRAP"
+fi
+
+# A config with a schema_registry section gets a local Apicurio Registry (Java 21+), its URL in
+# SCHEMA_REGISTRY_URL for the config to use (`url: ${SCHEMA_REGISTRY_URL}`), unless one is
+# given. It keeps schemas in memory: a restart forgets them (serializers register them again).
+if grep -q '^schema_registry:' "$config" && [ -z "${SCHEMA_REGISTRY_URL:-}" ]; then
+  source scripts/registry/apicurio.sh
+  apicurio_ensure
+  mkdir -p .local/registry
+  apicurio_start "$PWD/.local/registry" "$(free_port)"
+  stops+=("apicurio_stop $PWD/.local/registry")
+  export SCHEMA_REGISTRY_URL="$REGISTRY_URL"
+  echo "==> Apicurio Registry at $SCHEMA_REGISTRY_URL (schemas in memory)"
 fi
 
 "$bridge" check --config "$config"

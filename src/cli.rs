@@ -34,6 +34,10 @@ pub enum Command {
         /// Config file.
         #[arg(long, short, default_value = "bridge.yaml", env = "BRIDGE_CONFIG")]
         config: PathBuf,
+        /// Also ask the services the config names (the schema registry): the subjects publish
+        /// channels write with exist and their schemas compile.
+        #[arg(long)]
+        online: bool,
     },
     /// Create every topic the config reads or writes (existing topics are left alone).
     CreateTopics {

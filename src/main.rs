@@ -13,7 +13,7 @@ use kafka_ws_bridge::config::{Diagnostic, Severity};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config, online } => check(&config, online),
         Command::Run { config } => {
             init_tracing(cli.log_format, &cli.log_level);
             run(&config)
@@ -64,11 +64,25 @@ fn create_topics(path: &Path, partitions: i32, replication: i32) -> ExitCode {
     }
 }
 
-fn check(path: &Path) -> ExitCode {
+fn check(path: &Path, online: bool) -> ExitCode {
     match load(path) {
         Ok(plan) => {
             for warning in &plan.warnings {
                 eprintln!("{warning}");
+            }
+            if online {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime builds");
+                let found = runtime.block_on(app::check_online(&plan));
+                for diagnostic in found.iter().filter(|d| d.severity != Severity::Error) {
+                    eprintln!("{diagnostic}");
+                }
+                if found.iter().any(|d| d.severity == Severity::Error) {
+                    report(&found);
+                    return ExitCode::FAILURE;
+                }
             }
             println!(
                 "{}: OK ({} channels, {} inbound channels, consumer group {})",

@@ -38,6 +38,8 @@ pub struct OpsContext {
     pub api_keys: Vec<crate::config::Secret>,
     /// The identity provider's key set, when tokens are verified with one.
     pub jwks: Option<Arc<crate::auth::Jwks>>,
+    /// `schema_registry`, when configured.
+    pub registry: Option<Arc<crate::registry::Registry>>,
 }
 
 impl OpsContext {
@@ -63,6 +65,7 @@ impl OpsContext {
             snapshots: config.channels.iter().any(|c| c.snapshot),
             api_keys: config.server.api_keys.clone(),
             jwks: None,
+            registry: None,
         }
     }
 }
@@ -153,6 +156,9 @@ fn readiness(ctx: &OpsContext) -> Readiness {
     if let Some(jwks) = &ctx.jwks {
         checks.push(signing_keys_check(&jwks.status()));
     }
+    if let Some(registry) = &ctx.registry {
+        checks.push(schema_registry_check(&registry.status()));
+    }
     let ready = checks.iter().all(|c| c.ok);
     ctx.metrics.ready.set(i64::from(ready));
     Readiness { ready, checks }
@@ -173,6 +179,33 @@ fn signing_keys_check(status: &crate::auth::JwksStatus) -> Check {
     Check {
         name: "signing_keys",
         ok: status.keys > 0,
+        detail,
+    }
+}
+
+/// Not ready only while records wait for schemas the registry cannot give: cached schemas
+/// keep their records flowing through an outage, and a registry that is only slow is not a
+/// reason to take the instance out of service.
+fn schema_registry_check(status: &crate::registry::RegistryStatus) -> Check {
+    let error = status.last_error.as_deref().unwrap_or("no answer yet");
+    let detail = match (status.reachable, status.waiting) {
+        (true, 0) => format!("{} schemas cached", status.cached),
+        (true, waiting) => format!(
+            "{} schemas cached; fetching {waiting} schema ids records wait for",
+            status.cached
+        ),
+        (false, 0) => format!(
+            "{} schemas cached and in use; the last request failed: {error}",
+            status.cached
+        ),
+        (false, waiting) => format!(
+            "records wait for {waiting} schema ids the registry does not give: {error} (their partitions are paused, nothing is dropped; {} schemas cached)",
+            status.cached
+        ),
+    };
+    Check {
+        name: "schema_registry",
+        ok: status.reachable || status.waiting == 0,
         detail,
     }
 }

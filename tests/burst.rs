@@ -110,7 +110,7 @@ async fn read_in_order_within(
                     return Err(format!("{who}: expected seq {next}, got {seq}"));
                 }
                 next += 1;
-                if next % 64 == 0 {
+                if next.is_multiple_of(64) {
                     // A hundred clients share this test's two threads; each browser has its own.
                     // Frames parsed from an already-read buffer never make a task yield, so
                     // without this one client could hold a thread for a whole burst while the

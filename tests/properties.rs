@@ -69,7 +69,7 @@ proptest! {
             protocol::unsubscribed(&None, &channel, Some(&key)),
             protocol::subscribed(&None, &channel, Some(&key), None, 3, true, &BTreeMap::from([(0, 1)])),
             protocol::message(&protocol::MessagePrefix::new(&channel), &protocol::MessageParts {
-                key: Some(&key), data: "null", partition: 1, offset: 2, timestamp: None, headers: &[(&session, Some(key.as_bytes()))],
+                key: Some(&key), data: "null", partition: 1, offset: 2, timestamp: None, headers: &[(&session, Some(key.as_bytes()))], schema_id: Some(7),
             }).0,
         ];
         for frame in frames {

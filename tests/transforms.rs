@@ -549,7 +549,7 @@ async fn where_and_filters_hold_for_two_hundred_sessions_through_an_unpaced_burs
                 json!({
                     "n": n,
                     "tenantId": format!("T{}", n % TENANTS),
-                    "status": if (n / TENANTS) % 2 == 0 { "paid" } else { "open" },
+                    "status": if (n / TENANTS).is_multiple_of(2) { "paid" } else { "open" },
                     "internal": {"trace": n},
                 })
                 .to_string()

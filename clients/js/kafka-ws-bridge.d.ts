@@ -83,6 +83,9 @@ export interface MessageFrame<T = Json> {
   offset: number;
   /** Kafka timestamp in milliseconds. */
   timestamp: number | null;
+  /** The Schema Registry id the record was written with (channels of format avro, protobuf,
+   * json_schema only). */
+  schema_id?: number;
   headers: Record<string, string | null>;
 }
 

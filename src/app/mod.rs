@@ -26,11 +26,12 @@ use crate::kafka::{self, KafkaSide, KafkaStatus, Outlets};
 use crate::metrics::Metrics;
 use crate::ops::{self, OpsContext};
 use crate::outbound::{Outbound, Replayer};
+use crate::registry::{Registry, RegistrySettings};
 use crate::server;
 use crate::sessions::Sessions;
 use crate::ws::{self, WsContext};
 
-pub use checks::{create_topics, load, TopicOutcome};
+pub use checks::{check_online, create_topics, load, TopicOutcome};
 
 /// Why the bridge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,8 @@ pub enum StartError {
     Tls(String),
     #[error("inbound schema_file: {0}")]
     Schema(String),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 /// How a bridge ended.
@@ -112,6 +115,26 @@ fn supervisor_exit(joined: Result<Exit, tokio::task::JoinError>) -> Exit {
     })
 }
 
+/// The registry client's settings from `schema_registry` (paths resolved against the file).
+pub(crate) fn registry_settings(
+    plan: &Plan,
+    config: &crate::config::SchemaRegistryConfig,
+) -> RegistrySettings {
+    let mut settings = RegistrySettings::new(config.url.clone());
+    settings.basic_auth = config
+        .basic_auth
+        .as_ref()
+        .map(|auth| (auth.username.clone(), auth.password.expose().to_owned()));
+    settings.ca_file = config
+        .ca_file
+        .as_deref()
+        .map(|file| plan.resolve_path(file));
+    settings.timeout = Duration::from_millis(config.timeout_ms);
+    settings.max_schemas = config.max_schemas;
+    settings.latest_refresh = Duration::from_secs(config.latest_refresh_s);
+    settings
+}
+
 /// Builds and starts every part of the bridge.
 pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartError> {
     let config = &plan.config;
@@ -133,15 +156,40 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
     let catalogue = Arc::new(Catalogue::from_plan(&plan, &metrics).map_err(StartError::Schema)?);
     let hub = Arc::new(Hub::new(catalogue.clone()));
     spawn_conflation_flusher(&hub);
-    let outbound = Arc::new(Outbound::new(catalogue.clone(), hub.clone(), &metrics));
+    let registry = match &config.schema_registry {
+        Some(registry) => Some(Arc::new(
+            Registry::new(
+                registry_settings(&plan, registry),
+                metrics.schema_registry(),
+                tokio::runtime::Handle::current(),
+            )
+            .map_err(StartError::Registry)?,
+        )),
+        None => None,
+    };
+    let outbound = Arc::new(Outbound::new(
+        catalogue.clone(),
+        hub.clone(),
+        &metrics,
+        registry.clone(),
+    ));
     let mut kafka = KafkaSide::new(&plan, status.clone())?;
-    let inbound = Arc::new(Inbound::new(catalogue.clone(), kafka.writer()));
+    let inbound = Arc::new(Inbound::new(
+        catalogue.clone(),
+        kafka.writer(),
+        registry.clone(),
+    ));
     let http_publish = Arc::new(HttpPublish::new(
         catalogue.clone(),
         &config.server.api_keys,
         kafka.writer(),
+        registry.clone(),
     ));
-    let replayer = Arc::new(Replayer::new(catalogue.clone(), kafka.reader()));
+    let replayer = Arc::new(Replayer::new(
+        catalogue.clone(),
+        kafka.reader(),
+        registry.clone(),
+    ));
     kafka.start_consuming(
         &plan,
         Outlets {
@@ -172,6 +220,7 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
         ws_ctx.accepting.clone(),
     );
     ops_ctx.jwks = jwks.clone();
+    ops_ctx.registry = registry;
     let ops_ctx = Arc::new(ops_ctx);
     let ws_addr = local_addr(&listeners.ws)?;
     let metrics_addr = local_addr(&listeners.metrics)?;

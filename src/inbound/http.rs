@@ -8,16 +8,21 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 
+use super::encode::{default_subject, encode, Target};
 use super::{write, Delivered, RecordWriter};
 use crate::catalogue::Catalogue;
 use crate::config::{Deliver, KeySource, Secret};
 use crate::metrics::HttpResult;
 use crate::protocol::{self, key_at_pointer, ErrorCode, Refusal};
+use crate::registry::{Registry, SchemaKind};
 
 pub struct HttpPublish {
     catalogue: Arc<Catalogue>,
     writer: Option<Arc<dyn RecordWriter>>,
     api_keys: Vec<Secret>,
+    /// `schema_registry`: records of registry-format channels are written with the latest
+    /// schema of `<topic>-value`.
+    registry: Option<Arc<Registry>>,
 }
 
 /// A request to `POST /api/v1/publish`.
@@ -37,11 +42,13 @@ impl HttpPublish {
         catalogue: Arc<Catalogue>,
         api_keys: &[Secret],
         writer: Option<Arc<dyn RecordWriter>>,
+        registry: Option<Arc<Registry>>,
     ) -> Self {
         HttpPublish {
             catalogue,
             writer,
             api_keys: api_keys.to_vec(),
+            registry,
         }
     }
 
@@ -68,6 +75,12 @@ impl HttpPublish {
         };
         let payload = match protocol::decode_data(channel.spec.format, &request.data) {
             Ok(payload) => payload,
+            Err(protocol::DataError::NeedsSchema) => {
+                match self.encode(channel, &request.data).await {
+                    Ok(payload) => payload,
+                    Err(refusal) => return refuse(refusal.code, refusal.message),
+                }
+            }
             Err(error) => return refuse(ErrorCode::BadRequest, error.to_string()),
         };
         let mut headers: Vec<(String, String)> = request.headers.into_iter().collect();
@@ -114,5 +127,36 @@ impl HttpPublish {
                 Err(refusal)
             }
         }
+    }
+
+    /// `data` for a registry-format channel: validated against and written with the latest
+    /// schema of `<topic>-value`.
+    async fn encode(
+        &self,
+        channel: &crate::catalogue::Channel,
+        data: &RawValue,
+    ) -> Result<Vec<u8>, Refusal> {
+        let Some(registry) = &self.registry else {
+            return Err(Refusal::new(
+                ErrorCode::Internal,
+                "no schema_registry is configured".to_owned(),
+            ));
+        };
+        let value: serde_json::Value = serde_json::from_str(data.get())
+            .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?;
+        let kind = match channel.spec.format {
+            crate::config::Format::Protobuf => SchemaKind::Protobuf,
+            crate::config::Format::JsonSchema => SchemaKind::JsonSchema,
+            _ => SchemaKind::Avro,
+        };
+        let subject = default_subject(&channel.spec.topic);
+        let target = Target {
+            channel: channel.name(),
+            subject: &subject,
+            version: crate::config::SchemaVersion::default(),
+            kind,
+            message: None,
+        };
+        encode(registry, &target, &value).await
     }
 }

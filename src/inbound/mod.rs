@@ -6,6 +6,7 @@
 //! Every refusal is a [`Refusal`] with a protocol [`ErrorCode`]: the client listener sends it as
 //! an `error` frame, the publish API as the status [`http_status`] gives.
 
+mod encode;
 mod http;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use crate::protocol::{
     key_at_pointer, ErrorCode, Refusal, CORRELATION_HEADER, RESERVED_HEADERS, SESSION_HEADER,
     USER_HEADER,
 };
+use crate::registry::Registry;
 
 pub use http::{HttpPublish, HttpRequest};
 
@@ -114,6 +116,8 @@ async fn write(
 pub struct Inbound {
     catalogue: Arc<Catalogue>,
     writer: Option<Arc<dyn RecordWriter>>,
+    /// `schema_registry`, for channels that write a registry format.
+    registry: Option<Arc<Registry>>,
 }
 
 /// Who is publishing.
@@ -129,6 +133,9 @@ pub struct Prepared {
     topic: String,
     key: Option<String>,
     payload: Vec<u8>,
+    /// A registry format: `data` as parsed, validated and encoded with the subject's schema
+    /// when it is sent (the schema may have to be fetched).
+    registry_data: Option<serde_json::Value>,
     headers: Vec<(String, String)>,
     received: Instant,
 }
@@ -141,8 +148,16 @@ impl Prepared {
 
 impl Inbound {
     /// `writer` is `None` only when there are no inbound channels.
-    pub fn new(catalogue: Arc<Catalogue>, writer: Option<Arc<dyn RecordWriter>>) -> Self {
-        Inbound { catalogue, writer }
+    pub fn new(
+        catalogue: Arc<Catalogue>,
+        writer: Option<Arc<dyn RecordWriter>>,
+        registry: Option<Arc<Registry>>,
+    ) -> Self {
+        Inbound {
+            catalogue,
+            writer,
+            registry,
+        }
     }
 
     /// Counts a publish refused before it reached [`Self::prepare`] (e.g. rate limited).
@@ -190,15 +205,18 @@ impl Inbound {
             );
         }
         // Parsed once, only where a rule looks inside `data`.
-        let value: Option<serde_json::Value> =
-            if route.schema.is_some() || matches!(route.spec.key, InboundKey::Pointer { .. }) {
-                Some(
-                    serde_json::from_str(data.get())
-                        .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?,
-                )
-            } else {
-                None
-            };
+        let registry_format = route.spec.format.uses_registry();
+        let value: Option<serde_json::Value> = if route.schema.is_some()
+            || registry_format
+            || matches!(route.spec.key, InboundKey::Pointer { .. })
+        {
+            Some(
+                serde_json::from_str(data.get())
+                    .map_err(|e| Refusal::new(ErrorCode::BadRequest, e.to_string()))?,
+            )
+        } else {
+            None
+        };
         if let (Some(schema), Some(value)) = (&route.schema, &value) {
             if let Some(violations) = schema_violations(schema, value) {
                 return refuse(
@@ -238,24 +256,41 @@ impl Inbound {
                 serde_json::from_str::<String>(id.get()).unwrap_or_else(|_| id.get().to_owned());
             headers.push((CORRELATION_HEADER.into(), text));
         }
+        let (payload, registry_data) = match registry_format {
+            true => (Vec::new(), value),
+            false => (data.get().as_bytes().to_vec(), None),
+        };
         Ok(Prepared {
             channel: channel.to_owned(),
             topic: route.spec.topic.clone(),
             key,
-            payload: data.get().as_bytes().to_vec(),
+            payload,
+            registry_data,
             headers,
             received: Instant::now(),
         })
     }
 
     /// Produces a prepared publish and waits for Kafka's answer.
-    pub async fn send(&self, prepared: Prepared) -> Result<Delivered, Refusal> {
+    pub async fn send(&self, mut prepared: Prepared) -> Result<Delivered, Refusal> {
         let Some(route) = self.catalogue.inbound(&prepared.channel) else {
             unreachable!("prepared publishes name an inbound channel");
         };
         let Some(writer) = &self.writer else {
             unreachable!("a producer exists whenever an inbound channel does");
         };
+        if let Some(data) = prepared.registry_data.take() {
+            match self.encode(route, &data).await {
+                Ok(payload) => prepared.payload = payload,
+                Err(refusal) => {
+                    if refusal.code != ErrorCode::Invalid {
+                        tracing::warn!(channel = %prepared.channel, error = %refusal.message, "publish not encoded");
+                    }
+                    route.count(PublishResult::Refused(refusal.code));
+                    return Err(refusal);
+                }
+            }
+        }
         let result = write(
             writer.as_ref(),
             &prepared.topic,
@@ -279,6 +314,36 @@ impl Inbound {
                 Err(refusal)
             }
         }
+    }
+}
+
+impl Inbound {
+    /// A registry-format publish's record value.
+    async fn encode(
+        &self,
+        route: &crate::catalogue::InboundChannel,
+        data: &serde_json::Value,
+    ) -> Result<Vec<u8>, Refusal> {
+        let (Some(registry), Some(kind)) = (&self.registry, encode::kind_of(route.spec.format))
+        else {
+            return Err(Refusal::new(
+                ErrorCode::Internal,
+                "no schema_registry is configured".to_owned(),
+            ));
+        };
+        let subject = route
+            .spec
+            .subject
+            .clone()
+            .unwrap_or_else(|| encode::default_subject(&route.spec.topic));
+        let target = encode::Target {
+            channel: route.name(),
+            subject: &subject,
+            version: route.spec.schema_version,
+            kind,
+            message: route.spec.message.as_deref(),
+        };
+        encode::encode(registry, &target, data).await
     }
 }
 

@@ -5,7 +5,7 @@ use crate::metrics::Metrics;
 fn inbound(yaml: &str) -> Inbound {
     let configs: Vec<InboundConfig> = serde_yaml::from_str(yaml).unwrap();
     let catalogue = Catalogue::new(&[], &configs, &Metrics::new(&[], &[], &[]));
-    Inbound::new(Arc::new(catalogue), None)
+    Inbound::new(Arc::new(catalogue), None, None)
 }
 
 fn raw(text: &str) -> Box<RawValue> {

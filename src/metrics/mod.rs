@@ -53,7 +53,21 @@ pub struct Metrics {
     /// Fetches of the identity provider's key set, by result (`ok`, `failed`).
     pub jwks_fetches: IntCounterVec,
     pub jwks_keys: IntGauge,
+    /// Requests to the schema registry, by result (`ok`, `not_found`, `error`, `timeout`).
+    pub schema_registry_requests: IntCounterVec,
+    pub schemas_cached: IntGauge,
 }
+
+/// The schema registry client's handles.
+#[derive(Clone)]
+pub struct RegistryMetrics {
+    /// By result: `ok`, `not_found`, `error`, `timeout` (each attempt counts, retries too).
+    pub requests: IntCounterVec,
+    pub cached: IntGauge,
+}
+
+/// The values of `schema_registry_requests_total`'s `result` label.
+const REGISTRY_RESULTS: [&str; 4] = ["ok", "not_found", "error", "timeout"];
 
 /// Handles for one channel, resolved once so the delivery path only increments.
 #[derive(Clone)]
@@ -258,6 +272,17 @@ impl Metrics {
                 name("jwks_keys"),
                 "Signing keys from the identity provider currently cached."
             )),
+            schema_registry_requests: register!(IntCounterVec::new(
+                Opts::new(
+                    name("schema_registry_requests_total"),
+                    "Requests to the schema registry, by result (ok, not_found, error, timeout); a retry counts again."
+                ),
+                &["result"]
+            )),
+            schemas_cached: register!(IntGauge::new(
+                name("schemas_cached"),
+                "Schemas from the schema registry compiled and cached."
+            )),
             http_publishes: register!(IntCounterVec::new(
                 Opts::new(
                     name("http_publishes_total"),
@@ -273,6 +298,11 @@ impl Metrics {
         };
         for result in ["ok", "failed"] {
             metrics.jwks_fetches.with_label_values(&[result]);
+        }
+        for result in REGISTRY_RESULTS {
+            metrics
+                .schema_registry_requests
+                .with_label_values(&[result]);
         }
         #[cfg(target_os = "linux")]
         {
@@ -352,6 +382,14 @@ impl Metrics {
         }
     }
 
+    /// The schema registry client's handles.
+    pub fn schema_registry(&self) -> RegistryMetrics {
+        RegistryMetrics {
+            requests: self.schema_registry_requests.clone(),
+            cached: self.schemas_cached.clone(),
+        }
+    }
+
     pub fn session_opened(&self, transport: Transport) {
         self.sessions_open
             .with_label_values(&[transport.as_str()])
@@ -400,5 +438,11 @@ mod tests {
             "kafka_ws_bridge_publishes_total{channel=\"commands\",result=\"unavailable\"} 0"
         ));
         assert!(text.contains("kafka_ws_bridge_build_info{version="));
+        metrics.schema_registry().cached.set(2);
+        let text = metrics.render();
+        assert!(text.contains("kafka_ws_bridge_schemas_cached 2"));
+        assert!(
+            text.contains("kafka_ws_bridge_schema_registry_requests_total{result=\"timeout\"} 0")
+        );
     }
 }

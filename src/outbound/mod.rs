@@ -3,6 +3,7 @@
 //! A record that cannot be decoded or has no key on a `by_key` channel is counted and logged
 //! (rate-limited), never retried: the consumer must not stall on one bad record.
 
+mod decode;
 mod record;
 #[cfg(test)]
 mod tests;
@@ -19,9 +20,11 @@ use crate::catalogue::{Catalogue, Channel, ChannelId};
 use crate::config::{Deliver, KeySource};
 use crate::hub::{Fetched, Hub, Need, Route};
 use crate::metrics::Metrics;
-use crate::protocol::{self, MessageParts, SESSION_HEADER, USER_HEADER};
+use crate::protocol::{self, DataJson, MessageParts, SESSION_HEADER, USER_HEADER};
+use crate::registry::Registry;
 use crate::state::Held;
 use crate::transform::Input;
+use decode::{Decoded, Later, Needs};
 
 pub use record::{OwnedRecord, RangeRead, ReadFuture, Record, RecordSink, Routed};
 
@@ -45,32 +48,41 @@ enum Skip {
 struct TopicPipes {
     consumed: IntCounter,
     channels: Vec<ChannelId>,
+    /// What its channels need decoded through the schema registry.
+    needs: Needs,
 }
 
 pub struct Outbound {
     hub: Arc<Hub>,
     catalogue: Arc<Catalogue>,
     topics: HashMap<String, TopicPipes>,
+    /// `schema_registry`, when configured.
+    registry: Option<Arc<Registry>>,
     /// Per channel: seconds timestamp of the last warning logged.
     last_warning: Vec<AtomicU64>,
 }
 
 impl Outbound {
-    pub fn new(catalogue: Arc<Catalogue>, hub: Arc<Hub>, metrics: &Metrics) -> Self {
+    pub fn new(
+        catalogue: Arc<Catalogue>,
+        hub: Arc<Hub>,
+        metrics: &Metrics,
+        registry: Option<Arc<Registry>>,
+    ) -> Self {
         let mut topics: HashMap<String, TopicPipes> = HashMap::new();
         for channel in catalogue.channels() {
             let topic = &channel.spec.topic;
-            topics
-                .entry(topic.clone())
-                .or_insert_with(|| TopicPipes {
-                    consumed: metrics.records_consumed.with_label_values(&[topic]),
-                    channels: Vec::new(),
-                })
-                .channels
-                .push(channel.id);
+            let pipes = topics.entry(topic.clone()).or_insert_with(|| TopicPipes {
+                consumed: metrics.records_consumed.with_label_values(&[topic]),
+                channels: Vec::new(),
+                needs: Needs::default(),
+            });
+            pipes.channels.push(channel.id);
+            pipes.needs = pipes.needs.union(needs_of(channel));
         }
         Outbound {
             hub,
+            registry,
             last_warning: catalogue
                 .channels()
                 .iter()
@@ -86,8 +98,18 @@ impl Outbound {
         Arc::new(SnapshotLoader(self.clone()))
     }
 
-    fn route(&self, channel: &Channel, record: &Record<'_>) {
-        let encoded = match encode(channel, record) {
+    /// Decodes what the topic's channels need through the registry; [`Later`] while a schema
+    /// is being fetched (nothing of the record is routed yet).
+    fn decode(&self, needs: Needs, record: &Record<'_>) -> Result<Decoded, Later> {
+        match (&self.registry, needs.any()) {
+            (Some(registry), true) => decode::decode(registry, needs, record.key, record.value),
+            // `check` refuses registry formats without a registry.
+            _ => Ok(Decoded::default()),
+        }
+    }
+
+    fn route(&self, channel: &Channel, record: &Record<'_>, decoded: &Decoded) {
+        let encoded = match encode(channel, record, decoded) {
             Ok(encoded) => encoded,
             Err(skip) => {
                 let (counter, what, reason) = match &skip {
@@ -154,9 +176,13 @@ impl RecordSink for Outbound {
         let Some(topic) = self.topics.get(record.topic) else {
             return Routed::Done;
         };
+        // Decoded once for every channel of the topic, and routed on all of them or on none.
+        let Ok(decoded) = self.decode(topic.needs, record) else {
+            return Routed::Later;
+        };
         topic.consumed.inc();
         for id in &topic.channels {
-            self.route(self.catalogue.channel(*id), record);
+            self.route(self.catalogue.channel(*id), record, &decoded);
         }
         Routed::Done
     }
@@ -170,6 +196,9 @@ impl RecordSink for SnapshotLoader {
         let Some(topic) = outbound.topics.get(record.topic) else {
             return Routed::Done;
         };
+        let Ok(decoded) = outbound.decode(topic.needs, record) else {
+            return Routed::Later;
+        };
         for id in &topic.channels {
             let channel = outbound.catalogue.channel(*id);
             if !channel.spec.snapshot {
@@ -179,7 +208,7 @@ impl RecordSink for SnapshotLoader {
                 key: Some(key),
                 held,
                 tombstone,
-            }) = encode(channel, record)
+            }) = encode(channel, record, &decoded)
             {
                 outbound
                     .hub
@@ -195,11 +224,20 @@ impl RecordSink for SnapshotLoader {
 pub struct Replayer {
     catalogue: Arc<Catalogue>,
     reader: Arc<dyn RangeRead>,
+    registry: Option<Arc<Registry>>,
 }
 
 impl Replayer {
-    pub fn new(catalogue: Arc<Catalogue>, reader: Arc<dyn RangeRead>) -> Self {
-        Replayer { catalogue, reader }
+    pub fn new(
+        catalogue: Arc<Catalogue>,
+        reader: Arc<dyn RangeRead>,
+        registry: Option<Arc<Registry>>,
+    ) -> Self {
+        Replayer {
+            catalogue,
+            reader,
+            registry,
+        }
     }
 
     /// Reads from Kafka what a subscription needs before it can attach, encoded and filtered
@@ -214,12 +252,32 @@ impl Replayer {
         let channel = self.catalogue.channel(id);
         let topic = &channel.spec.topic;
         let read = self.reader.read(topic, need, limit).await?;
+        let needs = needs_of(channel);
+        let registry = self.registry.as_ref().filter(|_| needs.any());
+        if let Some(registry) = registry {
+            fetch_schemas(registry, needs, &read.records).await?;
+        }
         let mut records = Vec::new();
         for owned in &read.records {
-            let encoded = owned.with_record(topic, |record| match encode(channel, record) {
-                Ok(encoded) if key.is_none() || encoded.key.as_deref() == key => Some(encoded.held),
-                _ => None,
-            });
+            let decoded = match registry {
+                Some(registry) => decode::decode(
+                    registry,
+                    needs,
+                    owned.key.as_deref(),
+                    owned.value.as_deref(),
+                )
+                .map_err(|Later| {
+                    "a schema of a replayed record is not available; try again".to_owned()
+                })?,
+                None => Decoded::default(),
+            };
+            let encoded =
+                owned.with_record(topic, |record| match encode(channel, record, &decoded) {
+                    Ok(encoded) if key.is_none() || encoded.key.as_deref() == key => {
+                        Some(encoded.held)
+                    }
+                    _ => None,
+                });
             records.extend(encoded);
         }
         channel.metrics.replayed_kafka.inc_by(records.len() as u64);
@@ -231,10 +289,76 @@ impl Replayer {
     }
 }
 
+/// Fetches every schema the replayed records name before they are decoded: a replay may wait
+/// for the registry (the live consumer never does). Ids the registry does not have are left
+/// for decoding to count as undecodable; an unreachable registry fails the replay.
+async fn fetch_schemas(
+    registry: &Registry,
+    needs: Needs,
+    records: &[OwnedRecord],
+) -> Result<(), String> {
+    let mut ids: Vec<u32> = records
+        .iter()
+        .flat_map(|r| decode::ids(needs, r.key.as_deref(), r.value.as_deref()))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        match registry.schema(id).await {
+            Ok(_)
+            | Err(crate::registry::RegistryError::NotFound { .. })
+            | Err(crate::registry::RegistryError::Invalid { .. }) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// What a channel needs decoded through the registry.
+fn needs_of(channel: &Channel) -> Needs {
+    Needs {
+        value: channel.spec.format.uses_registry(),
+        key: matches!(&channel.spec.key, Some(KeySource::RecordKey { format }) if decode::key_uses_registry(*format)),
+    }
+}
+
+/// The value's JSON for `data` (and the schema id it was written with): decoded by the
+/// registry for registry formats, else per the channel's format.
+fn data<'d>(
+    channel: &Channel,
+    record: &Record<'d>,
+    decoded: &'d Decoded,
+) -> Result<(DataJson<'d>, Option<u32>), Skip> {
+    let Some(kind) = decode::kind_of(channel.spec.format) else {
+        let data =
+            protocol::encode_data(channel.spec.format, record.value).map_err(Skip::Undecodable)?;
+        return Ok((data, None));
+    };
+    match &decoded.value {
+        None => Ok((DataJson::Borrowed("null"), None)),
+        Some(Ok(value)) if value.kind == kind => {
+            Ok((DataJson::Borrowed(&value.json), Some(value.schema_id)))
+        }
+        Some(Ok(value)) => Err(Skip::Undecodable(format!(
+            "schema {} is {}, the channel reads {}",
+            value.schema_id,
+            value.kind.as_str(),
+            kind.as_str()
+        ))),
+        Some(Err(reason)) => Err(Skip::Undecodable(reason.clone())),
+    }
+}
+
 /// Decodes once, extracts the key once, transforms once, encodes the frame once.
-fn encode<'r>(channel: &Channel, record: &Record<'r>) -> Result<Encoded<'r>, Skip> {
-    let data =
-        protocol::encode_data(channel.spec.format, record.value).map_err(Skip::Undecodable)?;
+fn encode<'r>(
+    channel: &Channel,
+    record: &Record<'r>,
+    decoded: &'r Decoded,
+) -> Result<Encoded<'r>, Skip> {
+    if let Some(Err(reason)) = &decoded.key {
+        return Err(Skip::Undecodable(reason.clone()));
+    }
+    let (data, schema_id) = data(channel, record, decoded)?;
     // The value as a tree, only when something reads into it: a value-pointer key or transforms.
     let rule = channel.spec.subscribe.where_.as_ref();
     let needs_tree = matches!(channel.spec.key, Some(KeySource::Value { .. }))
@@ -247,7 +371,7 @@ fn encode<'r>(channel: &Channel, record: &Record<'r>) -> Result<Encoded<'r>, Ski
         false => None,
     };
     // Routing is decided on the record as consumed: transforms shape what is delivered.
-    let key = key(channel, record, tree.as_ref()).map_err(Skip::NoKey)?;
+    let key = key(channel, record, tree.as_ref(), decoded).map_err(Skip::NoKey)?;
     let scope: Option<Arc<str>> = match rule {
         None => None,
         Some(rule) => Some(
@@ -283,7 +407,7 @@ fn encode<'r>(channel: &Channel, record: &Record<'r>) -> Result<Encoded<'r>, Ski
             offset: record.offset,
             timestamp: record.timestamp,
             headers: record.headers,
-            schema_id: None,
+            schema_id,
         },
     );
     Ok(Encoded {
@@ -306,9 +430,16 @@ fn key<'r>(
     channel: &Channel,
     record: &Record<'r>,
     tree: Option<&serde_json::Value>,
+    decoded: &'r Decoded,
 ) -> Result<Option<Cow<'r, str>>, String> {
     let key = match &channel.spec.key {
         None => None,
+        Some(KeySource::RecordKey { format }) if decode::key_uses_registry(*format) => {
+            match &decoded.key {
+                Some(Ok(key)) => Some(Cow::Borrowed(key.as_str())),
+                _ => None,
+            }
+        }
         Some(KeySource::RecordKey { .. }) => match record.key {
             Some(bytes) => Some(Cow::Borrowed(
                 std::str::from_utf8(bytes).map_err(|_| "the record key is not UTF-8")?,

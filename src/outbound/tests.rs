@@ -8,7 +8,7 @@ fn setup(channels: &str) -> (Arc<Hub>, Outbound, Metrics) {
     let metrics = Metrics::new(&[], &[], &[]);
     let catalogue = Arc::new(Catalogue::new(&channels, &[], &metrics));
     let hub = Arc::new(Hub::new(catalogue.clone()));
-    let outbound = Outbound::new(catalogue, hub.clone(), &metrics);
+    let outbound = Outbound::new(catalogue, hub.clone(), &metrics, None);
     (hub, outbound, metrics)
 }
 

@@ -47,9 +47,9 @@ pub(super) fn context(channels: &str) -> Arc<WsContext> {
     Arc::new(WsContext::new(
         &plan,
         hub,
-        Arc::new(Replayer::new(catalogue.clone(), Arc::new(NoKafka))),
-        Arc::new(Inbound::new(catalogue.clone(), None)),
-        Arc::new(HttpPublish::new(catalogue, &[], None)),
+        Arc::new(Replayer::new(catalogue.clone(), Arc::new(NoKafka), None)),
+        Arc::new(Inbound::new(catalogue.clone(), None, None)),
+        Arc::new(HttpPublish::new(catalogue, &[], None, None)),
         metrics,
         Authenticator::from_plan(&plan).expect("auth"),
         Arc::new(Sessions::default()),
