@@ -6,7 +6,7 @@
 //! them (a module may use its own layer or any below, without loops):
 //!
 //! `main → app → {kafka, ws, ops} → {outbound, inbound} → {hub, state, outbox, auth, protocol,
-//! transform, metrics, catalogue, sessions, server} → {config, cli, predicate}`
+//! transform, metrics, catalogue, sessions, server, registry} → {config, cli, predicate}`
 //!
 //! - [`app`]: builds every part from the validated plan, runs it under a supervisor, shuts it
 //!   down in order (also when a part fails: then the process exits 1); the checks `check` runs.
@@ -30,6 +30,9 @@
 //! - [`outbox`]: each session's bounded send queue, slow-client policies, the close codes.
 //! - [`state`]: snapshots and bounded history per channel, for subscribe, resume and history.
 //! - [`sessions`]: the registry of open sessions (shutdown, `max_sessions_per_user`).
+//! - [`registry`]: Schema Registry formats: records in Confluent's wire format (Avro,
+//!   Protobuf, JSON Schema) decoded to JSON once, publishes validated and encoded; schemas
+//!   fetched by id from the registry, compiled once and cached.
 //! - [`protocol`]: client frame decoding, server frame encoding, the bridge's header names.
 //! - [`transform`]: channel `transforms` compiled once and applied once per record before
 //!   fan-out (filter, drop, mask, extract, rename, headers_into).
@@ -56,6 +59,7 @@ pub mod outbound;
 pub mod outbox;
 pub mod predicate;
 pub mod protocol;
+pub mod registry;
 pub mod server;
 pub mod sessions;
 pub mod state;

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! main → app → {kafka, ws, ops} → {outbound, inbound}
-//!      → {hub, state, outbox, auth, protocol, transform, metrics, catalogue, sessions, server}
+//!      → {hub, state, outbox, auth, protocol, transform, metrics, catalogue, sessions, server,
+//!         registry}
 //!      → {config, cli, predicate}
 //! ```
 //!
@@ -31,6 +32,7 @@ const LAYERS: &[&[&str]] = &[
         "catalogue",
         "sessions",
         "server",
+        "registry",
     ],
     &["config", "cli", "predicate"],
 ];
