@@ -67,6 +67,39 @@ async fn messages(client: &mut Client, n: usize) -> Vec<Value> {
     found
 }
 
+/// The `data` of the first `n` message events of an SSE stream opened with `Last-Event-ID: last_id`.
+async fn sse_data(bridge: &TestBridge, path: &str, last_id: &str, n: usize) -> Vec<Value> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut stream = tokio::net::TcpStream::connect(bridge.ws_addr)
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\nLast-Event-ID: {last_id}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut found = Vec::new();
+    let mut line = String::new();
+    while found.len() < n {
+        line.clear();
+        let read = tokio::time::timeout(DEADLINE, reader.read_line(&mut line))
+            .await
+            .expect("SSE events before the deadline")
+            .unwrap();
+        assert!(read > 0, "the stream ended after {} events", found.len());
+        if let Some(data) = line.trim_end().strip_prefix("data:") {
+            let frame: Value = serde_json::from_str(data.trim()).expect("JSON data");
+            if frame["type"] == "message" {
+                found.push(frame["data"].clone());
+            }
+        }
+    }
+    found
+}
+
 /// Every record of a one-partition topic as raw bytes, from the beginning.
 async fn raw_records(topic: &str, count: usize) -> Vec<Vec<u8>> {
     let consumer: StreamConsumer = ClientConfig::new()
@@ -143,6 +176,10 @@ async fn avro_with_evolution_protobuf_and_json_schema_reach_clients_as_json() {
     assert_eq!(got[0]["schema_id"], v1[0]["schema_id"]);
     assert_eq!(got[2]["schema_id"], v2[0]["schema_id"]);
     assert_ne!(v1[0]["schema_id"], v2[0]["schema_id"]);
+    // The same decoded records over Server-Sent Events (replayed from the start).
+    let events = sse_data(&bridge, "/sse?channel=orders", "0:-1", 3).await;
+    assert_eq!(events[0]["id"], "o-1");
+    assert_eq!(events[2], v2_order);
 
     // Protobuf: two messages of one file (message indexes [0] and [1]); the proto3 JSON mapping.
     let produced = produce(
@@ -545,4 +582,72 @@ async fn publishes_are_validated_and_written_for_confluents_deserializer() {
     assert_eq!(read[0]["value"]["reason"], "broken");
     assert_eq!(read[0]["value"]["amount_cents"], "300");
     bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_online_asks_the_registry_for_the_subjects_publishes_write_with() {
+    let registry = registry_url().await;
+    let topic = create_topic("sr-check", 1).await;
+    serde_py(
+        &[
+            "register",
+            "--registry",
+            &registry,
+            "--subject",
+            &format!("{topic}-value"),
+            "--format",
+            "avro",
+            "--schema",
+            &schema_file("order.avsc"),
+        ],
+        &[],
+    );
+    let dir = common::TempDir::new("check-online");
+    let check = |inbound: &str| {
+        let file = dir.path.join("bridge.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "instance_id: c\nkafka: {{bootstrap_servers: '127.0.0.1:9'}}\nauth: {{mode: none}}\nschema_registry: {{url: '{registry}'}}\ninbound:\n{inbound}"
+            ),
+        )
+        .unwrap();
+        let offline = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-ws-bridge"))
+            .args(["check", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let online = std::process::Command::new(env!("CARGO_BIN_EXE_kafka-ws-bridge"))
+            .args(["check", "--online", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        (
+            offline.status.success(),
+            online.status.success(),
+            String::from_utf8_lossy(&online.stderr).into_owned(),
+        )
+    };
+    let (offline, online, said) = common::blocking(|| {
+        check(&format!(
+            "  - {{channel: a, topic: {topic}, format: avro, allow: anonymous}}\n  - {{channel: b, topic: {topic}, format: avro, subject: nobody-registered-this, allow: anonymous}}\n  - {{channel: c, topic: {topic}, format: protobuf, allow: anonymous}}\n"
+        ))
+    });
+    assert!(offline, "offline, nothing is asked");
+    assert!(!online, "{said}");
+    assert!(
+        said.contains("inbound[1].format") && said.contains("nobody-registered-this"),
+        "{said}"
+    );
+    assert!(
+        said.contains("inbound[2].format") && said.contains("is avro, not protobuf"),
+        "{said}"
+    );
+    assert!(!said.contains("inbound[0]"), "{said}");
+    let (_, online, said) = common::blocking(|| {
+        check(&format!(
+            "  - {{channel: a, topic: {topic}, format: avro, schema_version: 1, allow: anonymous}}\n"
+        ))
+    });
+    assert!(online, "{said}");
 }

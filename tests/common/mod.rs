@@ -1092,7 +1092,7 @@ fn kafka_script(args: &[&str]) -> Vec<u8> {
 }
 
 /// Runs a blocking wait without stalling the tokio worker it is called on (when there is one).
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
