@@ -5,7 +5,9 @@
 //! prost-reflect's dynamic messages, whose output `walk` matches (see `registry::bench`: the
 //! dynamic path costs several times more).
 
+mod fields;
 mod table;
+mod time;
 mod walk;
 
 use std::collections::HashMap;
@@ -78,7 +80,7 @@ impl Protobuf {
             match walk::decode(&self.table, index, body, max_bytes) {
                 Ok(text) => return Ok(text),
                 Err(Stop::Failed(e)) => return Err(e),
-                Err(Stop::Fallback) => {}
+                Err(Stop::Fallback | Stop::Unordered) => {}
             }
         }
         self.decode_dynamic(message.descriptor.clone(), body, max_bytes)
@@ -110,7 +112,7 @@ impl Protobuf {
             false => match walk::decode(&self.table, index, body, max_bytes) {
                 Ok(text) => Some(Ok(text)),
                 Err(Stop::Failed(e)) => Some(Err(e)),
-                Err(Stop::Fallback) => None,
+                Err(Stop::Fallback | Stop::Unordered) => None,
             },
         };
         let dynamic = self.decode_dynamic(message.descriptor.clone(), body, max_bytes);
