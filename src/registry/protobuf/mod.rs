@@ -5,6 +5,7 @@
 //! prost-reflect's dynamic messages, whose output `walk` matches (see `registry::bench`: the
 //! dynamic path costs several times more).
 
+mod errors;
 mod fields;
 mod table;
 mod time;
@@ -201,13 +202,8 @@ impl Protobuf {
             serde_path_to_error::Deserializer::new(value, &mut track),
             &options,
         );
-        let message = decoded.map_err(|e| {
-            let path = track.path().to_string();
-            InvalidData {
-                path: if path == "." { String::new() } else { path },
-                problem: e.to_string(),
-            }
-        })?;
+        let message = decoded
+            .map_err(|e| errors::invalid(&descriptor, value, &track.path(), e.to_string()))?;
         let indexes = self.indexes(&descriptor);
         if indexes == [0] {
             out.push(0);
