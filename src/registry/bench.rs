@@ -108,8 +108,18 @@ fn decoding_registry_formats_vs_json() {
                 .len()
         },
     ];
-    time(1, 20_000, runs);
-    let (rounds, n) = (11, 50_000);
+    // scripts/bench.sh --smoke runs it with tiny sizes (in a debug build) to keep it working.
+    let size = |name: &str, default: u32| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rounds, n) = (
+        size("KWB_BENCH_ROUNDS", 11) as usize,
+        size("KWB_BENCH_N", 50_000),
+    );
+    time(1, n / 2, runs);
     let r = time(rounds, n, runs);
     println!("ns per record (best / median of {rounds} rounds of {n}):");
     let names = [
@@ -138,4 +148,15 @@ fn decoding_registry_formats_vs_json() {
         }
         println!("  {name:58} {best:7.1} / {median:7.1}");
     }
+    // One line for scripts/bench.sh: medians, ns per record.
+    println!(
+        "bench-json: {}",
+        serde_json::json!({
+            "avro": {"payload_bytes": avro_payload.len(), "json_bytes": avro_text.len(),
+                "walker_ns": r[0].1, "json_validate_ns": r[1].1, "json_rewrite_ns": r[2].1},
+            "protobuf": {"payload_bytes": proto_payload.len(), "json_bytes": proto_text.len(),
+                "walker_ns": r[4].1, "json_validate_ns": r[5].1, "json_rewrite_ns": r[6].1},
+            "rounds": rounds, "n": n,
+        })
+    );
 }
