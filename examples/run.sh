@@ -103,7 +103,7 @@ wait_ready() {
 # The example's backend (Kafka only), its log in $logs.
 start_backend() {
   case "$name" in
-    bank) STAFF_ASSIGNMENTS="S-1:C-1,C-3" node "$dir/backend.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
+    bank) node "$dir/backend.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
     dashboard) RATE="${RATE:-2}" node "$dir/generator.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
     notifications) node "$dir/worker.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
     chat) node "$dir/backend.mjs" >"$logs/$name-backend.log" 2>&1 & ;;

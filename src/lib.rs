@@ -12,7 +12,8 @@
 //!   down in order (also when a part fails: then the process exits 1); the checks `check` runs.
 //! - [`kafka`]: the only module importing rdkafka. It implements what the layers below ask
 //!   for: [`outbound::RecordSink`] is fed by its consumer thread, [`outbound::RangeRead`] by
-//!   its replay reader, [`inbound::RecordWriter`] by its producer. Connection and lag status.
+//!   its replay reader, [`inbound::RecordWriter`] by its producer, and the session registry's
+//!   topic feeds [`sessions::Sessions`]. Connection and lag status.
 //! - [`ws`]: the client listener: WebSocket handshake, one task per session (`session`,
 //!   `requests`, `wire`), STOMP over WebSocket (`stomp`), Server-Sent Events (`sse`),
 //!   permessage-deflate (`deflate` negotiates, `inflate` reads compressed client messages under
@@ -29,7 +30,9 @@
 //!   hand-over of replays (`hub::replay`).
 //! - [`outbox`]: each session's bounded send queue, slow-client policies, the close codes.
 //! - [`state`]: snapshots and bounded history per channel, for subscribe, resume and history.
-//! - [`sessions`]: the registry of open sessions (shutdown, `max_sessions_per_user`).
+//! - [`sessions`]: the registry of open sessions (shutdown, `max_sessions_per_user` per user
+//!   and group, across instances with `auth.session_registry`: the records the Kafka side
+//!   writes and reads, [`sessions::RegistryLog`]).
 //! - [`registry`]: Schema Registry formats: records in Confluent's wire format (Avro,
 //!   Protobuf, JSON Schema) decoded to JSON once, publishes validated and encoded; schemas
 //!   fetched by id from the registry, compiled once and cached.

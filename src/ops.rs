@@ -17,7 +17,7 @@ use crate::hub::Hub;
 use crate::kafka::{KafkaStatus, PartitionStatus};
 use crate::metrics::Metrics;
 use crate::server::http::{bearer, json_error};
-use crate::sessions::Sessions;
+use crate::sessions::{Loading, Sessions};
 
 /// What the operational endpoints look at.
 pub struct OpsContext {
@@ -150,6 +150,21 @@ fn readiness(ctx: &OpsContext) -> Readiness {
                 "snapshot channels are rebuilt from Kafka".into()
             } else {
                 "reading snapshot topics up to the high watermarks seen at start".into()
+            },
+        });
+    }
+    if let Some(loading) = ctx.sessions.registry_loading() {
+        checks.push(Check {
+            name: "session_registry",
+            ok: loading == Loading::Loaded,
+            detail: match loading {
+                Loading::Loaded => {
+                    "every instance's open sessions are known (auth.session_registry)".into()
+                }
+                Loading::Reading(None) => "reading the session registry topic up to its end".into(),
+                Loading::Reading(Some(why)) => {
+                    format!("cannot read the session registry topic: {why}")
+                }
             },
         });
     }

@@ -526,6 +526,197 @@ async fn newest_session_wins_older_ones_are_replaced_with_4000() {
     bridge.stop().await;
 }
 
+/// Opens a WebSocket at `ws_path?{query}` with `token` in the header, asking for STOMP when
+/// `stomp`; `Err((status, body))` when the handshake is refused.
+async fn open_with_query(
+    bridge: &TestBridge,
+    token: &str,
+    query: &str,
+    stomp: bool,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    (u16, String),
+> {
+    let mut request = format!("{}?{query}", bridge.ws_url)
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    if stomp {
+        headers.insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_static("v12.stomp"),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => Err((
+            response.status().as_u16(),
+            String::from_utf8_lossy(response.body().as_deref().unwrap_or_default()).into_owned(),
+        )),
+        Err(e) => panic!("handshake failed unexpectedly: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_groups_count_per_user_and_app_and_bad_groups_are_refused() {
+    use futures_util::{SinkExt, StreamExt};
+    let feed = create_topic("groups-feed", 1).await;
+    let bridge = TestBridge::start(&jwt_auth(&format!(
+        "  max_sessions_per_user: 1\n  session_group_param: app\nchannels:\n  - {{name: feed, topic: {feed}, subscribe: {{allow: authenticated}}}}\n"
+    )))
+    .await;
+    let alice = token("alice", &[]);
+    let open = async |query: &str| {
+        Client::welcome(
+            open_with_query(&bridge, &alice, query, false)
+                .await
+                .expect("handshake accepted"),
+        )
+        .await
+    };
+    let mut teller = open("app=teller").await;
+    let mut advisor = open("app=advisor").await;
+    let mut ungrouped = open("x=1").await;
+    let mut bob_teller = Client::welcome(
+        open_with_query(&bridge, &token("bob", &[]), "app=teller", false)
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    // A second `teller` session of alice replaces the first; every other group stays.
+    let mut teller2 = open("app=teller").await;
+    assert_eq!(
+        teller.expect("session_replaced").await["type"],
+        "session_replaced"
+    );
+    assert_eq!(teller.closed_code().await, Some(4000));
+    let mut ungrouped2 = open("").await;
+    assert_eq!(
+        ungrouped.closed_code().await,
+        Some(4000),
+        "no parameter: one group"
+    );
+    for (i, client) in [&mut advisor, &mut bob_teller, &mut teller2, &mut ungrouped2]
+        .into_iter()
+        .enumerate()
+    {
+        client.send(json!({"type": "ping", "id": i})).await;
+        assert_eq!(client.expect("pong").await["id"], i, "session {i} stays");
+    }
+
+    // A STOMP session counts in the group its handshake names: it replaces `advisor`.
+    let mut stomp = open_with_query(&bridge, &alice, "app=advisor", true)
+        .await
+        .expect("stomp handshake accepted");
+    stomp
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            "CONNECT\naccept-version:1.2\nhost:bridge\n\n\0",
+        ))
+        .await
+        .unwrap();
+    let connected = tokio::time::timeout(DEADLINE, stomp.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        connected.to_text().unwrap().starts_with("CONNECTED"),
+        "{connected:?}"
+    );
+    assert_eq!(
+        advisor.expect("session_replaced").await["type"],
+        "session_replaced"
+    );
+    assert_eq!(advisor.closed_code().await, Some(4000));
+
+    // Bad groups are refused before the upgrade, on every way in, naming what was wrong.
+    let expected = "query parameter `app`: expected 1 to 64 letters, digits, `.`, `_`, `~` or `-`";
+    let long = "a".repeat(10 * 1024);
+    let cases = [
+        (
+            "app=".to_owned(),
+            format!("{expected}, found an empty value"),
+        ),
+        (
+            format!("app={long}"),
+            format!("{expected}, found 10240 bytes"),
+        ),
+        (
+            format!("app={}", "a".repeat(65)),
+            format!("{expected}, found 65 characters"),
+        ),
+        (
+            "app=a%2Fb".to_owned(),
+            format!("{expected}, found '/' in \"a/b\""),
+        ),
+        (
+            "app=a&app=b".to_owned(),
+            "query parameter `app` is given more than once".to_owned(),
+        ),
+    ];
+    for (query, message) in &cases {
+        for stomp in [false, true] {
+            let (status, body) = open_with_query(&bridge, &alice, query, stomp)
+                .await
+                .map(|_| ())
+                .expect_err("refused");
+            assert_eq!(status, 400, "{query}");
+            let body: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(body["error"], message.as_str(), "{query} (stomp: {stomp})");
+        }
+        let (status, body) = common::http_request(
+            bridge.ws_addr,
+            &format!(
+                "GET /sse?channel=feed&{query} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {alice}\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert_eq!(status, 400, "sse {query}");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], message.as_str(), "sse {query}");
+    }
+    // A good group on SSE opens a stream (never counted: teller2 stays).
+    let mut sse = tokio::net::TcpStream::connect(bridge.ws_addr)
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut sse,
+        format!("GET /sse?channel=feed&app=teller HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {alice}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::io::AsyncReadExt::read_exact(&mut sse, &mut head),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    teller2.send(json!({"type": "ping", "id": "after"})).await;
+    assert_eq!(teller2.expect("pong").await["id"], "after");
+    assert_eq!(
+        bridge
+            .metric("kafka_ws_bridge_sessions_closed_total{reason=\"replaced\"}")
+            .await,
+        3.0
+    );
+    assert!(
+        bridge
+            .metric("kafka_ws_bridge_connections_rejected_total{reason=\"bad_request\"}")
+            .await
+            >= 15.0
+    );
+    drop(stomp);
+    bridge.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replies_reach_the_originating_session_else_its_user() {
     let commands = create_topic("commands", 2).await;

@@ -3,22 +3,17 @@
 // command's bridge-session / correlation-id headers so that they reach the one session that
 // sent the command. Kafka only: it knows nothing of the bridge or of WebSockets.
 //
+// Who may act for which customer is the bridge's to check (the staff token's `customers` claim,
+// bridge.yaml's `keys`): a command's record key is the customer, computed and checked by the
+// bridge, and `bridge-roles` says the sender's roles. The backend keeps no table of its own.
+//
 //   KAFKA_BOOTSTRAP, TOPIC_PREFIX   broker and topic prefix (as the bridge.yaml)
-//   STAFF_ASSIGNMENTS               "S-1:C-1,C-3;S-2:C-2" — which staff may act for whom (the same
-//                                   table the identity provider puts in the `customers` claim)
 // Prints `ready` once it reads the command topic.
 
 import { kafka, topic, headers, replyHeaders, startConsumer, stopOnSignal } from "../lib/kafka.mjs";
 
 const client = kafka("bank-backend");
 const producer = client.producer({ idempotent: true, maxInFlightRequests: 1 });
-
-const assignments = new Map(
-  (process.env.STAFF_ASSIGNMENTS || "S-1:C-1,C-3").split(";").filter(Boolean).map((entry) => {
-    const [staff, customers] = entry.split(":");
-    return [staff, new Set((customers || "").split(",").filter(Boolean))];
-  }),
-);
 
 // The accounts view (what the ksqlDB table held): customer -> accounts. A customer seen for
 // the first time gets two accounts with balances derived from the id, so runs are repeatable.
@@ -44,15 +39,19 @@ class CommandError extends Error {
   }
 }
 
-/** Whose accounts a command is about, and whether its sender may act for them. */
-function customerOf(command, h) {
+/** Whose accounts a command is about: its record key, which the bridge computed and checked —
+ * the sender's own id on `commands`, one of the staff member's `customers` on
+ * `assisted-commands`. Someone else's key without the staff role (not a bridge's record) is
+ * refused. */
+function customerOf(message, h) {
   const user = h["bridge-user"];
-  if (command.customerId === undefined || command.customerId === user) return user;
-  const allowed = assignments.get(user);
-  if (!allowed || !allowed.has(command.customerId)) {
-    throw new CommandError("not_assigned", `${user} is not assigned to customer ${command.customerId}`);
+  const customer = message.key?.toString();
+  if (!customer) throw new CommandError("validation", "a command without a customer key");
+  const roles = (h["bridge-roles"] || "").split(",").filter(Boolean);
+  if (customer !== user && !roles.includes("staff")) {
+    throw new CommandError("not_allowed", `${user} may not act for customer ${customer}`);
   }
-  return command.customerId;
+  return customer;
 }
 
 function accountListUpdated(customer, cause) {
@@ -92,7 +91,7 @@ async function handle({ message }) {
   let command;
   try {
     command = JSON.parse(message.value.toString());
-    const customer = customerOf(command, h);
+    const customer = customerOf(message, h);
     let out;
     if (command.type === "RetrieveAccountsCmd") out = [accountListUpdated(customer, "RetrieveAccountsCmd")];
     else if (command.type === "TransferCmd") out = transfer(customer, command, h);

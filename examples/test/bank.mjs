@@ -1,11 +1,14 @@
 // Bank example in Chromium: a customer's two micro-frontends (accounts snapshot, transfer,
 // live transaction list); a failing command whose error reaches only the session that sent
 // it; a malformed command refused; staff on a second instance acting for an assigned customer
-// (and refused for another); the customer's bridge restarting while the staff act (the page
-// resumes without a reload); a second browser of the same customer closing the first.
+// (and refused for another — by the bridge, from the token's claim); the customer's bridge
+// restarting while the staff act (the page resumes without a reload); one session per user and
+// micro-frontend across the two instances: another browser's Transactions closes this one's
+// (4000) and leaves its Accounts live, until that browser opens Accounts too.
 
 import assert from "node:assert/strict";
 import { exampleBridge, newPage, pageServer, screenshot, startBackend, step, unique, waitFor } from "./common.mjs";
+import { metric } from "../../clients/js/test/harness.mjs";
 import { mintToken } from "../lib/tokens.mjs";
 
 export async function bankTest(browser, scope) {
@@ -16,12 +19,13 @@ export async function bankTest(browser, scope) {
   const bridge = await exampleBridge(scope, "bank", { ...env, INSTANCE_ID: unique("bank-a") });
   // A second instance of the same config, as behind a load balancer: the staff use it.
   const bridge2 = await exampleBridge(scope, "bank", { ...env, INSTANCE_ID: unique("bank-b") });
-  await startBackend(scope, "bank", { TOPIC_PREFIX: prefix, STAFF_ASSIGNMENTS: "S-1:C-1,C-3" });
+  await startBackend(scope, "bank", { TOPIC_PREFIX: prefix });
   step(`bank: backend, two bridges (${bridge.ws}, ${bridge2.ws}) and page (${site.url}/) up`);
 
   const customer = await mintToken(secret, "C-1");
   const staff = await mintToken(secret, "S-1", { roles: ["staff"], claims: { customers: ["C-1", "C-3"] } });
-  const url = (token, via = bridge) => `${site.url}/?bridge=${encodeURIComponent(via.ws)}#token=${token}`;
+  const url = (token, via = bridge, mfe = null) =>
+    `${site.url}/?bridge=${encodeURIComponent(via.ws)}${mfe ? `&mfe=${mfe}` : ""}#token=${token}`;
   const errors = [];
   const balances = (page) =>
     page.$$eval("#accounts-mfe tbody tr", (rows) => Object.fromEntries(rows.map((r) => [r.dataset.account, Number(r.querySelector(".balance").textContent)])));
@@ -73,16 +77,13 @@ export async function bankTest(browser, scope) {
   assert.equal(await a.locator("#transactions-mfe .errors li").count(), 1);
   step(`bank: CommandFailed for ${failing} reached the sending micro-frontend only`);
 
-  // A malformed command (amount is not a number). bridge.yaml names a JSON Schema for it, but
-  // the bridge does not apply schema_file yet (examples/MISSING.md): today the backend's own
-  // validation refuses it, on the error topic, to this session. Once the bridge applies the
-  // schema, the publish itself is refused with `invalid` and nothing reaches Kafka.
+  // A malformed command (amount is not a number): the bridge applies bridge.yaml's JSON Schema
+  // and refuses the publish itself (`invalid`), to this session; nothing reaches Kafka.
   const malformed = await transfer(a, "C-1-CHK", "C-1-SAV", "lots");
   const refused = await a.waitForSelector(`#transactions-mfe .errors li[data-correlation-id="${malformed}"]`);
-  const by = (await refused.textContent()).includes("TransferCmd: invalid") ? "the bridge (invalid)" : "the backend";
-  assert.match(await refused.textContent(), /^TransferCmd: (invalid: .*|amount must be a positive number)$/);
+  assert.match(await refused.textContent(), /^TransferCmd: invalid: .*amount/);
   assert.equal(await a.locator("#accounts-mfe .errors li").count(), 0);
-  step(`bank: a malformed TransferCmd is refused by ${by}, to the sending session only`);
+  step(`bank: a malformed TransferCmd is refused by the bridge (${await refused.textContent()}), to the sending session only`);
 
   // --- staff: acts for an assigned customer, refused for another ---
   await st.fill("#customer", "C-1");
@@ -100,12 +101,20 @@ export async function bankTest(browser, scope) {
   await st.click("#open-customer");
   await st.waitForSelector("#accounts-mfe .errors li:has-text('assisted-accounts C-2: forbidden')");
   await st.waitForSelector("#transactions-mfe .errors li:has-text('assisted-transactions C-2: forbidden')");
-  // The bridge lets staff publish commands for any customer (MISSING.md); the backend refuses.
+  // Commands too: the bridge checks the record key (/customerId) against the claim and refuses
+  // the publish itself; nothing reaches Kafka (the backend keeps no list of its own and would
+  // have made the transfer).
+  const forbiddenBefore = await metric(bridge2, 'kafka_ws_bridge_publishes_total{channel="assisted-commands",result="forbidden"}');
   const notAssigned = await transfer(st, "C-2-CHK", "C-2-SAV", 1);
   const refusal = await st.waitForSelector(`#transactions-mfe .errors li[data-correlation-id="${notAssigned}"]`);
-  assert.equal(await refusal.textContent(), "TransferCmd: S-1 is not assigned to customer C-2");
+  assert.equal(
+    await refusal.textContent(),
+    "TransferCmd: forbidden: publishing on `assisted-commands` with key `C-2` is not allowed: key `C-2` is not listed in your `customers` claim",
+  );
+  assert.equal(await metric(bridge2, 'kafka_ws_bridge_publishes_total{channel="assisted-commands",result="forbidden"}'), forbiddenBefore + 1);
+  assert.notEqual(await st.getAttribute("#transactions-mfe form", "data-acked"), notAssigned, "never acked");
   assert.equal(await st.locator("#accounts-mfe tbody tr").count(), 0);
-  step("bank: staff refused C-2 (not in the claim): subscriptions forbidden by the bridge, command refused by the backend");
+  step("bank: staff refused C-2 (not in the claim): subscriptions and the command forbidden by the bridge");
 
   // --- reconnects are transparent: the customer's bridge restarts while the staff, on the
   // other instance, makes a transfer for them; the page resumes without a reload ---
@@ -128,17 +137,38 @@ export async function bankTest(browser, scope) {
   assert.equal(await a.locator(".replaced:visible").count(), 0);
   step("bank: C-1's bridge restarted while staff (other instance) transferred: the page resumed with it, no reload, no duplicate");
 
-  // --- the same customer in a second browser: the first is told why it was closed ---
+  // --- one session per user and micro-frontend, across the instances: another browser opens
+  // only Transactions, on the other instance; this browser's Transactions is closed (4000) and
+  // says why, its Accounts stays live ---
   await screenshot(a, "bank-customer.png");
   const b = await newPage(scope, browser, errors);
-  await b.goto(url(customer));
-  await b.waitForSelector("#accounts-mfe tbody tr[data-account='C-1-CHK']");
+  await b.goto(url(customer, bridge2, "transactions"));
   await b.waitForSelector("#transactions-mfe[data-state=open]");
-  await a.waitForSelector("#accounts-mfe[data-replaced][data-state=closed] .replaced:has-text('opened in another browser')");
-  await a.waitForSelector("#transactions-mfe[data-replaced][data-state=closed] .replaced:has-text('opened in another browser')");
-  assert.equal(await b.locator(".replaced:visible").count(), 0);
-  assert.deepEqual(await balances(b), await balances(a));
-  step("bank: a second browser of C-1 closed both sessions of the first, which says why");
+  assert.equal(await b.isVisible("#accounts-mfe"), false);
+  await a.waitForSelector("#transactions-mfe[data-replaced='4000'][data-state=closed] .replaced:has-text('opened in another browser')");
+  assert.equal(await a.getAttribute("#accounts-mfe", "data-state"), "open");
+  const live = Number(await a.getAttribute("#accounts-mfe", "data-version"));
+  await a.click("#accounts-mfe .refresh");
+  await waitFor(async () => Number(await a.getAttribute("#accounts-mfe", "data-version")) > live, { what: "Accounts of the first browser to stay live" });
+  assert.equal(await a.locator("#accounts-mfe .replaced:visible").count(), 0);
+  assert.equal(await a.getAttribute("#accounts-mfe", "data-replaced"), null);
+  await b.waitForSelector("#transactions-mfe .list li:has-text('5.00 C-1-CHK → C-1-SAV (by S-1)')");
+  step("bank: C-1's Transactions opened in another browser on the other instance closed this one's (4000); its Accounts stayed live");
+
+  // A full page in a third browser, on the other instance too: it takes Accounts from the first
+  // browser (across instances) and Transactions from the second (same instance).
+  const c = await newPage(scope, browser, errors);
+  await c.goto(url(customer, bridge2));
+  await c.waitForSelector("#accounts-mfe tbody tr[data-account='C-1-CHK']");
+  await c.waitForSelector("#transactions-mfe[data-state=open]");
+  await a.waitForSelector("#accounts-mfe[data-replaced='4000'][data-state=closed] .replaced:has-text('opened in another browser')");
+  await b.waitForSelector("#transactions-mfe[data-replaced='4000'][data-state=closed]");
+  assert.equal(await c.locator(".replaced:visible").count(), 0);
+  assert.deepEqual(await balances(c), await balances(a));
+  // The staff's sessions (another user) were not touched.
+  assert.equal(await st.getAttribute("#accounts-mfe", "data-state"), "open");
+  assert.equal(await st.getAttribute("#transactions-mfe", "data-state"), "open");
+  step("bank: a third browser's full page took Accounts from the first browser (other instance) and Transactions from the second");
   await screenshot(a, "bank-replaced.png");
   assert.deepEqual(errors.map(String), [], "no uncaught error in the pages");
 }

@@ -28,7 +28,7 @@ use crate::ops::{self, OpsContext};
 use crate::outbound::{Outbound, Replayer};
 use crate::registry::{Registry, RegistrySettings};
 use crate::server;
-use crate::sessions::Sessions;
+use crate::sessions::{Sessions, Shared, SharedMetrics};
 use crate::ws::{self, WsContext};
 
 pub use checks::{check_online, create_topics, load, TopicOutcome};
@@ -190,6 +190,28 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
         kafka.reader(),
         registry.clone(),
     ));
+    let sessions = Arc::new(
+        match kafka.session_registry_log(&plan, metrics.session_registry_write_failures.clone()) {
+            Some(log) => Sessions::with_registry(Shared::new(
+                config.instance_id.clone(),
+                config.auth.max_sessions_per_user,
+                log,
+                SharedMetrics {
+                    opened: metrics
+                        .session_registry_records
+                        .with_label_values(&["opened"]),
+                    closed: metrics
+                        .session_registry_records
+                        .with_label_values(&["closed"]),
+                    ignored: metrics
+                        .session_registry_records
+                        .with_label_values(&["ignored"]),
+                },
+            )),
+            None => Sessions::default(),
+        },
+    );
+    kafka.start_session_registry(&plan, sessions.clone())?;
     kafka.start_consuming(
         &plan,
         Outlets {
@@ -200,7 +222,6 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
         },
     )?;
 
-    let sessions = Arc::new(Sessions::default());
     let ws_ctx = Arc::new(WsContext::new(
         &plan,
         hub.clone(),

@@ -19,11 +19,36 @@ pub struct AuthConfig {
     /// wins and the oldest is closed with code 4000.
     #[serde(default)]
     pub max_sessions_per_user: usize,
+    /// Name of a query parameter of the WebSocket and STOMP handshakes (e.g. `app`): when set,
+    /// `max_sessions_per_user` counts per user and value of that parameter (`?app=teller`), so
+    /// that one user may keep a session in each of several applications. A value is 1 to 64
+    /// letters, digits, `.`, `_`, `~` or `-`; an empty, longer or otherwise different value
+    /// (or the parameter twice) is refused with 400. Sessions without the parameter form one
+    /// group of their own. Server-Sent Events streams check the value too but are never counted.
+    #[serde(default)]
+    pub session_group_param: Option<String>,
+    /// Makes `max_sessions_per_user` hold across every instance sharing this Kafka cluster:
+    /// each instance writes a record to this compacted topic when a counted session opens (a
+    /// tombstone when it closes) and reads everyone's, and the newest N sessions of a user (and
+    /// group) win wherever they are; the others close with 4000. `create-topics` creates it.
+    #[serde(default)]
+    pub session_registry: Option<SessionRegistryConfig>,
     /// Seconds before a token's `exp` at which the session is sent `token_expiring`, so the
     /// client can send a fresh token with `refresh` instead of reconnecting (for tokens shorter
     /// than twice this, halfway through their remaining life).
     #[serde(default = "default_refresh_warning")]
     pub refresh_warning_s: u64,
+}
+
+/// `auth.session_registry`: where instances tell each other about their sessions.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRegistryConfig {
+    /// The compacted topic every instance writes its sessions to and reads everyone's from
+    /// (e.g. `bridge-sessions`). Its own topic: no channel or inbound entry may use it. Only
+    /// the bridges should be able to write it (Kafka ACLs): a record there can close a
+    /// user's sessions.
+    pub topic: String,
 }
 
 /// How clients are identified.

@@ -222,6 +222,59 @@ mod tests {
     }
 
     #[test]
+    fn session_group_param_is_checked() {
+        let jwt = |auth: &str| {
+            format!("instance_id: a\nkafka: {{bootstrap_servers: 'k:9092'}}\nauth:\n  mode: jwt\n  jwt: {{secret: 0123456789abcdef0123456789abcdef}}\n{auth}inbound: [{{channel: c, topic: t}}]\n")
+        };
+        let good = jwt("  max_sessions_per_user: 1\n  session_group_param: app\n");
+        assert_eq!(messages(&good), Vec::<String>::new());
+        for (param, message) in [
+            ("''", "bridge.yaml:7: auth.session_group_param: expected a query parameter name of 1 to 64 characters, found 0 characters"),
+            ("'a b'", "bridge.yaml:7: auth.session_group_param: expected letters, digits, `.`, `_`, `~` or `-`, found \"a b\""),
+            ("access_token", "bridge.yaml:7: auth.session_group_param: `access_token` is a query parameter the bridge reads already (one of access_token, channel, key, history)"),
+        ] {
+            let text = jwt(&format!("  max_sessions_per_user: 1\n  session_group_param: {param}\n"));
+            assert_eq!(messages(&text), [message], "{param}");
+        }
+        assert_eq!(
+            messages(&jwt("  session_group_param: app\n")),
+            ["warning: bridge.yaml:6: auth.session_group_param: ignored: auth.max_sessions_per_user is 0 (unlimited), so no group is counted"]
+        );
+    }
+
+    #[test]
+    fn session_registry_is_checked() {
+        let jwt = |auth: &str| {
+            format!("instance_id: a\nkafka: {{bootstrap_servers: 'k:9092'}}\nauth:\n  mode: jwt\n  jwt: {{secret: 0123456789abcdef0123456789abcdef}}\n{auth}inbound: [{{channel: c, topic: t}}]\n")
+        };
+        let good =
+            jwt("  max_sessions_per_user: 1\n  session_registry: {topic: bridge-sessions}\n");
+        let plan = load_text(&good).unwrap();
+        assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+        assert_eq!(plan.session_registry_topic(), Some("bridge-sessions"));
+        assert_eq!(
+            messages(&jwt("  max_sessions_per_user: 1\n  session_registry: {topic: t}\n")),
+            ["bridge.yaml:7: auth.session_registry.topic: \"t\" is also inbound[0].topic: the session registry needs a topic of its own"]
+        );
+        assert_eq!(
+            messages(&jwt("  max_sessions_per_user: 1\n  session_registry: {topic: 'a b'}\n")),
+            ["bridge.yaml:7: auth.session_registry.topic: \"a b\" is not a valid Kafka topic name (1-249 of letters, digits, `.`, `_`, `-`)"]
+        );
+        assert_eq!(
+            messages(&jwt("  session_registry: {topic: s}\n")),
+            ["warning: bridge.yaml:6: auth.session_registry: ignored: auth.max_sessions_per_user is 0 (unlimited), so there is no limit to share"]
+        );
+        let unlimited = load_text(&jwt("  session_registry: {topic: s}\n")).unwrap();
+        assert_eq!(unlimited.session_registry_topic(), None);
+        assert_eq!(
+            messages(&jwt(
+                "  max_sessions_per_user: 1\n  session_registry: {topic: s, partitions: 3}\n"
+            ))[0],
+            "bridge.yaml:7: auth.session_registry.partitions: unknown key; expected one of: topic"
+        );
+    }
+
+    #[test]
     fn secrets_are_not_printed() {
         let text = "instance_id: a\nkafka: {bootstrap_servers: 'k:9092'}\nauth:\n  mode: jwt\n  jwt: {secret: short-secret}\n";
         let out = messages(text).join("\n");

@@ -30,7 +30,7 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use auth::{AuthConfig, AuthMode, JwtConfig};
+pub use auth::{AuthConfig, AuthMode, JwtConfig, SessionRegistryConfig};
 pub use channel::{
     Allow, AllowLevel, ChannelConfig, Deliver, Format, KeyFormat, KeySource, KeysLevel, KeysRule,
     SlowClientPolicy, SubscribeRules,

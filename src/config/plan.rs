@@ -43,6 +43,15 @@ impl Plan {
     }
 
     /// The consumer group of this instance.
+    /// The topic of `auth.session_registry` when it applies: sessions are authenticated and
+    /// counted (`check` warns that it is ignored otherwise).
+    pub fn session_registry_topic(&self) -> Option<&str> {
+        let auth = &self.config.auth;
+        let registry = auth.session_registry.as_ref()?;
+        (auth.mode == super::AuthMode::Jwt && auth.max_sessions_per_user > 0)
+            .then_some(registry.topic.as_str())
+    }
+
     pub fn group_id(&self) -> String {
         format!(
             "{}.{}",

@@ -116,6 +116,13 @@ impl<'a> Semantic<'a> {
         self.check_channels(&partial.channels, auth_mode);
         self.check_inbound(&partial.inbound, auth_mode);
         self.check_registry(partial);
+        if let Some(registry) = partial
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.session_registry.as_ref().map(|r| (auth, r)))
+        {
+            self.check_session_registry(registry.0, registry.1, partial);
+        }
         (listen, metrics_listen)
     }
 
@@ -336,6 +343,92 @@ impl<'a> Semantic<'a> {
             self.warn(
                 "auth.max_sessions_per_user",
                 "ignored: with auth.mode none every session is anonymous",
+            );
+        }
+        if let Some(param) = &auth.session_group_param {
+            self.check_session_group_param(param, auth);
+        }
+    }
+
+    fn check_session_registry(
+        &mut self,
+        auth: &AuthConfig,
+        registry: &SessionRegistryConfig,
+        partial: &Partial,
+    ) {
+        const PATH: &str = "auth.session_registry.topic";
+        self.topic_name(PATH, &registry.topic);
+        let also = partial
+            .channels
+            .iter()
+            .filter(|(_, c)| c.topic == registry.topic)
+            .map(|(i, _)| format!("channels[{i}].topic"))
+            .chain(
+                partial
+                    .inbound
+                    .iter()
+                    .filter(|(_, e)| e.topic == registry.topic)
+                    .map(|(i, _)| format!("inbound[{i}].topic")),
+            )
+            .next();
+        if let Some(also) = also {
+            self.error(
+                PATH,
+                format!(
+                    "\"{}\" is also {also}: the session registry needs a topic of its own",
+                    registry.topic
+                ),
+            );
+        } else if auth.mode == AuthMode::None {
+            self.warn(
+                "auth.session_registry",
+                "ignored: with auth.mode none every session is anonymous and none is counted",
+            );
+        } else if auth.max_sessions_per_user == 0 {
+            self.warn(
+                "auth.session_registry",
+                "ignored: auth.max_sessions_per_user is 0 (unlimited), so there is no limit to share",
+            );
+        }
+    }
+
+    fn check_session_group_param(&mut self, param: &str, auth: &AuthConfig) {
+        const PATH: &str = "auth.session_group_param";
+        /// Query parameters the handshakes read for something else.
+        const TAKEN: &[&str] = &["access_token", "channel", "key", "history"];
+        if param.is_empty() || param.len() > 64 {
+            self.error(
+                PATH,
+                format!(
+                    "expected a query parameter name of 1 to 64 characters, found {} characters",
+                    param.len()
+                ),
+            );
+        } else if !param
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c))
+        {
+            self.error(
+                PATH,
+                format!("expected letters, digits, `.`, `_`, `~` or `-`, found \"{param}\""),
+            );
+        } else if TAKEN.contains(&param) {
+            self.error(
+                PATH,
+                format!(
+                    "`{param}` is a query parameter the bridge reads already (one of {})",
+                    TAKEN.join(", ")
+                ),
+            );
+        } else if auth.mode == AuthMode::None {
+            self.warn(
+                PATH,
+                "ignored: with auth.mode none every session is anonymous and none is counted",
+            );
+        } else if auth.max_sessions_per_user == 0 {
+            self.warn(
+                PATH,
+                "ignored: auth.max_sessions_per_user is 0 (unlimited), so no group is counted",
             );
         }
     }

@@ -1,6 +1,6 @@
-//! `kafka-ws-bridge create-topics`: creates every topic the config reads or writes, so a new
-//! deployment (or the local example) can start from an empty cluster. Existing topics are
-//! left as they are.
+//! `kafka-ws-bridge create-topics`: creates every topic the config reads or writes (the session
+//! registry's compacted), so a new deployment (or the local example) can start from an empty
+//! cluster. Existing topics are left as they are.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -20,7 +20,8 @@ pub enum TopicOutcome {
     Failed(String),
 }
 
-/// Creates the topics of every channel and inbound entry.
+/// Creates the topics of every channel and inbound entry, and the session registry's
+/// (compacted).
 pub async fn create_topics(
     plan: &Plan,
     partitions: i32,
@@ -36,9 +37,21 @@ pub async fn create_topics(
     let admin: AdminClient<DefaultClientContext> = client_config(plan, Client::Producer, &[])
         .create()
         .map_err(|e| e.to_string())?;
+    let registry = plan
+        .config
+        .auth
+        .session_registry
+        .as_ref()
+        .map(|r| r.topic.as_str());
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(replication)))
+        // The session registry keeps the last record per session: compacted, so that closed
+        // sessions' tombstones leave nothing behind.
+        .chain(registry.map(|t| {
+            NewTopic::new(t, partitions, TopicReplication::Fixed(replication))
+                .set("cleanup.policy", "compact")
+        }))
         .collect();
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(30)))

@@ -6,6 +6,7 @@ mod admin;
 mod consumer;
 mod producer;
 mod reader;
+mod session_registry;
 mod side;
 mod status;
 

@@ -74,6 +74,20 @@ impl Producer {
         self.inner.flush(timeout).map_err(|e| e.to_string())
     }
 
+    /// A writer of `auth.session_registry`'s records to `topic` through this producer.
+    pub fn registry_writer(
+        &self,
+        topic: &str,
+        failures: prometheus::IntCounter,
+    ) -> super::session_registry::RegistryWriter {
+        super::session_registry::RegistryWriter {
+            producer: self.inner.clone(),
+            topic: topic.to_owned(),
+            runtime: tokio::runtime::Handle::current(),
+            failures,
+        }
+    }
+
     /// Records still waiting for their delivery report.
     pub fn in_flight(&self) -> i32 {
         self.inner.in_flight_count()

@@ -74,7 +74,7 @@ impl RangeRead for RangeReader {
     }
 }
 
-fn reader_config(plan: &Plan, purpose: &str) -> ClientConfig {
+pub(super) fn reader_config(plan: &Plan, purpose: &str) -> ClientConfig {
     let mut config = client_config(plan, Client::Consumer, &[("fetch.wait.max.ms", "50")]);
     // Assigned partitions only: the group is never joined and nothing is committed.
     config.set("group.id", format!("{}.{purpose}", plan.group_id()));

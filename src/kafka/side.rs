@@ -10,18 +10,20 @@ use std::time::{Duration, Instant};
 use super::consumer::{start_consumer, ConsumerHandle};
 use super::producer::Producer;
 use super::reader::{load_snapshots, monitor_lag, RangeReader};
+use super::session_registry::read_registry;
 use super::status::KafkaStatus;
 use super::StartError;
 use crate::config::Plan;
 use crate::inbound::RecordWriter;
 use crate::outbound::{RangeRead, RecordSink};
+use crate::sessions::{RegistryLog, Sessions};
 
 pub struct KafkaSide {
     status: Arc<KafkaStatus>,
     producer: Option<Producer>,
     reader: Arc<RangeReader>,
     consumer: Option<ConsumerHandle>,
-    /// The lag monitor and snapshot loader threads, and their stop flag.
+    /// The lag monitor, snapshot loader and session registry threads, and their stop flag.
     threads: Vec<JoinHandle<()>>,
     threads_stop: Arc<AtomicBool>,
 }
@@ -41,7 +43,10 @@ impl KafkaSide {
     /// replay reader.
     pub fn new(plan: &Plan, status: Arc<KafkaStatus>) -> Result<Self, StartError> {
         let config = &plan.config;
-        let producer = if config.inbound.is_empty() && config.server.api_keys.is_empty() {
+        let producer = if config.inbound.is_empty()
+            && config.server.api_keys.is_empty()
+            && plan.session_registry_topic().is_none()
+        {
             None
         } else {
             Some(Producer::new(plan, status.clone())?)
@@ -65,6 +70,35 @@ impl KafkaSide {
 
     pub fn reader(&self) -> Arc<dyn RangeRead> {
         self.reader.clone()
+    }
+
+    /// Where this instance writes its sessions' records (`auth.session_registry`); `None`
+    /// when the plan has no registry. Needs a Tokio runtime (delivery reports are awaited
+    /// on it).
+    pub fn session_registry_log(
+        &self,
+        plan: &Plan,
+        failures: prometheus::IntCounter,
+    ) -> Option<Box<dyn RegistryLog>> {
+        let topic = plan.session_registry_topic()?;
+        let producer = self.producer.as_ref()?;
+        Some(Box::new(producer.registry_writer(topic, failures)))
+    }
+
+    /// Starts reading the registry topic into `sessions` (when the plan has one).
+    pub fn start_session_registry(
+        &mut self,
+        plan: &Plan,
+        sessions: Arc<Sessions>,
+    ) -> Result<(), StartError> {
+        let Some(topic) = plan.session_registry_topic() else {
+            return Ok(());
+        };
+        self.threads.push(
+            read_registry(plan, topic.to_owned(), sessions, self.threads_stop.clone())
+                .map_err(StartError::Thread)?,
+        );
+        Ok(())
     }
 
     /// Starts the consumer, the lag monitor and the snapshot loader (each only when needed).

@@ -56,6 +56,11 @@ pub struct Metrics {
     /// Requests to the schema registry, by result (`ok`, `not_found`, `error`, `timeout`).
     pub schema_registry_requests: IntCounterVec,
     pub schemas_cached: IntGauge,
+    /// Records read from `auth.session_registry`'s topic, by result (`opened`, `closed`,
+    /// `ignored`).
+    pub session_registry_records: IntCounterVec,
+    /// Records this instance failed to write to `auth.session_registry`'s topic.
+    pub session_registry_write_failures: IntCounter,
 }
 
 /// The schema registry client's handles.
@@ -290,6 +295,17 @@ impl Metrics {
                 ),
                 &["channel", "result"]
             )),
+            session_registry_records: register!(IntCounterVec::new(
+                Opts::new(
+                    name("session_registry_records_total"),
+                    "Records read from the session registry topic (auth.session_registry), by result: opened, closed (a tombstone), ignored (not a bridge's record)."
+                ),
+                &["result"]
+            )),
+            session_registry_write_failures: register!(IntCounter::new(
+                name("session_registry_write_failures_total"),
+                "Opens and closes of this instance's sessions that could not be written to the session registry topic."
+            )),
             snapshots_loaded: register!(IntGauge::new(
                 name("snapshots_loaded"),
                 "1 once every snapshot channel has read its topic up to the high watermarks seen at start."
@@ -298,6 +314,11 @@ impl Metrics {
         };
         for result in ["ok", "failed"] {
             metrics.jwks_fetches.with_label_values(&[result]);
+        }
+        for result in ["opened", "closed", "ignored"] {
+            metrics
+                .session_registry_records
+                .with_label_values(&[result]);
         }
         for result in REGISTRY_RESULTS {
             metrics

@@ -79,6 +79,8 @@ pub struct WsContext {
     pub limits: Limits,
     /// `auth.max_sessions_per_user` (0 = unlimited).
     pub max_sessions_per_user: usize,
+    /// `auth.session_group_param`: the query parameter naming a session's group.
+    pub session_group_param: Option<String>,
     pub ws_path: String,
     /// `server.sse_path`; empty: no Server-Sent Events.
     pub sse_path: String,
@@ -144,6 +146,7 @@ impl WsContext {
                 refresh_warning: std::time::Duration::from_secs(plan.config.auth.refresh_warning_s),
             },
             max_sessions_per_user: plan.config.auth.max_sessions_per_user,
+            session_group_param: plan.config.auth.session_group_param.clone(),
             ws_path: server.ws_path.clone(),
             sse_path: server.sse_path.clone(),
             stomp: server.stomp.clone(),
@@ -157,6 +160,21 @@ impl WsContext {
             open_connections: AtomicUsize::new(0),
             next_session: AtomicU64::new(1),
         }
+    }
+
+    /// The session group a handshake's query names (`auth.session_group_param`), or why it
+    /// is refused (400).
+    fn session_group(&self, query: &str) -> Result<Option<String>, Refused> {
+        let Some(param) = &self.session_group_param else {
+            return Ok(None);
+        };
+        request::session_group(query, param).map_err(|message| {
+            (
+                warp::http::StatusCode::BAD_REQUEST,
+                RejectReason::BadRequest,
+                message,
+            )
+        })
     }
 
     /// Reserves a connection slot, or `None` when `max_connections` are open.

@@ -66,6 +66,48 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Longest value of the session group parameter (`auth.session_group_param`).
+pub(super) const MAX_GROUP_CHARS: usize = 64;
+
+/// The session group named by the query parameter `param` (`auth.session_group_param`):
+/// `None` when the parameter is absent, else 1 to [`MAX_GROUP_CHARS`] letters, digits, `.`,
+/// `_`, `~` or `-`. Anything else is refused, saying what was found (never echoing a long
+/// value).
+pub(super) fn session_group(query: &str, param: &str) -> Result<Option<String>, String> {
+    let mut values = query.split('&').filter_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == param).then_some(v)
+    });
+    let Some(raw) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(format!("query parameter `{param}` is given more than once"));
+    }
+    let expected = format!(
+        "query parameter `{param}`: expected 1 to {MAX_GROUP_CHARS} letters, digits, `.`, `_`, `~` or `-`"
+    );
+    // Bounded before decoding: a 10 KB value is not decoded, only measured.
+    if raw.len() > 3 * MAX_GROUP_CHARS {
+        return Err(format!("{expected}, found {} bytes", raw.len()));
+    }
+    let value = percent_decode(raw);
+    if value.is_empty() {
+        return Err(format!("{expected}, found an empty value"));
+    }
+    let chars = value.chars().count();
+    if chars > MAX_GROUP_CHARS {
+        return Err(format!("{expected}, found {chars} characters"));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._~-".contains(*c)))
+    {
+        return Err(format!("{expected}, found {bad:?} in {value:?}"));
+    }
+    Ok(Some(value))
+}
+
 /// `partition:offset,…` → positions seen (offset -1: nothing yet), each partition once.
 pub(super) fn parse_positions(text: &str) -> Result<BTreeMap<i32, i64>, String> {
     let bad = || format!("expected `partition:offset,…`, found \"{text}\"");
@@ -113,6 +155,52 @@ mod tests {
         assert_eq!(percent_decode("a%20b+c"), "a b c");
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn session_groups() {
+        assert_eq!(session_group("a=1", "app"), Ok(None));
+        assert_eq!(
+            session_group("access_token=x&app=teller-2.b", "app"),
+            Ok(Some("teller-2.b".to_owned()))
+        );
+        assert_eq!(session_group("app=%41b", "app"), Ok(Some("Ab".to_owned())));
+        let expected =
+            "query parameter `app`: expected 1 to 64 letters, digits, `.`, `_`, `~` or `-`";
+        assert_eq!(
+            session_group("app=", "app"),
+            Err(format!("{expected}, found an empty value"))
+        );
+        assert_eq!(
+            session_group("app", "app"),
+            Err(format!("{expected}, found an empty value"))
+        );
+        let long = format!("app={}", "a".repeat(10 * 1024));
+        assert_eq!(
+            session_group(&long, "app"),
+            Err(format!("{expected}, found 10240 bytes"))
+        );
+        let over = format!("app={}", "a".repeat(65));
+        assert_eq!(
+            session_group(&over, "app"),
+            Err(format!("{expected}, found 65 characters"))
+        );
+        assert_eq!(
+            session_group(&format!("app={}", "a".repeat(64)), "app").map(|g| g.map(|g| g.len())),
+            Ok(Some(64))
+        );
+        assert_eq!(
+            session_group("app=a%20b", "app"),
+            Err(format!("{expected}, found ' ' in \"a b\""))
+        );
+        assert_eq!(
+            session_group("app=%ff", "app"),
+            Err(format!("{expected}, found '\u{fffd}' in \"\u{fffd}\""))
+        );
+        assert_eq!(
+            session_group("app=a&app=b", "app"),
+            Err("query parameter `app` is given more than once".to_owned())
+        );
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub(super) async fn run(
     mut socket: Socket,
     ctx: Arc<WsContext>,
     identity: Identity,
+    group: Option<String>,
     slot: ConnectionSlot,
     stomp: Option<Box<super::stomp::dialect::Stomp>>,
 ) {
@@ -133,7 +134,7 @@ pub(super) async fn run(
     let _finished = finished.clone().drop_guard();
     let replaced = ctx
         .sessions
-        .insert(&handle, finished.clone(), ctx.max_sessions_per_user);
+        .insert(&handle, group, finished.clone(), ctx.max_sessions_per_user);
     let transport = if stomp.is_some() {
         Transport::Stomp
     } else {
@@ -145,8 +146,7 @@ pub(super) async fn run(
     tracing::info!(session = %handle.public_id, user = user_label(&session.identity), transport = transport.as_str(), "session opened");
     // Newest wins: the older sessions are told and closed before this one is welcomed.
     for old in &replaced {
-        old.handle.outbox.push_control(protocol::session_replaced());
-        old.handle.outbox.close(Close::Replaced);
+        crate::sessions::replace(&old.handle);
     }
     for old in &replaced {
         if tokio::time::timeout(REPLACE_TIMEOUT, old.finished.cancelled())

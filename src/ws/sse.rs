@@ -125,6 +125,10 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
         Ok(request) => request,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, RejectReason::BadRequest, &message),
     };
+    // Checked like a WebSocket's, though a stream is never counted.
+    if let Err((status, reason, message)) = ctx.session_group(&query) {
+        return refuse(status, reason, &message);
+    }
     let (identity, slot) = match ctx.admit(&headers, &query).await {
         Ok(admitted) => admitted,
         Err((status, reason, message)) => return refuse(status, reason, &message),

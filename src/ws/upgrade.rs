@@ -1,6 +1,7 @@
 //! The WebSocket handshake on `server.ws_path`. Every refusal happens here, as a plain HTTP
 //! answer with a JSON body, before any upgrade: not a WebSocket request (400), forbidden
-//! origin (403), bad or missing token (401), too many connections or shutting down (503).
+//! origin (403), a bad session group (400, `auth.session_group_param`), bad or missing token
+//! (401), too many connections or shutting down (503).
 //! A handshake asking for a STOMP subprotocol gets it in the answer and becomes a STOMP
 //! session (`stomp/`); its token may also come later, in the CONNECT frame, so only a bad
 //! token in the handshake is refused here.
@@ -78,6 +79,10 @@ async fn handshake(
             );
         }
     }
+    let group = match ctx.session_group(&query) {
+        Ok(group) => group,
+        Err((status, reason, message)) => return refuse(status, reason, &message),
+    };
     let subprotocol = ctx
         .stomp
         .enabled
@@ -127,8 +132,10 @@ async fn handshake(
                 )
                 .await;
                 match (subprotocol, identity) {
-                    (None, Some(identity)) => session::run(socket, ctx, identity, slot, None).await,
-                    (_, identity) => stomp::run(socket, ctx, identity, slot).await,
+                    (None, Some(identity)) => {
+                        session::run(socket, ctx, identity, group, slot, None).await
+                    }
+                    (_, identity) => stomp::run(socket, ctx, identity, group, slot).await,
                 }
             }
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),

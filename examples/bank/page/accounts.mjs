@@ -4,7 +4,7 @@
 import { claims, isStaff, openConnection, showError } from "./session.mjs";
 
 export function mountAccounts(section) {
-  const client = openConnection(section);
+  const client = openConnection(section, "accounts");
   const body = section.querySelector("tbody");
   const meta = section.querySelector(".meta");
   let current = null; // { customer, subscription }

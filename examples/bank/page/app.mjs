@@ -1,5 +1,6 @@
-// Page shell: signs in from the token and mounts both micro-frontends. Staff pick a customer
-// (their assigned ones are suggested; the bridge refuses the others).
+// Page shell: signs in from the token and mounts both micro-frontends (or one: `?mfe=accounts`
+// or `?mfe=transactions`, as another shell embedding only that one would). Staff pick a
+// customer (their assigned ones are suggested; the bridge refuses the others).
 
 import { claims, isStaff, token } from "./session.mjs";
 import { mountAccounts } from "./accounts.mjs";
@@ -9,12 +10,14 @@ if (!token) {
   document.getElementById("signin").hidden = false;
 } else {
   document.getElementById("who").textContent = `${isStaff ? "staff" : "customer"} ${claims.sub}`;
-  const accounts = mountAccounts(document.getElementById("accounts-mfe"));
-  const transactions = mountTransactions(document.getElementById("transactions-mfe"));
-  const openCustomer = (customer) => {
-    accounts.open(customer);
-    transactions.open(customer);
-  };
+  const only = new URLSearchParams(location.search).get("mfe");
+  const mounted = [];
+  for (const [name, mount] of [["accounts", mountAccounts], ["transactions", mountTransactions]]) {
+    const section = document.getElementById(`${name}-mfe`);
+    if (only && only !== name) section.hidden = true;
+    else mounted.push(mount(section));
+  }
+  const openCustomer = (customer) => mounted.forEach((mfe) => mfe.open(customer));
   if (isStaff) {
     const picker = document.getElementById("customer-picker");
     picker.hidden = false;

@@ -1,6 +1,7 @@
 // What the two micro-frontends share: the token (from the page's #token=…, as an identity
 // provider's redirect would hand it), the bridge's address, and the user's claims for display.
-// Each micro-frontend still opens its own connection, as each SignalR hub client did.
+// Each micro-frontend still opens its own connection, as each SignalR hub client did, naming
+// itself with `?app=`: the bridge keeps one session per user and app (bridge.yaml).
 
 import { connect } from "/client/kafka-ws-bridge.js";
 
@@ -12,9 +13,11 @@ export const bridgeUrl = params.get("bridge") || `ws://${location.hostname}:8080
 export const claims = token ? JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))) : null;
 export const isStaff = !!claims && [].concat(claims.roles || []).includes("staff");
 
-/** A connection for one micro-frontend, wired to its section's state line and banner. */
-export function openConnection(section) {
-  const client = connect(bridgeUrl, { token });
+/** A connection for micro-frontend `app`, wired to its section's state line and banner. */
+export function openConnection(section, app) {
+  const url = new URL(bridgeUrl, location.href);
+  url.searchParams.set("app", app);
+  const client = connect(url.toString(), { token });
   const state = section.querySelector(".state");
   client.on("state", (s) => {
     section.dataset.state = s;
@@ -23,12 +26,13 @@ export function openConnection(section) {
   client.on("open", ({ session }) => {
     section.dataset.session = session;
   });
-  // A second browser of the same user took over: say so instead of reconnecting.
-  client.on("session_replaced", () => {
+  // The same micro-frontend of the same user opened in another browser (on any bridge
+  // instance) took over: say so instead of reconnecting.
+  client.on("session_replaced", ({ code }) => {
     const banner = section.querySelector(".replaced");
     banner.hidden = false;
     banner.textContent = "Signed out here: your account was opened in another browser.";
-    section.dataset.replaced = "true";
+    section.dataset.replaced = String(code);
   });
   return client;
 }

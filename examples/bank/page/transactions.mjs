@@ -4,7 +4,7 @@
 import { isStaff, claims, openConnection, showError } from "./session.mjs";
 
 export function mountTransactions(section) {
-  const client = openConnection(section);
+  const client = openConnection(section, "transactions");
   const list = section.querySelector(".list");
   const form = section.querySelector("form");
   let current = null;

@@ -55,6 +55,7 @@ pub(super) async fn run(
     mut socket: Socket,
     ctx: Arc<WsContext>,
     handshake: Option<Identity>,
+    group: Option<String>,
     slot: ConnectionSlot,
 ) {
     let connect = match tokio::time::timeout(CONNECT_TIMEOUT, first_frame(&mut socket)).await {
@@ -83,7 +84,7 @@ pub(super) async fn run(
             return refuse(&mut socket, &ctx, RejectReason::Unauthorized, &message).await;
         }
     };
-    super::session::run(socket, ctx, identity, slot, Some(Box::new(stomp))).await;
+    super::session::run(socket, ctx, identity, group, slot, Some(Box::new(stomp))).await;
 }
 
 /// The first frame, skipping heart-beats; `None` when the client went away.
