@@ -3,10 +3,14 @@
 # KAFKA_BOOTSTRAP), creates the example's topics, starts its bridge(s), its backend and a static
 # server for its page, then prints the links to open (with tokens for the examples that sign in)
 # and runs until Ctrl-C. The broker's data is kept in .local/examples-<broker> between runs.
+# An example whose bridge.yaml names a schema_registry (dashboard) also gets an Apicurio
+# Registry on a free port (or uses SCHEMA_REGISTRY_URL); its backend then starts first, so that
+# its schemas are registered before the bridge reads the topics.
 # Usage: examples/run.sh bank|dashboard|notifications|chat
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/broker.sh
+source scripts/registry/apicurio.sh
 
 name="${1:-}"
 case "$name" in
@@ -24,9 +28,11 @@ if ! (cd examples && npm ls --silent >/dev/null 2>&1); then
 fi
 
 pids=()
+registry_dir=""
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [ -z "$registry_dir" ] || apicurio_stop "$registry_dir"
   stop_broker
 }
 trap cleanup EXIT
@@ -42,6 +48,24 @@ else
   echo "==> using the Kafka cluster at $KAFKA_BOOTSTRAP"
 fi
 export KAFKA_BOOTSTRAP KAFKAJS_NO_PARTITIONER_WARNING=1
+
+registry=""
+if grep -q '^schema_registry:' "$dir/bridge.yaml"; then
+  registry=1
+  if [ -z "${SCHEMA_REGISTRY_URL:-}" ]; then
+    apicurio_ensure
+    # In memory: each run starts empty, and the backend registers its schemas again, in the same
+    # order, so they get the ids the records kept in .local/examples-<broker> carry.
+    registry_dir="$PWD/.local/examples-registry"
+    apicurio_stop "$registry_dir" # one a killed run left behind
+    rm -rf "$registry_dir"
+    apicurio_start "$registry_dir" "$(free_port)" >/dev/null
+    apicurio_watch_owner "$$" "$registry_dir"
+    export SCHEMA_REGISTRY_URL="$REGISTRY_URL"
+  else
+    echo "==> using the Schema Registry at $SCHEMA_REGISTRY_URL"
+  fi
+fi
 
 page_port="$(free_port)"
 export PAGE_ORIGIN="http://127.0.0.1:$page_port"
@@ -76,9 +100,35 @@ wait_ready() {
       }
     })();' "${ready_urls[@]}"
 }
+# The example's backend (Kafka only), its log in $logs.
+start_backend() {
+  case "$name" in
+    bank) node "$dir/backend.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
+    dashboard) RATE="${RATE:-2}" node "$dir/generator.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
+    notifications) node "$dir/worker.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
+    chat) node "$dir/backend.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
+  esac
+  pids+=($!)
+}
+# The backend's `ready` line (after it registered its schemas), within 60 s.
+wait_backend() {
+  local pid="${pids[-1]}" deadline=$((SECONDS + 60))
+  until grep -qx ready "$logs/$name-backend.log" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      echo "==> the backend did not become ready; its log ($logs/$name-backend.log):" >&2
+      tail -n 20 "$logs/$name-backend.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
 "$bridge" check --config "$dir/bridge.yaml"
 "$bridge" create-topics --config "$dir/bridge.yaml"
 
+if [ -n "$registry" ]; then
+  start_backend
+  wait_backend
+fi
 ws_port="$(free_port)"
 start_bridge "$name-1" "$ws_port"
 if [ "$name" = notifications ]; then
@@ -86,13 +136,7 @@ if [ "$name" = notifications ]; then
   start_bridge "$name-2" "$ws_port2"
 fi
 wait_ready || { echo "==> the bridge did not become ready; its log: $logs/$name-1.log" >&2; exit 1; }
-case "$name" in
-  bank) node "$dir/backend.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
-  dashboard) RATE="${RATE:-2}" node "$dir/generator.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
-  notifications) node "$dir/worker.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
-  chat) node "$dir/backend.mjs" >"$logs/$name-backend.log" 2>&1 & ;;
-esac
-pids+=($!)
+[ -n "$registry" ] || start_backend
 node examples/lib/serve.mjs "$name" "$page_port" >/dev/null &
 pids+=($!)
 
@@ -107,7 +151,8 @@ case "$name" in
     echo "    Open C-1 twice (two browsers or a private window) to see the first one signed out." ;;
   dashboard)
     echo "    $page"
-    echo "    (two generated transfers a second; RATE=N examples/run.sh dashboard for more)" ;;
+    echo "    (two generated transfers a second; RATE=N examples/run.sh dashboard for more)"
+    echo "    The generator's Avro schemas: $SCHEMA_REGISTRY_URL/subjects" ;;
   notifications)
     page2="http://127.0.0.1:$page_port/?bridge=ws://127.0.0.1:$ws_port2/ws"
     echo "    alice on relay 1: $page#token=$(token alice)"

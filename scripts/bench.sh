@@ -30,6 +30,8 @@
 #   - permessage-deflate: kafka-ws-bridge with compression off, then on, ~1 KiB JSON records to
 #     Node `ws` sessions (which offer it as browsers do): bytes on the wire, CPU and RSS per
 #     session (bench/compression.mjs; its bridge is not pinned);
+#   - Schema Registry formats: Avro and Protobuf decode + JSON per ~260-byte record next to the
+#     json format's path on the same JSON (src/registry/bench.rs, in-process);
 #   - prints the table and writes it to bench/results/latest.md (--smoke: only printed); the
 #     raw JSON of every measurement stays in target/bench/<timestamp>/.
 set -euo pipefail
@@ -603,6 +605,19 @@ jq -cn --arg mode "$mode" --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg pi
     machine: {nproc: $nproc, cpu_model: $cpu, mem_gib: $mem, kernel: $kernel, nofile_hard: $nofile}}' \
   >"$results/meta.json"
 
+# Schema Registry formats: decode + JSON per record, Avro and Protobuf next to the `json` format's
+# own path (validating the same JSON), in one process, taking turns (src/registry/bench.rs). The
+# smoke run uses a debug build and tiny sizes: it only keeps the measurement working.
+say "registry formats: decode per record, Avro and Protobuf vs the json path"
+if [ "$mode" = smoke ]; then
+  registry_bench=(env KWB_BENCH_ROUNDS=3 KWB_BENCH_N=300 cargo test --quiet --lib registry::bench)
+else
+  registry_bench=(cargo test --quiet --release --lib registry::bench)
+fi
+"${registry_bench[@]}" -- --ignored --nocapture >"$results/registry.log" 2>&1 || failed=1
+sed -n 's/^bench-json: //p' "$results/registry.log" >"$results/registry.json"
+[ -s "$results/registry.json" ] || echo '{"error": "the registry bench printed no result (registry.log)"}' >"$results/registry.json"
+
 table="$("$load" report --dir "$results")"
 # The compression table, from bench/compression.mjs's results.
 table="$table
@@ -614,6 +629,15 @@ $(jq -r 'if .error then "**Compression:** \(.error)" else
   "| kafka-ws-bridge CPU per delivery (publishing and consuming included) | \(.off.cpu_us_per_delivery) µs | \(.on.cpu_us_per_delivery) µs | \(if .on.cpu_us_per_delivery > .off.cpu_us_per_delivery then "+" else "" end)\(((.on.cpu_us_per_delivery / .off.cpu_us_per_delivery - 1) * 100) | round) % | ≤ +20 % |",
   "| RSS per idle session, \(.on.idle_sessions) sessions each subscribed (negotiated: \(.on.idle_negotiated)) | \(.off.rss_kib_per_idle_session) KiB | \(.on.rss_kib_per_idle_session) KiB | | ≤ 12 KiB with compression on |"
   end' "$results/compression.json")"
+# The registry formats table, from src/registry/bench.rs.
+table="$table
+
+$(jq -r 'if .error then "**Registry formats:** \(.error)" else
+  "| Schema Registry formats: decode + JSON per record (best of \(.rounds) rounds of \(.n), taking turns in one process) | this format | the json path on the same JSON | ratio | target |",
+  "|---|---|---|---|---|",
+  (["avro", "protobuf"][] as $k | .[$k] |
+   "| \($k): \(.payload_bytes) bytes → \(.json_bytes) bytes of JSON | \(.walker_ns | round) ns | \(.json_validate_ns | round) ns | \((.walker_ns / .json_validate_ns * 100 | round) / 100)× | ≤ 2× |")
+  end' "$results/registry.json")"
 echo
 echo "$table"
 echo
@@ -652,6 +676,7 @@ if [ "$mode" = smoke ]; then
     check "$results/raw/latency.json" '.delivered_ratio >= 0.99 and .bridge_cpu_us_per_delivery > 0' "raw writer: every frame arrived"
   fi
   check "$results/compression.json" '.on.sent_bytes_per_delivery < .off.sent_bytes_per_delivery and .on.idle_negotiated != "none" and .off.idle_negotiated == "none"' "compression: negotiated when on, fewer bytes per delivery"
+  check "$results/registry.json" '.avro.walker_ns > 0 and .protobuf.walker_ns > 0 and .avro.json_validate_ns > 0' "registry formats: the decode bench measured Avro, Protobuf and the json path"
   if has_peer multi; then
     check "$results/multi/multi.json" ".sessions == $((MULTI_INSTANCES * MULTI_SESSIONS)) and .broadcast_delivered_ratio >= 0.999" "several instances: every session held and got the broadcast"
   fi

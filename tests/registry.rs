@@ -651,3 +651,68 @@ async fn check_online_asks_the_registry_for_the_subjects_publishes_write_with() 
     });
     assert!(online, "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn where_entitlement_and_client_filters_read_the_decoded_value() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    const SECRET: &str = "registry-test-secret-0123456789abcdef";
+    let registry = registry_url().await;
+    let topic = create_topic("sr-where", 1).await;
+    let bridge = TestBridge::start(&format!(
+        "auth:\n  mode: jwt\n  jwt: {{algorithms: [HS256], secret: \"{SECRET}\"}}\nschema_registry: {{url: '{registry}'}}\nchannels:\n  - name: mine\n    topic: {topic}\n    format: avro\n    subscribe:\n      allow: authenticated\n      where: {{pointer: /status, equals_claim: desk}}\n      filters: true\n"
+    ))
+    .await;
+    let token = |sub: &str, desk: &str| {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        encode(
+            &Header::default(),
+            &json!({"sub": sub, "desk": desk, "exp": exp}),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let connect = |token: String| {
+        let url = format!("{}?access_token={token}", bridge.ws_url);
+        async move { Client::connect(&url).await }
+    };
+    let mut new_desk = connect(token("u-1", "NEW")).await;
+    let mut paid_desk = connect(token("u-2", "PAID")).await;
+    let mut big_new = connect(token("u-3", "NEW")).await;
+    new_desk.subscribe("mine", None).await;
+    paid_desk.subscribe("mine", None).await;
+    big_new
+        .send(json!({"type": "subscribe", "id": "f", "channel": "mine",
+            "filter": {"pointer": "/amount_cents", "gte": 100}}))
+        .await;
+    big_new.expect("subscribed").await;
+    produce(
+        &registry,
+        &topic,
+        "avro",
+        "order.avsc",
+        &[],
+        &[
+            json!({"key": "k", "value": order("n-small", 5, None, "NEW", "0.05")}),
+            json!({"key": "k", "value": order("p-1", 500, None, "PAID", "5.00")}),
+            json!({"key": "k", "value": order("n-big", 700, None, "NEW", "7.00")}),
+        ],
+    );
+    let ids = |frames: Vec<Value>| -> Vec<String> {
+        frames
+            .iter()
+            .map(|m| m["data"]["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(messages(&mut new_desk, 2).await), ["n-small", "n-big"]);
+    assert_eq!(ids(messages(&mut paid_desk, 1).await), ["p-1"]);
+    assert_eq!(ids(messages(&mut big_new, 1).await), ["n-big"]);
+    // Nothing else reached anyone.
+    for client in [&mut new_desk, &mut paid_desk, &mut big_new] {
+        assert_eq!(client.drain_until_pong().await, Vec::<Value>::new());
+    }
+    bridge.stop().await;
+}

@@ -1,7 +1,9 @@
 // Transfers dashboard in Chromium: the generator writes transfers; two browsers each pick an
 // account and see its balance at once (the snapshot, before any live record), its last 20
 // transfers (history) exactly as written, and the table of every account's latest balance.
-// Then the generator starts again (balances restored from Kafka) and both update live.
+// Then the generator starts again (balances restored from Kafka) and both update live. The
+// records are Avro (Confluent's serializer, a real registry at SCHEMA_REGISTRY_URL): every
+// message frame the pages receive carries the schema id the generator registered.
 
 import assert from "node:assert/strict";
 import { exampleBridge, newPage, pageServer, screenshot, startBackend, step, unique, waitFor } from "./common.mjs";
@@ -16,7 +18,22 @@ function legs(transfers, account) {
     .map((t) => ({ id: t.id, amount: t.from === account ? -t.amount : t.amount, balance: t.balances[account] }));
 }
 
+/** `{ subject: id }` of the `schema {...}` lines a generator printed. */
+const schemasOf = (gen) =>
+  Object.fromEntries(gen.lines.filter((l) => l.startsWith("schema ")).map((l) => JSON.parse(l.slice(7))).map((s) => [s.subject, s.id]));
+
+/** Collects the `message` frames the page's WebSockets receive, as the bridge sent them. */
+function recordFrames(page, frames) {
+  page.on("websocket", (ws) =>
+    ws.on("framereceived", ({ payload }) => {
+      const frame = JSON.parse(typeof payload === "string" ? payload : payload.toString("utf8"));
+      if (frame.type === "message") frames.push(frame);
+    }),
+  );
+}
+
 export async function dashboardTest(browser, scope) {
+  assert.ok(process.env.SCHEMA_REGISTRY_URL, "SCHEMA_REGISTRY_URL names the registry (examples/test.sh starts one)");
   const prefix = `${unique("ex-dash")}.`;
   const site = await pageServer(scope, "dashboard");
   const bridge = await exampleBridge(scope, "dashboard", { TOPIC_PREFIX: prefix, PAGE_ORIGIN: site.url, INSTANCE_ID: unique("dash") });
@@ -26,7 +43,11 @@ export async function dashboardTest(browser, scope) {
   const written = transfersOf(first);
   const final = {};
   for (const t of written) Object.assign(final, t.balances);
-  step(`dashboard: bridge up, generator wrote ${written.length} transfers and stopped`);
+  const schemas = schemasOf(first);
+  const transfersId = schemas[`${prefix}dashboard.transfers-value`];
+  const balancesId = schemas[`${prefix}dashboard.balances-value`];
+  assert.ok(Number.isInteger(transfersId) && Number.isInteger(balancesId) && transfersId !== balancesId, `two registered schemas: ${JSON.stringify(schemas)}`);
+  step(`dashboard: bridge up, generator registered its Avro schemas (ids ${transfersId}, ${balancesId}), wrote ${written.length} transfers and stopped`);
 
   const errors = [];
   const url = `${site.url}/?bridge=${encodeURIComponent(bridge.ws)}`;
@@ -35,8 +56,10 @@ export async function dashboardTest(browser, scope) {
 
   // The bridge consumed everything the generator wrote: its table must match the generator's.
   const pages = {};
+  const frames = [];
   for (const account of ["ACC-001", "ACC-002"]) {
     const page = await newPage(scope, browser, errors, { width: 1200, height: 900 });
+    recordFrames(page, frames);
     await page.goto(url);
     await waitFor(async () => JSON.stringify(await table(page)) === JSON.stringify(Object.fromEntries(Object.entries(final).sort())), {
       what: `the accounts table to show the final balances ${JSON.stringify(final)}`,
@@ -78,6 +101,18 @@ export async function dashboardTest(browser, scope) {
   }
   assert.equal(transfersOf(second)[0].id, `T-${seen + 1}`, "transfer ids continue after a restart");
   step(`dashboard: both pages followed ${transfersOf(second).length} live transfers; balance and list agree with what was written`);
+
+  // Everything the pages showed came through Avro: each message frame names the schema its
+  // record was written with (the second generator registered the same schemas again).
+  assert.deepEqual(schemasOf(second), schemas, "the restarted generator found its schemas registered");
+  const expectedId = { "all-balances": balancesId, balance: balancesId, transfers: transfersId };
+  const byChannel = {};
+  for (const f of frames) (byChannel[f.channel] ||= []).push(f.schema_id);
+  assert.deepEqual(Object.keys(byChannel).sort(), Object.keys(expectedId).sort(), "message frames of every channel");
+  for (const [channel, ids] of Object.entries(byChannel)) {
+    assert.deepEqual([...new Set(ids)], [expectedId[channel]], `${channel}: every message frame carries schema_id ${expectedId[channel]}`);
+  }
+  step(`dashboard: all ${frames.length} message frames the pages received carry the registered schema ids (Avro)`);
   await screenshot(pages["ACC-001"], "dashboard.png");
   assert.deepEqual(errors.map(String), [], "no uncaught error in the pages");
 }

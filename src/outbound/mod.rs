@@ -204,15 +204,23 @@ impl RecordSink for SnapshotLoader {
             if !channel.spec.snapshot {
                 continue;
             }
-            if let Ok(Encoded {
-                key: Some(key),
-                held,
-                tombstone,
-            }) = encode(channel, record, &decoded)
-            {
-                outbound
+            match encode(channel, record, &decoded) {
+                Ok(Encoded {
+                    key: Some(key),
+                    held,
+                    tombstone,
+                }) => outbound
                     .hub
-                    .load_snapshot(channel.id, &key, &held, tombstone);
+                    .load_snapshot(channel.id, &key, &held, tombstone),
+                // Not counted: the records before the group's position are read here only
+                // (nobody is sent them), the others are counted when the consumer routes them.
+                Err(Skip::Undecodable(reason)) => outbound.warn(
+                    channel,
+                    record,
+                    "record skipped while loading snapshots: cannot decode",
+                    &reason,
+                ),
+                _ => {}
             }
         }
         Routed::Done

@@ -43,8 +43,21 @@ impl JsonSchema {
 
     pub fn encode(&self, value: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), InvalidData> {
         if let Some(error) = self.validator.iter_errors(value).next() {
+            let mut path = pointer_to_path(&error.instance_path().to_string());
+            // A missing property is named where it is missing, as the other formats do.
+            if let jsonschema::error::ValidationErrorKind::Required {
+                property: serde_json::Value::String(name),
+            } = error.kind()
+            {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(name);
+                let problem = "missing required field".to_owned();
+                return Err(InvalidData { path, problem });
+            }
             return Err(InvalidData {
-                path: pointer_to_path(&error.instance_path().to_string()),
+                path,
                 problem: error.to_string(),
             });
         }

@@ -11,6 +11,8 @@
 //! `"NaN"`, `"Infinity"`, `"-Infinity"` (as in the proto3 mapping) and are read back from them.
 
 mod avro;
+#[cfg(test)]
+mod bench;
 mod cache;
 mod client;
 mod flights;

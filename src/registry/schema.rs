@@ -70,6 +70,19 @@ pub struct InvalidData {
     pub problem: String,
 }
 
+/// A JSON value in a few words, for errors (long strings shortened).
+pub fn describe(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) if s.chars().count() > 40 => {
+            let short: String = s.chars().take(40).collect();
+            format!("{:?}…", short)
+        }
+        serde_json::Value::Object(_) => "an object".into(),
+        serde_json::Value::Array(_) => "an array".into(),
+        other => other.to_string(),
+    }
+}
+
 fn render(path: &str, problem: &str) -> String {
     match path {
         "" => problem.to_owned(),

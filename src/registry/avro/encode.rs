@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{decimal, Avro, Node, NodeId, Union};
 use crate::registry::json_out::MAX_DEPTH;
+use crate::registry::schema::describe;
 use crate::registry::wire::write_zigzag;
 use crate::registry::InvalidData;
 
@@ -36,19 +37,6 @@ enum Seg<'a> {
 struct Enc<'a> {
     nodes: &'a [Node],
     path: Vec<Seg<'a>>,
-}
-
-/// A JSON value in a few words, for errors (long strings shortened).
-pub fn describe(value: &Value) -> String {
-    match value {
-        Value::String(s) if s.chars().count() > 40 => {
-            let short: String = s.chars().take(40).collect();
-            format!("{:?}…", short)
-        }
-        Value::Object(_) => "an object".into(),
-        Value::Array(_) => "an array".into(),
-        other => other.to_string(),
-    }
 }
 
 impl<'a> Enc<'a> {

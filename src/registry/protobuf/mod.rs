@@ -5,7 +5,10 @@
 //! prost-reflect's dynamic messages, whose output `walk` matches (see `registry::bench`: the
 //! dynamic path costs several times more).
 
+mod errors;
+mod fields;
 mod table;
+mod time;
 mod walk;
 
 use std::collections::HashMap;
@@ -78,7 +81,7 @@ impl Protobuf {
             match walk::decode(&self.table, index, body, max_bytes) {
                 Ok(text) => return Ok(text),
                 Err(Stop::Failed(e)) => return Err(e),
-                Err(Stop::Fallback) => {}
+                Err(Stop::Fallback | Stop::Unordered) => {}
             }
         }
         self.decode_dynamic(message.descriptor.clone(), body, max_bytes)
@@ -110,7 +113,7 @@ impl Protobuf {
             false => match walk::decode(&self.table, index, body, max_bytes) {
                 Ok(text) => Some(Ok(text)),
                 Err(Stop::Failed(e)) => Some(Err(e)),
-                Err(Stop::Fallback) => None,
+                Err(Stop::Fallback | Stop::Unordered) => None,
             },
         };
         let dynamic = self.decode_dynamic(message.descriptor.clone(), body, max_bytes);
@@ -199,13 +202,8 @@ impl Protobuf {
             serde_path_to_error::Deserializer::new(value, &mut track),
             &options,
         );
-        let message = decoded.map_err(|e| {
-            let path = track.path().to_string();
-            InvalidData {
-                path: if path == "." { String::new() } else { path },
-                problem: e.to_string(),
-            }
-        })?;
+        let message = decoded
+            .map_err(|e| errors::invalid(&descriptor, value, &track.path(), e.to_string()))?;
         let indexes = self.indexes(&descriptor);
         if indexes == [0] {
             out.push(0);

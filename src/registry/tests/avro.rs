@@ -349,3 +349,47 @@ fn schemas_that_do_not_parse_are_errors() {
     assert!(!err.is_empty());
     assert!(crate::registry::Schema::compile(SchemaKind::Avro, "not json", &[], 10).is_err());
 }
+
+#[test]
+fn other_logical_types() {
+    let big = r#"{"type":"bytes","logicalType":"big-decimal"}"#;
+    let value = A::BigDecimal("-12.345".parse().unwrap());
+    assert_eq!(decoded(big, value), "\"-12.345\"");
+    let schema = compile(SchemaKind::Avro, big);
+    assert_eq!(round_trip(&schema, &json("\"1.50\"")), json("\"1.50\""));
+    let local = r#"{"type":"long","logicalType":"local-timestamp-millis"}"#;
+    assert_eq!(decoded(local, A::LocalTimestampMillis(5)), "5");
+    let micros = r#"{"type":"long","logicalType":"time-micros"}"#;
+    assert_eq!(decoded(micros, A::TimeMicros(7)), "7");
+    let duration = r#"{"type":"fixed","name":"D","size":12,"logicalType":"duration"}"#;
+    let value = A::Duration(apache_avro::Duration::new(
+        apache_avro::Months::new(1),
+        apache_avro::Days::new(2),
+        apache_avro::Millis::new(3),
+    ));
+    assert_eq!(decoded(duration, value), "\"AQAAAAIAAAADAAAA\"");
+}
+
+#[test]
+fn arrays_of_unions_and_maps_of_records() {
+    let schema = r#"{"type":"record","name":"R","fields":[
+        {"name":"xs","type":{"type":"array","items":["null","int","string"]}},
+        {"name":"m","type":{"type":"map","values":{"type":"record","name":"P","fields":[{"name":"p","type":"int"}]}}},
+        {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]},"default":"B"}]}"#;
+    let value = json(r#"{"xs":[null,{"int":1},{"string":"s"}],"m":{"k":{"p":2}},"e":"A"}"#);
+    let compiled = compile(SchemaKind::Avro, schema);
+    assert_eq!(round_trip(&compiled, &value), value);
+    let parsed = apache_avro::Schema::parse_str(schema).unwrap();
+    let bytes = compiled.encode(1, &value).unwrap();
+    let read = apache_read(&parsed, &bytes[5..]);
+    assert_eq!(
+        compiled.decode(&apache_write(&parsed, read)[..]).unwrap(),
+        compiled.decode(&bytes[5..]).unwrap()
+    );
+    let without_enum = json(r#"{"xs":[],"m":{}}"#);
+    assert_eq!(
+        round_trip(&compiled, &without_enum)["e"],
+        json("\"B\""),
+        "the enum's default"
+    );
+}

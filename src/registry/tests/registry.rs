@@ -136,3 +136,39 @@ async fn settings_are_checked_up_front() {
     assert!(new(settings).is_ok());
     std::fs::remove_file(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_cached_schema_is_ready_without_a_request() {
+    let (registry, metrics) = registry(
+        format!("http://127.0.0.1:{}", closed_port()),
+        Duration::from_secs(1),
+    );
+    let schema =
+        crate::registry::Schema::compile(crate::registry::SchemaKind::Avro, "\"long\"", &[], 100);
+    registry
+        .inner
+        .cache
+        .insert(9, std::sync::Arc::new(schema.unwrap()));
+    for _ in 0..100 {
+        assert!(matches!(registry.lookup(9), Lookup::Ready(_)));
+    }
+    assert!(registry.schema(9).await.is_ok());
+    let status = registry.status();
+    assert_eq!(
+        (status.cached, status.waiting, status.reachable),
+        (1, 0, true)
+    );
+    let requests: u64 = ["ok", "not_found", "error", "timeout"]
+        .iter()
+        .map(|r| requests(&metrics, r))
+        .sum();
+    assert_eq!(requests, 0);
+}
+
+#[test]
+fn the_registry_and_its_schemas_can_be_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Registry>();
+    shared::<crate::registry::Schema>();
+    shared::<Lookup>();
+}
