@@ -64,6 +64,7 @@ pub mod predicate;
 pub mod protocol;
 pub mod registry;
 pub mod server;
+pub mod session;
 pub mod sessions;
 pub mod state;
 pub mod transform;

@@ -1,7 +1,7 @@
 //! What a channel remembers: the last value per key (`snapshot: true`) and the newest records
 //! (`history: N`, per key on `by_key` channels, per channel on `broadcast` ones), for
-//! `subscribed.snapshot`, `resume` and `history` requests. Records are held as the very frames
-//! sent live (shared, not copied).
+//! `subscribed.snapshot`, `resume` and `history` requests. Records are held as the very
+//! [`Delivery`]s sent live (shared, not copied).
 //!
 //! Memory is bounded per channel by `max_keys` and `max_bytes`: beyond either, the key updated
 //! least recently is dropped whole (snapshot and history); on broadcast channels the oldest held
@@ -11,19 +11,16 @@
 //! Lives inside the hub's per-channel lock: updates and replays never interleave with routing.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::ops::Range;
 use std::sync::Arc;
 
-use crate::protocol::Frame;
+use crate::protocol::Delivery;
 
-/// A record as held: its shared message frame and where `data` sits inside it.
+/// A record as held: the shared record every session receives, and its position.
 #[derive(Debug, Clone)]
 pub struct Held {
-    pub frame: Frame,
+    pub record: Arc<Delivery>,
     pub partition: i32,
     pub offset: i64,
-    /// Byte range of the `data` JSON inside the frame text.
-    pub data: Range<usize>,
     /// Kafka timestamp (ms), to merge partitions in time order.
     pub timestamp: i64,
     /// On `subscribe.where` channels: the record's value at the rule's pointer. Only sessions
@@ -33,12 +30,12 @@ pub struct Held {
 
 impl Held {
     pub fn data(&self) -> &str {
-        &self.frame.as_str()[self.data.clone()]
+        &self.record.data
     }
 
-    /// Bytes this record costs while held (frame plus bookkeeping).
+    /// Bytes this record costs while held (its size plus bookkeeping).
     fn cost(&self) -> usize {
-        self.frame.len() + 64
+        self.record.size() + 64
     }
 
     fn position(&self) -> (i32, i64) {

@@ -69,8 +69,8 @@ proptest! {
             protocol::unsubscribed(&None, &channel, Some(&key)),
             protocol::subscribed(&None, &channel, Some(&key), None, 3, true, &BTreeMap::from([(0, 1)])),
             protocol::message(&protocol::MessagePrefix::new(&channel), &protocol::MessageParts {
-                key: Some(&key), data: "null", partition: 1, offset: 2, timestamp: None, headers: &[(&session, Some(key.as_bytes()))], schema_id: Some(7),
-            }).0,
+                key: Some(&key), data: "null", partition: 1, offset: 2, timestamp: None, headers: &[(&session, Some(key.as_str()))], schema_id: Some(7), conflated: None,
+            }),
         ];
         for frame in frames {
             let value: serde_json::Value = serde_json::from_str(frame.as_str()).map_err(|e| TestCaseError::fail(format!("{e}: {}", frame.as_str())))?;
@@ -120,7 +120,7 @@ proptest! {
     #[test]
     fn the_outbox_keeps_its_bounds_and_order(ops in prop::collection::vec((0u8..5, 0u32..3, 0u64..4), 1..400)) {
         let capacity = 8;
-        let outbox = Outbox::new(Bounds { messages: capacity, bytes: usize::MAX, grace: std::time::Duration::from_secs(1) });
+        let outbox: Outbox<Frame> = Outbox::new(Bounds { messages: capacity, bytes: usize::MAX, grace: std::time::Duration::from_secs(1) });
         outbox.set_socket_blocked(true);
         let mut blocked = true;
         let mut next = BTreeMap::<u32, u64>::new();
@@ -157,7 +157,7 @@ proptest! {
         }
         let mut rest = Vec::new();
         outbox.take(&mut rest, usize::MAX);
-        controls_taken += rest.iter().filter(|o| o.frame.as_str().starts_with("c:")).count();
+        controls_taken += rest.iter().filter(|o| o.item.as_str().starts_with("c:")).count();
         prop_assert_eq!(controls_pushed, controls_taken);
     }
 
@@ -171,8 +171,9 @@ proptest! {
         for (key, partition, size) in records {
             let offset = offsets.entry(partition).or_insert(-1);
             *offset += 1;
-            let text = "x".repeat(size);
-            let held = Held { frame: Frame::from(text.clone()), partition, offset: *offset, data: 0..text.len(), timestamp: *offset, scope: None };
+            // A record that costs `size` bytes held (its data makes up what its fields do not).
+            let text = "x".repeat(size.saturating_sub(delivery("", partition, *offset).size()));
+            let held = Held { record: std::sync::Arc::new(delivery(&text, partition, *offset)), partition, offset: *offset, timestamp: *offset, scope: None };
             memory.advance(partition, *offset);
             memory.remember(Some(&format!("k{key}")), &held, false);
             let stats = memory.stats();
@@ -191,17 +192,32 @@ proptest! {
     }
 }
 
+fn delivery(data: &str, partition: i32, offset: i64) -> protocol::Delivery {
+    protocol::Delivery::new(protocol::Parts {
+        channel: 0,
+        prefix: &protocol::MessagePrefix::new("c"),
+        key: None,
+        data,
+        partition,
+        offset,
+        timestamp: None,
+        headers: &[],
+        schema_id: None,
+        value: None,
+    })
+}
+
 /// Takes up to 5 frames as the writer would, checks the order of the messages (drop_oldest
 /// channels in order; latest_per_key keys in order) and returns how many control frames it took.
 fn take_checked(
-    outbox: &Outbox,
+    outbox: &Outbox<Frame>,
     last_taken: &mut BTreeMap<(u32, u64), u64>,
 ) -> Result<usize, TestCaseError> {
     let mut out = Vec::new();
     outbox.take(&mut out, 5);
     let mut controls = 0;
     for taken in out {
-        let (channel, rest) = taken.frame.as_str().split_once(':').unwrap();
+        let (channel, rest) = taken.item.as_str().split_once(':').unwrap();
         if channel == "c" {
             controls += 1;
             continue;

@@ -341,7 +341,7 @@ async fn supervise(mut parts: Parts, stop: CancellationToken) -> Exit {
     }
     let started = Instant::now();
     let deadline = started + parts.shutdown_timeout;
-    tracing::info!(sessions = parts.ws.sessions.len(), "shutting down");
+    tracing::info!(sessions = parts.ws.core.sessions.len(), "shutting down");
     parts.ws.stop(deadline).await;
     parts.kafka.stop(deadline).await;
     parts.ops_stop.cancel();

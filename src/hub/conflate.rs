@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::Hub;
 use crate::catalogue::ChannelId;
 use crate::outbox::Pushed;
-use crate::protocol::Frame;
+use crate::protocol::Item;
 use crate::state::Held;
 
 /// Held-back records of one subscription, per key hash.
@@ -60,9 +60,9 @@ impl Conflation {
         Err(replaced)
     }
 
-    /// The held records now due, each with the frame to send (marked `conflated` when records
-    /// of its key were skipped) and its key hash.
-    pub(super) fn due(&mut self, now: Instant) -> Vec<(u64, Held, Frame)> {
+    /// The held records now due, each with what to send (marked `conflated` when records of
+    /// its key were skipped) and its key hash.
+    pub(super) fn due(&mut self, now: Instant) -> Vec<(u64, Held, Item)> {
         let mut out = Vec::new();
         for (key, slot) in &mut self.slots {
             if now < slot.next {
@@ -70,8 +70,8 @@ impl Conflation {
             }
             if let Some(held) = slot.pending.take() {
                 let frame = match slot.skipped {
-                    0 => held.frame.clone(),
-                    n => conflated_frame(&held.frame, n),
+                    0 => Item::Record(held.record.clone()),
+                    n => Item::Conflated(held.record.clone(), n),
                 };
                 slot.skipped = 0;
                 slot.next = now + self.interval;
@@ -84,13 +84,6 @@ impl Conflation {
     pub(super) fn has_pending(&self) -> bool {
         self.slots.values().any(|s| s.pending.is_some())
     }
-}
-
-/// The `message` frame with `"conflated": n` added (its JSON object's last member).
-fn conflated_frame(frame: &Frame, skipped: u64) -> Frame {
-    let text = frame.as_str();
-    let body = text.strip_suffix('}').unwrap_or(text);
-    Frame::from(format!("{body},\"conflated\":{skipped}}}"))
 }
 
 impl Hub {
@@ -139,10 +132,19 @@ mod tests {
     use super::*;
 
     fn held(n: i64) -> Held {
-        let text = format!("{{\"type\":\"message\",\"data\":{n}}}");
         Held {
-            data: 0..text.len(),
-            frame: Frame::from(text),
+            record: std::sync::Arc::new(crate::protocol::Delivery::new(crate::protocol::Parts {
+                channel: 0,
+                prefix: &crate::protocol::MessagePrefix::new("c"),
+                key: None,
+                data: &n.to_string(),
+                partition: 0,
+                offset: n,
+                timestamp: None,
+                headers: &[],
+                schema_id: None,
+                value: None,
+            })),
             partition: 0,
             offset: n,
             timestamp: n,
@@ -162,9 +164,10 @@ mod tests {
         assert!(c.due(t0 + Duration::from_millis(100)).is_empty());
         let due = c.due(t0 + Duration::from_millis(500));
         assert_eq!(due.len(), 1);
-        assert_eq!(
-            due[0].2.as_str(),
-            "{\"type\":\"message\",\"data\":5,\"conflated\":2}"
+        assert!(
+            matches!(&due[0].2, Item::Conflated(d, 2) if d.data.as_ref() == "5"),
+            "{:?}",
+            due[0].2
         );
         assert!(!c.has_pending());
         assert_eq!(
@@ -172,10 +175,10 @@ mod tests {
             Err(0)
         );
         let due = c.due(t0 + Duration::from_millis(1000));
-        assert_eq!(
-            due[0].2.as_str(),
-            "{\"type\":\"message\",\"data\":6}",
-            "only delayed"
+        assert!(
+            matches!(&due[0].2, Item::Record(d) if d.data.as_ref() == "6"),
+            "only delayed: {:?}",
+            due[0].2
         );
     }
 }

@@ -17,7 +17,7 @@ use crate::catalogue::{Catalogue, Channel, ChannelId};
 use crate::config::{Deliver, SlowClientPolicy};
 use crate::outbox::{Outbox, Pushed};
 use crate::predicate::Predicate;
-use crate::protocol::Frame;
+use crate::protocol::Item;
 use crate::state::{ChannelMemory, Held};
 
 mod conflate;
@@ -28,7 +28,7 @@ mod replay;
 mod tests;
 
 use conflate::Conflation;
-use filter::{FrameSubject, Sieve};
+use filter::{RecordSubject, Sieve};
 pub use lists::scope_of;
 use lists::{find_subscriber, remove, remove_keyed, report_memory};
 
@@ -204,7 +204,7 @@ impl Hub {
         id: ChannelId,
         key: Option<&str>,
         session: &Arc<SessionHandle>,
-        confirmation: Frame,
+        confirmation: impl Into<Item>,
     ) -> Change {
         let channel = self.catalogue.channel(id);
         let mut state = self.states[id as usize].lock();
@@ -320,8 +320,8 @@ impl Hub {
             shed: channel.spec.on_slow_client != SlowClientPolicy::Disconnect,
             ..Fanout::default()
         };
-        // Parsed once, on the first subscription with a client filter.
-        let mut subject: Option<Option<FrameSubject>> = None;
+        let subject = RecordSubject(&held.record);
+        let item = Item::Record(held.record.clone());
         let mut now = None;
         let mut held_back = false;
         for subscriber in targets.iter_mut() {
@@ -329,11 +329,12 @@ impl Hub {
                 // By-key channels with `where`: a subscriber of the key in another scope.
                 continue;
             }
-            if let Some(filter) = &subscriber.filter {
-                let subject = subject.get_or_insert_with(|| FrameSubject::parse(held));
-                if !subject.as_ref().is_some_and(|s| filter.matches(s)) {
-                    continue;
-                }
+            if subscriber
+                .filter
+                .as_ref()
+                .is_some_and(|filter| !filter.matches(&subject))
+            {
+                continue;
             }
             if let Some(buffer) = &mut subscriber.buffer {
                 buffer.records.push_back(held.clone());
@@ -355,7 +356,7 @@ impl Hub {
                 }
             }
             match subscriber.session.outbox.push_message(
-                &held.frame,
+                &item,
                 id,
                 key_hash,
                 held.timestamp,

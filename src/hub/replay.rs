@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{add_subscriber, find_subscriber, scope_of, Buffer, Hub, SessionHandle, Sieve, Terms};
 use crate::catalogue::ChannelId;
 use crate::config::Deliver;
-use crate::protocol::Frame;
+use crate::protocol::Item;
 use crate::state::{sort_by_time, ChannelMemory, Held, Missing, Target};
 
 /// What a subscriber wants before live records.
@@ -89,7 +89,7 @@ impl Hub {
         want: &Want,
         limit: usize,
         terms: Terms,
-        confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
+        confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Item,
     ) -> Begun {
         let channel = self.catalogue.channel(id);
         let mut state = self.states[id as usize].lock();
@@ -200,7 +200,7 @@ impl Hub {
         held: Vec<Held>,
         fetched: Option<Fetched>,
         limit: usize,
-        confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
+        confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Item,
     ) -> Attached {
         let channel = self.catalogue.channel(id);
         let mut state = self.states[id as usize].lock();
@@ -288,7 +288,7 @@ fn queue_replay(
     limit: usize,
     snapshot: Option<&Held>,
     positions: &BTreeMap<i32, i64>,
-    confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Frame,
+    confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Item,
 ) -> Attached {
     // Memory and Kafka hold every scope's records, filtered or not: only the subscription's go.
     replay.retain(|h| sieve.admits(h));
@@ -303,7 +303,7 @@ fn queue_replay(
     let replayed = replay.len();
     session
         .outbox
-        .push_replay(replay.into_iter().map(|h| h.frame));
+        .push_replay(replay.into_iter().map(|h| Item::Record(h.record)));
     Attached { replayed, gap }
 }
 

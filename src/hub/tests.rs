@@ -3,6 +3,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::config::ChannelConfig;
 use crate::metrics::Metrics;
+use crate::protocol::{Delivery, Frame, MessagePrefix, Parts};
 use crate::state::Missing;
 
 fn channel(yaml: &str) -> ChannelConfig {
@@ -23,18 +24,27 @@ fn session(id: u64, user: Option<&str>) -> Arc<SessionHandle> {
     })
 }
 
-fn ok() -> Frame {
-    Frame::from("{\"type\":\"subscribed\"}".to_owned())
+fn ok() -> Item {
+    Item::Native(Frame::from("{\"type\":\"subscribed\"}".to_owned()))
 }
 
 fn held(partition: i32, offset: i64) -> Held {
     let text = format!("{{\"p\":{partition},\"o\":{offset}}}");
-    let data = 0..text.len();
     Held {
-        frame: Frame::from(text),
+        record: Arc::new(Delivery::new(Parts {
+            channel: 0,
+            prefix: &MessagePrefix::new("c"),
+            key: None,
+            data: &text,
+            partition,
+            offset,
+            timestamp: Some(offset),
+            headers: &[],
+            schema_id: None,
+            value: None,
+        })),
         partition,
         offset,
-        data,
         timestamp: offset,
         scope: None,
     }
@@ -44,7 +54,14 @@ fn held(partition: i32, offset: i64) -> Held {
 fn frames(session: &SessionHandle) -> Vec<String> {
     let mut out = Vec::new();
     session.outbox.take(&mut out, usize::MAX);
-    out.iter().map(|o| o.frame.as_str().to_owned()).collect()
+    // Records as their data (these tests' records are their own frames), the rest as sent.
+    out.iter()
+        .map(|o| match &o.item {
+            Item::Record(d) => d.data.to_string(),
+            Item::Native(frame) => frame.as_str().to_owned(),
+            other => format!("{other:?}"),
+        })
+        .collect()
 }
 
 fn queued(session: &SessionHandle) -> usize {
@@ -133,11 +150,11 @@ fn replies_go_to_the_session_else_the_user() {
     assert_eq!(hub.deliver(2, nobody, &held(0, 2), false).delivered, 0);
 }
 
-fn confirm(snapshot: Option<&Held>, replayed: usize, gap: bool, _: &BTreeMap<i32, i64>) -> Frame {
-    Frame::from(format!(
+fn confirm(snapshot: Option<&Held>, replayed: usize, gap: bool, _: &BTreeMap<i32, i64>) -> Item {
+    Item::Native(Frame::from(format!(
         "subscribed snapshot={:?} replayed={replayed} gap={gap}",
         snapshot.map(|h| h.offset)
-    ))
+    )))
 }
 
 fn begin(hub: &Hub, key: Option<&str>, s: &Arc<SessionHandle>, want: &Want) -> Begun {

@@ -20,7 +20,7 @@ use crate::catalogue::{Catalogue, Channel, ChannelId};
 use crate::config::{Deliver, KeySource};
 use crate::hub::{Fetched, Hub, Need, Route};
 use crate::metrics::Metrics;
-use crate::protocol::{self, DataJson, MessageParts, SESSION_HEADER, USER_HEADER};
+use crate::protocol::{self, DataJson, Delivery, Parts, SESSION_HEADER, USER_HEADER};
 use crate::registry::Registry;
 use crate::state::Held;
 use crate::transform::Input;
@@ -391,7 +391,7 @@ fn encode<'r>(
                 .into(),
         ),
     };
-    let transformed = match tree {
+    let (transformed, tree) = match tree {
         Some(tree) if !channel.transforms.is_empty() && record.value.is_some() => {
             let input = Input {
                 key: key.as_deref(),
@@ -401,30 +401,29 @@ fn encode<'r>(
                 .transforms
                 .apply(tree, &input)
                 .ok_or(Skip::Filtered)?;
-            Some(value.to_string())
+            (Some(value.to_string()), Some(value))
         }
-        _ => None,
+        tree => (None, tree),
     };
     let data = transformed.as_deref().unwrap_or(data.as_str());
-    let (frame, data_range) = protocol::message(
-        &channel.prefix,
-        &MessageParts {
-            key: key.as_deref(),
-            data,
-            partition: record.partition,
-            offset: record.offset,
-            timestamp: record.timestamp,
-            headers: record.headers,
-            schema_id,
-        },
-    );
+    let delivery = Delivery::new(Parts {
+        channel: channel.id,
+        prefix: &channel.prefix,
+        key: key.as_deref(),
+        data,
+        partition: record.partition,
+        offset: record.offset,
+        timestamp: record.timestamp,
+        headers: record.headers,
+        schema_id,
+        value: tree,
+    });
     Ok(Encoded {
         key,
         held: Held {
-            frame,
+            record: Arc::new(delivery),
             partition: record.partition,
             offset: record.offset,
-            data: data_range,
             timestamp: record.timestamp.unwrap_or_default(),
             scope,
         },

@@ -35,7 +35,7 @@ fn frames(session: &SessionHandle) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     session.outbox.take(&mut out, 100);
     out.iter()
-        .map(|o| serde_json::from_str::<serde_json::Value>(o.frame.as_str()).unwrap())
+        .map(|o| serde_json::from_str::<serde_json::Value>(o.item.json().as_str()).unwrap())
         .filter(|f| f["type"] == "message")
         .collect()
 }

@@ -1,9 +1,9 @@
 //! Taking back what a subscription had queued when the server ends it (a refreshed token no
 //! longer allows it): those records must not reach the client.
 
-use super::{size, Kind, Outbox};
+use super::{size, Kind, Outbox, Queued};
 
-impl Outbox {
+impl<T: Queued> Outbox<T> {
     /// Drops the live records of `channel` still queued; returns how many.
     pub fn discard_channel(&self, channel: u32) -> usize {
         let mut state = self.state.lock();
@@ -12,7 +12,7 @@ impl Outbox {
             let drop = matches!(entry.kind, Kind::Message(c, _) if c == channel);
             if drop {
                 removed += 1;
-                bytes += size(&entry.frame);
+                bytes += size(&entry.item);
             }
             !drop
         });

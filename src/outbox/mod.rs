@@ -1,5 +1,7 @@
-//! A session's bounded outbound queue. The Kafka side pushes shared frames; the session's
-//! writer drains everything queued in one go and writes it as one batch.
+//! A session's bounded outbound queue. The Kafka side pushes shared records, the session its
+//! answers; the session's writer drains everything queued in one go, encodes it for its
+//! transport and writes it as one batch. The queue does not know what it holds beyond its size
+//! ([`Queued`]): the sessions queue [`crate::protocol::Item`]s.
 //!
 //! A session is slow only when its socket stops taking bytes. A push that finds the queue over a
 //! bound (`messages`, `bytes`) is queued anyway ([`Pushed::Behind`]) and the pusher then waits
@@ -29,7 +31,7 @@ use parking_lot::{Condvar, Mutex};
 use tokio::sync::Notify;
 
 use crate::config::SlowClientPolicy;
-use crate::protocol::Frame;
+use crate::protocol::{Frame, Item};
 
 mod close;
 mod discard;
@@ -43,6 +45,25 @@ pub const CONTROL_LIMIT: usize = 256;
 /// not its socket takes bytes: a session whose writer does not run for that long (stuck in
 /// something else than writing its queue) counts as slow.
 pub const WRITER_PATIENCE: Duration = Duration::from_secs(10);
+
+/// What a queue holds: cheap to clone (shared), with a size in bytes for the bounds.
+pub trait Queued: Clone {
+    /// Bytes the entry counts for in [`Bounds::bytes`].
+    fn size(&self) -> usize;
+}
+
+impl Queued for Frame {
+    /// The frame as written, header included.
+    fn size(&self) -> usize {
+        self.wire().len()
+    }
+}
+
+impl Queued for Item {
+    fn size(&self) -> usize {
+        Item::size(self)
+    }
+}
 
 /// The bounds of a session's queue of live messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,24 +105,24 @@ enum Kind {
     Message(u32, u64),
 }
 
-struct Entry {
-    frame: Frame,
+struct Entry<T> {
+    item: T,
     kind: Kind,
     /// Kafka timestamp (ms) of a live record, for the delivery latency; 0 when none.
     timestamp: i64,
 }
 
-/// A frame taken for writing.
+/// An entry taken for writing.
 #[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub frame: Frame,
+pub struct Outgoing<T = Item> {
+    pub item: T,
     /// For live records: the channel and the record's Kafka timestamp (ms), to measure the
     /// delivery latency once written.
     pub stamp: Option<(u32, i64)>,
 }
 
-struct State {
-    queue: VecDeque<Entry>,
+struct State<T> {
+    queue: VecDeque<Entry<T>>,
     /// Live messages queued, and their bytes on the wire (bounded by `bounds`).
     messages: usize,
     bytes: usize,
@@ -121,7 +142,7 @@ struct State {
     blocked_since: Option<Instant>,
 }
 
-impl State {
+impl<T> State<T> {
     fn within(&self, bounds: Bounds) -> bool {
         self.messages < bounds.messages && (self.messages == 0 || self.bytes < bounds.bytes)
     }
@@ -141,8 +162,8 @@ impl State {
     }
 }
 
-pub struct Outbox {
-    state: Mutex<State>,
+pub struct Outbox<T = Item> {
+    state: Mutex<State<T>>,
     /// Wakes the writer: the queue became non-empty, or the session is closing.
     wake: Notify,
     /// Wakes the reader: control frames fell below the limit (or the session is closing).
@@ -156,7 +177,7 @@ pub struct Outbox {
     bounds: Bounds,
 }
 
-fn clear(state: &mut State) {
+fn clear<T>(state: &mut State<T>) {
     state.queue.clear();
     state.messages = 0;
     state.bytes = 0;
@@ -165,11 +186,11 @@ fn clear(state: &mut State) {
 }
 
 /// Bytes a queued message counts for.
-fn size(frame: &Frame) -> usize {
-    frame.wire().len()
+fn size<T: Queued>(item: &T) -> usize {
+    item.size()
 }
 
-impl Outbox {
+impl<T: Queued> Outbox<T> {
     pub fn new(bounds: Bounds) -> Self {
         Outbox {
             state: Mutex::new(State {
@@ -199,7 +220,7 @@ impl Outbox {
     /// the writer. Never waits itself.
     pub fn push_message(
         &self,
-        frame: &Frame,
+        item: &T,
         channel: u32,
         key: u64,
         timestamp: i64,
@@ -210,7 +231,7 @@ impl Outbox {
             return Pushed::Closed;
         }
         let entry = Entry {
-            frame: frame.clone(),
+            item: item.clone(),
             kind: Kind::Message(channel, key),
             timestamp,
         };
@@ -225,7 +246,7 @@ impl Outbox {
         }
         if within || pace {
             state.messages += 1;
-            state.bytes += size(frame);
+            state.bytes += size(item);
             self.enqueue(&mut state, entry);
             return if within {
                 Pushed::Queued
@@ -250,7 +271,7 @@ impl Outbox {
                     let same = e.kind == Kind::Message(channel, key);
                     if same {
                         removed += 1;
-                        removed_bytes += size(&e.frame);
+                        removed_bytes += size(&e.item);
                     }
                     !same
                 });
@@ -258,7 +279,7 @@ impl Outbox {
                     return Self::replace_oldest(&mut state, channel, entry);
                 }
                 state.messages = state.messages + 1 - removed;
-                state.bytes = state.bytes + size(&entry.frame) - removed_bytes;
+                state.bytes = state.bytes + size(&entry.item) - removed_bytes;
                 state.queue.push_back(entry);
                 Pushed::QueuedWithDrop
             }
@@ -266,7 +287,7 @@ impl Outbox {
         }
     }
 
-    fn replace_oldest(state: &mut State, channel: u32, entry: Entry) -> Pushed {
+    fn replace_oldest(state: &mut State<T>, channel: u32, entry: Entry<T>) -> Pushed {
         match state
             .queue
             .iter()
@@ -277,7 +298,7 @@ impl Outbox {
                     .queue
                     .remove(oldest)
                     .expect("position is in the queue");
-                state.bytes = state.bytes + size(&entry.frame) - size(&old.frame);
+                state.bytes = state.bytes + size(&entry.item) - size(&old.item);
                 state.queue.push_back(entry);
                 Pushed::QueuedWithDrop
             }
@@ -353,8 +374,8 @@ impl Outbox {
         self.blocked.load(Ordering::Acquire)
     }
 
-    /// Queues a control frame (ack, error, pong, subscribed …). Returns false when closing.
-    pub fn push_control(&self, frame: Frame) -> bool {
+    /// Queues a control entry (ack, error, pong, subscribed …). Returns false when closing.
+    pub fn push_control(&self, item: impl Into<T>) -> bool {
         let mut state = self.state.lock();
         if state.close.is_some() {
             return false;
@@ -363,7 +384,7 @@ impl Outbox {
         self.enqueue(
             &mut state,
             Entry {
-                frame,
+                item: item.into(),
                 kind: Kind::Control,
                 timestamp: 0,
             },
@@ -374,17 +395,17 @@ impl Outbox {
     /// Queues replayed records. They do not count against the live bounds (a replay is
     /// bounded by `server.replay_max_records`), but the session reads no further client frames
     /// until they are written ([`Self::has_control_room`]).
-    pub fn push_replay(&self, frames: impl IntoIterator<Item = Frame>) {
+    pub fn push_replay(&self, items: impl IntoIterator<Item = T>) {
         let mut state = self.state.lock();
         if state.close.is_some() {
             return;
         }
-        for frame in frames {
+        for item in items {
             state.replays += 1;
             self.enqueue(
                 &mut state,
                 Entry {
-                    frame,
+                    item,
                     kind: Kind::Replay,
                     timestamp: 0,
                 },
@@ -392,7 +413,7 @@ impl Outbox {
         }
     }
 
-    fn enqueue(&self, state: &mut State, entry: Entry) {
+    fn enqueue(&self, state: &mut State<T>, entry: Entry<T>) {
         let was_empty = state.queue.is_empty();
         state.queue.push_back(entry);
         if was_empty {
@@ -448,9 +469,9 @@ impl Outbox {
     /// comes back once the queue holds nothing more to write before it.
     pub async fn next_batch(
         &self,
-        mut out: Vec<Outgoing>,
+        mut out: Vec<Outgoing<T>>,
         max: usize,
-    ) -> (Vec<Outgoing>, Option<Close>) {
+    ) -> (Vec<Outgoing<T>>, Option<Close>) {
         loop {
             let notified = self.wake.notified();
             if let Some(close) = self.take(&mut out, max) {
@@ -476,7 +497,7 @@ impl Outbox {
     }
 
     /// Non-blocking part of [`Self::next_batch`].
-    pub fn take(&self, out: &mut Vec<Outgoing>, max: usize) -> Option<Close> {
+    pub fn take(&self, out: &mut Vec<Outgoing<T>>, max: usize) -> Option<Close> {
         let mut state = self.state.lock();
         let blocked_before = state.controls >= CONTROL_LIMIT || state.replays > 0;
         while out.len() < max {
@@ -486,7 +507,7 @@ impl Outbox {
             let stamp = match entry.kind {
                 Kind::Message(channel, _) => {
                     state.messages -= 1;
-                    state.bytes -= size(&entry.frame);
+                    state.bytes -= size(&entry.item);
                     (entry.timestamp > 0).then_some((channel, entry.timestamp))
                 }
                 Kind::Control => {
@@ -499,7 +520,7 @@ impl Outbox {
                 }
             };
             out.push(Outgoing {
-                frame: entry.frame,
+                item: entry.item,
                 stamp,
             });
         }

@@ -1,5 +1,8 @@
 use super::*;
 
+/// These tests queue plain frames.
+type Outbox = super::Outbox<Frame>;
+
 /// The grace of these tests' outboxes: short, the tests wait it out.
 const GRACE: Duration = Duration::from_millis(50);
 
@@ -27,7 +30,7 @@ fn stalled_bounds(bounds: Bounds) -> Outbox {
 fn drain(outbox: &Outbox) -> Vec<String> {
     let mut out = Vec::new();
     outbox.take(&mut out, usize::MAX);
-    out.iter().map(|o| o.frame.as_str().to_owned()).collect()
+    out.iter().map(|o| o.item.as_str().to_owned()).collect()
 }
 
 #[test]

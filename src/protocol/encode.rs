@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 use serde_json::value::RawValue;
 
-use super::{ErrorCode, Frame, Refusal, RequestId};
+use super::{Answer, ErrorCode, Frame, Refusal, RequestId};
 
 /// Every control frame, tagged by `type`; fields are written in declaration order.
 #[derive(Serialize)]
@@ -122,6 +122,43 @@ fn control(frame: &Control<'_>) -> Frame {
     String::from_utf8(out)
         .expect("serde_json writes UTF-8")
         .into()
+}
+
+/// An answer as a frame of the JSON protocol.
+pub fn answer(answer: &Answer) -> Frame {
+    match answer {
+        Answer::Welcome { session, user } => welcome(session, user.as_deref()),
+        Answer::Error { id, refusal } => error(id, refusal),
+        Answer::Pong { id } => pong(id),
+        Answer::Ack {
+            id,
+            topic,
+            partition,
+            offset,
+        } => ack(id, topic, *partition, *offset),
+        Answer::Subscribed(s) => subscribed(
+            &s.id,
+            &s.name,
+            s.key.as_deref(),
+            s.snapshot.as_deref().map(|d| SnapshotValue {
+                data: &d.data,
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            s.replayed,
+            s.gap,
+            &s.positions,
+        ),
+        Answer::Unsubscribed(u) => control(&Control::Unsubscribed {
+            id: u.id.as_deref(),
+            channel: &u.name,
+            key: u.key.as_deref(),
+            reason: u.reason,
+        }),
+        Answer::SessionReplaced => session_replaced(),
+        Answer::Refreshed { id, expires_at } => refreshed(id, *expires_at),
+        Answer::TokenExpiring { expires_at } => token_expiring(*expires_at),
+    }
 }
 
 /// `{"type":"welcome",...}`
@@ -270,15 +307,24 @@ pub fn push_json_str(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// The start of every `message` frame of one channel, encoded once per channel.
+/// The start of every `message` frame of one channel, encoded once per channel (shared by its
+/// records: cloning it is a reference count).
 #[derive(Debug, Clone)]
-pub struct MessagePrefix(String);
+pub struct MessagePrefix(std::sync::Arc<str>);
 
 impl MessagePrefix {
     pub fn new(channel: &str) -> Self {
         let mut out = String::from("{\"type\":\"message\",\"channel\":");
         push_json_str(&mut out, channel);
-        MessagePrefix(out)
+        MessagePrefix(out.into())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -290,13 +336,14 @@ pub struct MessageParts<'a> {
     pub partition: i32,
     pub offset: i64,
     pub timestamp: Option<i64>,
-    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+    pub headers: &'a [(&'a str, Option<&'a str>)],
     /// The Schema Registry id the value was written with (registry formats only).
     pub schema_id: Option<u32>,
+    /// Records replaced by this one under `max_rate` (sent as `conflated`, the last member).
+    pub conflated: Option<u64>,
 }
 
-/// Encodes a `message` frame; also returns where `data` sits in it. Header values are sent as
-/// strings (invalid UTF-8 replaced by U+FFFD), null header values as `null`.
+/// Encodes a `message` frame. Header values are sent as strings, null header values as `null`.
 ///
 /// Written by hand, not with serde, because it runs once per Kafka record and measured faster:
 /// for a typical 140-byte JSON record with key, timestamp and two headers (a 348-byte frame),
@@ -306,10 +353,7 @@ pub struct MessageParts<'a> {
 /// build on a shared 2-core machine (2026-12-02), so the ratio (serde 1.5-1.9x slower) matters
 /// more than the absolute figures. Same bytes either way; `protocol::bench` checks that and
 /// measures: `cargo test --release --lib protocol::bench -- --ignored --nocapture`.
-pub fn message(
-    prefix: &MessagePrefix,
-    parts: &MessageParts<'_>,
-) -> (Frame, std::ops::Range<usize>) {
+pub fn message(prefix: &MessagePrefix, parts: &MessageParts<'_>) -> Frame {
     let mut out = String::with_capacity(prefix.0.len() + parts.data.len() + 96);
     out.push_str(&prefix.0);
     if let Some(key) = parts.key {
@@ -317,9 +361,7 @@ pub fn message(
         push_json_str(&mut out, key);
     }
     out.push_str(",\"data\":");
-    let data_start = out.len();
     out.push_str(parts.data);
-    let data = data_start..out.len();
     let _ = write!(
         out,
         ",\"partition\":{},\"offset\":{},\"timestamp\":",
@@ -342,12 +384,16 @@ pub fn message(
         push_json_str(&mut out, name);
         out.push(':');
         match value {
-            Some(bytes) => push_json_str(&mut out, &String::from_utf8_lossy(bytes)),
+            Some(text) => push_json_str(&mut out, text),
             None => out.push_str("null"),
         }
     }
-    out.push_str("}}");
-    (out.into(), data)
+    out.push('}');
+    if let Some(skipped) = parts.conflated {
+        let _ = write!(out, ",\"conflated\":{skipped}");
+    }
+    out.push('}');
+    out.into()
 }
 
 #[cfg(test)]

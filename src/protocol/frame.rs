@@ -131,6 +131,24 @@ fn header(first: u8, len: usize) -> Vec<u8> {
     wire
 }
 
+impl Frame {
+    /// A text frame whose payload is `parts` joined (each copied once), for frames made per
+    /// session around a shared body (a STOMP MESSAGE).
+    pub fn from_parts(parts: &[&str]) -> Frame {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut wire = header(0x81, len); // FIN, opcode 1 (text)
+        let header = wire.len();
+        for part in parts {
+            wire.extend_from_slice(part.as_bytes());
+        }
+        Frame(Arc::new(Encoded {
+            wire,
+            header,
+            deflated: OnceLock::new(),
+        }))
+    }
+}
+
 impl From<String> for Frame {
     fn from(text: String) -> Self {
         let mut wire = header(0x81, text.len()); // FIN, opcode 1 (text)

@@ -10,8 +10,10 @@
 
 mod codec;
 mod decode;
+mod delivery;
 mod encode;
 mod frame;
+mod item;
 
 #[cfg(test)]
 mod bench;
@@ -20,12 +22,14 @@ use serde_json::value::RawValue;
 
 pub use codec::{decode_data, encode_data, key_at_pointer, DataError, DataJson};
 pub use decode::{decode_client, ClientFrame, DecodeError, MAX_DATA_DEPTH};
+pub use delivery::{sse_lines, Delivery, Parts};
 pub use encode::{
-    ack, error, message, pong, push_json_str, refreshed, session_replaced, subscribed,
+    ack, answer, error, message, pong, push_json_str, refreshed, session_replaced, subscribed,
     token_expiring, unsubscribed, unsubscribed_because, welcome, MessageParts, MessagePrefix,
     SnapshotValue,
 };
 pub use frame::Frame;
+pub use item::{Answer, Item, Subscribed, Unsubscribed};
 
 /// Header naming the session a reply is for (set by the bridge on inbound records).
 pub const SESSION_HEADER: &str = "bridge-session";

@@ -57,7 +57,7 @@ struct Registry {
 pub fn replace(handle: &SessionHandle) {
     handle
         .outbox
-        .push_control(crate::protocol::session_replaced());
+        .push_control(crate::protocol::Answer::SessionReplaced);
     handle.outbox.close(Close::Replaced);
 }
 

@@ -93,12 +93,13 @@ pub(super) fn routes(
                 user_prefix: &ctx.stomp.user_prefix,
                 app_prefix: &ctx.stomp.app_prefix,
             }),
-            auth: if ctx.auth.is_anonymous() {
+            auth: if ctx.core.auth.is_anonymous() {
                 "none"
             } else {
                 "jwt"
             },
             channels: ctx
+                .core
                 .catalogue
                 .channels()
                 .iter()
@@ -110,6 +111,7 @@ pub(super) fn routes(
                 })
                 .collect(),
             inbound: ctx
+                .core
                 .catalogue
                 .inbound_channels()
                 .iter()

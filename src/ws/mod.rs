@@ -3,20 +3,18 @@
 //! `sse.rs`), and the warp routes of the client listener. The only module importing warp
 //! besides the accept loop in `server.rs`.
 
-mod clock;
 mod deflate;
 mod demo;
-mod filters;
 mod inflate;
+mod json;
 mod publish_api;
-mod refresh;
 mod request;
-mod requests;
-mod session;
+mod socket;
 mod sse;
 mod stomp;
 #[cfg(test)]
 mod tests;
+mod transport;
 mod upgrade;
 mod wire;
 
@@ -29,7 +27,6 @@ use tokio_util::task::TaskTracker;
 use warp::Filter;
 
 use crate::auth::{Authenticator, Identity};
-use crate::catalogue::Catalogue;
 use crate::config::Plan;
 use crate::hub::Hub;
 use crate::hub::SessionHandle;
@@ -38,45 +35,19 @@ use crate::metrics::{Metrics, RejectReason};
 use crate::outbound::Replayer;
 use crate::outbox::Close;
 use crate::server::http::{json_error, recover};
+use crate::session::{self, Limits};
 use crate::sessions::Sessions;
 
 /// How a request that cannot become a session is answered: status, metric reason, message.
 type Refused = (warp::http::StatusCode, RejectReason, String);
 
-/// Limits from `server.*`, copied once.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub replay_max_records: usize,
-    pub publish_rate: crate::config::PublishRate,
-    /// How often sessions are pinged; `None`: never.
-    pub ping_interval: Option<std::time::Duration>,
-    /// A session silent this long is closed; `None`: never.
-    pub idle_timeout: Option<std::time::Duration>,
-    pub max_frame_bytes: usize,
-    /// `server.compression`: negotiate permessage-deflate and compress frames of at least this
-    /// many bytes of text; `None`: never negotiate it.
-    pub deflate_min_bytes: Option<usize>,
-    pub max_connections: usize,
-    pub max_subscriptions: usize,
-    /// Bounds of each session's outbound queue.
-    pub send_queue: crate::outbox::Bounds,
-    pub max_inflight_publishes: usize,
-    /// `token_expiring` this long before a session's token runs out (`auth.refresh_warning_s`).
-    pub refresh_warning: std::time::Duration,
-}
-
-/// Everything a session or handshake needs, shared by all of them.
+/// Everything a handshake or a transport needs, shared by all of them: the sessions' own
+/// context ([`session::Context`]) and what only the client listener uses.
 pub struct WsContext {
-    pub catalogue: Arc<Catalogue>,
-    pub hub: Arc<Hub>,
-    /// Reads what memory no longer holds, for replays.
-    pub replayer: Arc<Replayer>,
-    pub inbound: Arc<Inbound>,
+    /// What every session uses (hub, catalogue, inbound, metrics, auth, limits …).
+    pub core: Arc<session::Context>,
     /// `POST /api/v1/publish`.
     pub http_publish: Arc<HttpPublish>,
-    pub metrics: Arc<Metrics>,
-    pub auth: Authenticator,
-    pub limits: Limits,
     /// `auth.max_sessions_per_user` (0 = unlimited).
     pub max_sessions_per_user: usize,
     /// `auth.session_group_param`: the query parameter naming a session's group.
@@ -89,13 +60,10 @@ pub struct WsContext {
     pub allowed_origins: Vec<String>,
     /// Serve the demo page and the channel list (`server.demo_page`).
     pub demo_page: bool,
-    pub sessions: Arc<Sessions>,
     /// Cancelled when the bridge stops taking new connections.
     pub accepting: CancellationToken,
     /// Cancelled when sessions must stop reading client frames (shutdown drain).
     pub draining: CancellationToken,
-    /// In-flight publishes, awaited on shutdown.
-    pub publishes: TaskTracker,
     /// Session tasks, awaited on shutdown.
     pub session_tasks: TaskTracker,
     open_connections: AtomicUsize,
@@ -115,36 +83,41 @@ impl WsContext {
         sessions: Arc<Sessions>,
     ) -> Self {
         let server = &plan.config.server;
-        WsContext {
-            catalogue: hub.catalogue_handle(),
-            hub,
-            replayer,
-            inbound,
-            http_publish,
-            metrics,
-            auth,
-            limits: Limits {
-                replay_max_records: server.replay_max_records,
-                publish_rate: server.publish_rate,
-                ping_interval: (server.ping_interval_ms > 0)
-                    .then(|| std::time::Duration::from_millis(server.ping_interval_ms)),
-                idle_timeout: (server.idle_timeout_ms > 0)
-                    .then(|| std::time::Duration::from_millis(server.idle_timeout_ms)),
-                max_frame_bytes: server.max_frame_bytes,
-                deflate_min_bytes: server
-                    .compression
-                    .enabled
-                    .then_some(server.compression.min_bytes),
-                max_connections: server.max_connections,
-                max_subscriptions: server.max_subscriptions_per_session,
-                send_queue: crate::outbox::Bounds {
-                    messages: server.send_queue_messages,
-                    bytes: server.send_queue_bytes,
-                    grace: std::time::Duration::from_millis(server.slow_client_grace_ms),
-                },
-                max_inflight_publishes: server.max_inflight_publishes,
-                refresh_warning: std::time::Duration::from_secs(plan.config.auth.refresh_warning_s),
+        let limits = Limits {
+            replay_max_records: server.replay_max_records,
+            publish_rate: server.publish_rate,
+            ping_interval: (server.ping_interval_ms > 0)
+                .then(|| std::time::Duration::from_millis(server.ping_interval_ms)),
+            idle_timeout: (server.idle_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(server.idle_timeout_ms)),
+            max_frame_bytes: server.max_frame_bytes,
+            deflate_min_bytes: server
+                .compression
+                .enabled
+                .then_some(server.compression.min_bytes),
+            max_connections: server.max_connections,
+            max_subscriptions: server.max_subscriptions_per_session,
+            send_queue: crate::outbox::Bounds {
+                messages: server.send_queue_messages,
+                bytes: server.send_queue_bytes,
+                grace: std::time::Duration::from_millis(server.slow_client_grace_ms),
             },
+            max_inflight_publishes: server.max_inflight_publishes,
+            refresh_warning: std::time::Duration::from_secs(plan.config.auth.refresh_warning_s),
+        };
+        WsContext {
+            core: Arc::new(session::Context {
+                catalogue: hub.catalogue_handle(),
+                hub,
+                replayer,
+                inbound,
+                metrics,
+                auth,
+                limits,
+                sessions,
+                publishes: TaskTracker::new(),
+            }),
+            http_publish,
             max_sessions_per_user: plan.config.auth.max_sessions_per_user,
             session_group_param: plan.config.auth.session_group_param.clone(),
             ws_path: server.ws_path.clone(),
@@ -152,10 +125,8 @@ impl WsContext {
             stomp: server.stomp.clone(),
             allowed_origins: server.allowed_origins.clone(),
             demo_page: server.demo_page,
-            sessions,
             accepting: CancellationToken::new(),
             draining: CancellationToken::new(),
-            publishes: TaskTracker::new(),
             session_tasks: TaskTracker::new(),
             open_connections: AtomicUsize::new(0),
             next_session: AtomicU64::new(1),
@@ -180,7 +151,7 @@ impl WsContext {
     /// Reserves a connection slot, or `None` when `max_connections` are open.
     fn try_reserve_connection(self: &Arc<Self>) -> Option<ConnectionSlot> {
         let open = self.open_connections.fetch_add(1, Ordering::AcqRel);
-        if open >= self.limits.max_connections {
+        if open >= self.core.limits.max_connections {
             self.open_connections.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
@@ -215,7 +186,7 @@ impl WsContext {
     }
 
     async fn authenticate(&self, token: Option<String>) -> Result<Identity, Refused> {
-        self.auth.authenticate(token).await.map_err(|reason| {
+        self.core.auth.authenticate(token).await.map_err(|reason| {
             (
                 warp::http::StatusCode::UNAUTHORIZED,
                 RejectReason::Unauthorized,
@@ -241,7 +212,7 @@ impl WsContext {
             public_id: uuid::Uuid::new_v4().simple().to_string(),
             user: identity.user.clone(),
             claims: identity.claims.clone(),
-            outbox: crate::outbox::Outbox::new(self.limits.send_queue),
+            outbox: crate::outbox::Outbox::new(self.core.limits.send_queue),
         })
     }
 
@@ -256,21 +227,21 @@ impl WsContext {
     pub async fn stop(&self, deadline: std::time::Instant) {
         self.accepting.cancel();
         self.draining.cancel();
-        self.publishes.close();
-        if tokio::time::timeout_at(deadline.into(), self.publishes.wait())
+        self.core.publishes.close();
+        if tokio::time::timeout_at(deadline.into(), self.core.publishes.wait())
             .await
             .is_err()
         {
             tracing::warn!("shutdown deadline reached with publishes still waiting for kafka");
         }
-        self.sessions.close_all(Close::Shutdown);
+        self.core.sessions.close_all(Close::Shutdown);
         self.session_tasks.close();
         if tokio::time::timeout_at(deadline.into(), self.session_tasks.wait())
             .await
             .is_err()
         {
             tracing::warn!(
-                sessions = self.sessions.len(),
+                sessions = self.core.sessions.len(),
                 "shutdown deadline reached with sessions still closing"
             );
         }
@@ -321,9 +292,4 @@ fn get_at(
         .untuple_one()
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-}
-
-/// A session's identity as used in logs: never the token, only the user id.
-fn user_label(identity: &Identity) -> &str {
-    identity.user.as_deref().unwrap_or("-")
 }

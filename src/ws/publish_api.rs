@@ -16,7 +16,7 @@ use crate::server::http::bearer;
 pub(super) fn route(
     ctx: Arc<WsContext>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let limit = ctx.limits.max_frame_bytes as u64;
+    let limit = ctx.core.limits.max_frame_bytes as u64;
     warp::path!("api" / "v1" / "publish")
         .and(warp::post())
         .and(warp::header::optional::<String>("authorization"))

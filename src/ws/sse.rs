@@ -1,8 +1,9 @@
 //! Server-Sent Events on `server.sse_path`: `GET /sse?channel=C[&key=K][&history=N]` opens a
 //! stream with one subscription. It is a [`Session`] like a WebSocket's (same permissions,
-//! replay, hub, outbox and slow-client policy); only the writer differs: each queued frame's
-//! JSON becomes an event named after its `type`, and `message` events carry an id listing the
-//! positions seen so far (`partition:offset,…`), which `EventSource` sends back as
+//! replay, hub, outbox and slow-client policy); only the transport differs: each queued item
+//! becomes an event named after its JSON frame's `type` with that frame as its data (a record's
+//! `data:` lines are made once per record and shared), and `message` events carry an id listing
+//! the positions seen so far (`partition:offset,…`), which `EventSource` sends back as
 //! `Last-Event-ID` on reconnect: the stream resumes after them, without a gap or a duplicate.
 //!
 //! Refusals (bad query, token, permission) are plain HTTP answers before the stream starts, so
@@ -14,31 +15,29 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use serde::Deserialize;
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use warp::filters::sse::Event;
 use warp::http::header::{self, HeaderMap, HeaderValue};
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::request::{form_urlencoded_value, origin_allowed, parse_positions};
-use super::session::{pending_read, sleep_until_option, Session};
+use super::transport::Transport;
 use super::wire::record_latencies;
-use super::{json_error, user_label, WsContext};
+use super::{json_error, WsContext};
 use crate::hub::Want;
-use crate::metrics::{CloseReason, RejectReason, Transport};
+use crate::metrics::{CloseReason, RejectReason, Transport as Counted};
 use crate::outbox::{Close, Outbox, Outgoing};
-use crate::protocol::ErrorCode;
+use crate::protocol::{sse_lines, Answer, ErrorCode, Item};
+use crate::session::{self, pending_read, sleep_until_option, user_label, Session, Subscribe};
 
 /// A comment is sent when nothing else was for this long, so that proxies keep the stream
 /// open and a vanished client is noticed.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Events handed to the HTTP connection ahead of what it has written: small, so that a full
-/// channel means the client is not taking bytes (the outbox then judges it slow). The channel
-/// holds boxed events: tokio allocates its slots 32 at a time, and 32 unboxed events are 4 KiB
-/// per stream.
+/// channel means the client is not taking bytes (the outbox then judges it slow).
 const EVENTS_AHEAD: usize = 8;
 /// Most frames taken from the outbox at a time.
 const BATCH: usize = 64;
@@ -100,7 +99,7 @@ fn event_id(seen: &BTreeMap<i32, i64>) -> String {
 
 async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Response {
     let refuse = |status: StatusCode, reason: RejectReason, message: &str| {
-        ctx.metrics.rejected(reason);
+        ctx.core.metrics.rejected(reason);
         json_error(status, message)
     };
     if ctx.accepting.is_cancelled() {
@@ -134,49 +133,58 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
         Err((status, reason, message)) => return refuse(status, reason, &message),
     };
     let handle = ctx.new_handle(&identity);
-    let mut session = Session::new(ctx.clone(), handle.clone(), identity);
+    let mut session = Session::new(ctx.core.clone(), handle.clone(), identity);
     let seen = match &request.want {
         Want::Resume(seen) => seen.clone(),
         _ => BTreeMap::new(),
     };
-    if let Err(refusal) = session.subscribe(
-        None,
-        &request.channel,
-        request.key,
-        request.want,
-        None,
-        None,
-    ) {
+    let channel = request.channel.clone();
+    let subscribe = Subscribe {
+        id: None,
+        channel: request.channel,
+        key: request.key,
+        want: request.want,
+        filter: None,
+        max_rate: None,
+    };
+    if let Err(refusal) = session.request(session::Request::Subscribe(subscribe)) {
         let status = match refusal.code {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::UnknownChannel => StatusCode::NOT_FOUND,
             _ => StatusCode::BAD_REQUEST,
         };
-        ctx.metrics
+        ctx.core
+            .metrics
             .client_errors
             .with_label_values(&[refusal.code.as_str()])
             .inc();
         return json_error(status, &refusal.message);
     }
     let finished = CancellationToken::new();
-    ctx.sessions.insert_uncounted(&handle, finished.clone());
-    session.opened(Transport::Sse);
-    ctx.metrics.connections_accepted.inc();
-    tracing::info!(session = %handle.public_id, user = user_label(&session.identity), channel = %request.channel, "sse stream opened");
+    ctx.core
+        .sessions
+        .insert_uncounted(&handle, finished.clone());
+    session.opened(Counted::Sse);
+    ctx.core.metrics.connections_accepted.inc();
+    tracing::info!(session = %handle.public_id, user = user_label(&session.identity), channel = %channel, "sse stream opened");
     let (events, receiver) = mpsc::channel(EVENTS_AHEAD);
     ctx.session_tasks.spawn(async move {
         let _finished = finished.drop_guard();
         let mut writer = Writer {
             events,
-            seen,
-            replay: None,
+            ids: Ids { seen, replay: None },
         };
         let reason = writer.serve(&mut session).await;
         session.finish(reason);
         drop(slot);
     });
-    let mut response = warp::sse::reply(Events(receiver)).into_response();
+    let mut response = warp::reply::stream(Events(receiver)).into_response();
     let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     // Proxies (nginx) buffer responses unless told not to.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     if let Some(origin) = origin {
@@ -186,34 +194,28 @@ async fn open(headers: HeaderMap, query: String, ctx: Arc<WsContext>) -> Respons
     response
 }
 
-/// The events of a stream, as the HTTP connection takes them.
-struct Events(mpsc::Receiver<Box<Event>>);
+/// The events of a stream, as the HTTP connection takes them (each event one chunk).
+struct Events(mpsc::Receiver<Bytes>);
 
 impl futures_util::Stream for Events {
-    type Item = Result<Event, std::convert::Infallible>;
+    type Item = Result<Bytes, std::convert::Infallible>;
 
     fn poll_next(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|event| event.map(|e| Ok(*e)))
+        self.0.poll_recv(cx).map(|event| event.map(Ok))
     }
-}
-
-/// The fields of a queued frame the event needs.
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: &'a str,
-    partition: Option<i32>,
-    offset: Option<i64>,
-    replayed: Option<usize>,
-    positions: Option<BTreeMap<i32, i64>>,
 }
 
 /// The writer's side of a stream.
 struct Writer {
-    events: mpsc::Sender<Box<Event>>,
+    events: mpsc::Sender<Bytes>,
+    ids: Ids,
+}
+
+/// The ids of a stream's `message` events.
+struct Ids {
     /// Last offset seen per partition: the id of the latest `message` event.
     seen: BTreeMap<i32, i64>,
     /// While the replay announced by `subscribed` is written: the records left, and the
@@ -224,23 +226,30 @@ struct Writer {
 /// The stream ended: the reason it counts as.
 struct Ended(CloseReason);
 
+/// A comment line as an event (keep-alives, the reason a stream ends).
+fn comment(text: &str) -> Bytes {
+    Bytes::from(format!(":{text}\n\n"))
+}
+
 impl Writer {
     async fn serve(&mut self, session: &mut Session) -> CloseReason {
         let handle = session.handle.clone();
         let outbox = &handle.outbox;
         let mut batch: Vec<Outgoing> = Vec::with_capacity(16);
+        let mut events: Vec<Bytes> = Vec::with_capacity(16);
         let expiry = session.clock.expiry;
         let mut keep_alive =
             tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
         loop {
             tokio::select! {
                 biased;
-                (frames, close) = outbox.next_batch(std::mem::take(&mut batch), BATCH) => {
-                    batch = frames;
+                (taken, close) = outbox.next_batch(std::mem::take(&mut batch), BATCH) => {
+                    batch = taken;
+                    events.clear();
+                    self.ids.encode(&batch, &mut events);
                     let mut bytes = 0;
-                    for outgoing in &batch {
-                        let event = self.event(outgoing.frame.as_str());
-                        bytes += outgoing.frame.len();
+                    for event in events.drain(..) {
+                        bytes += event.len();
                         if let Err(Ended(reason)) = self.send(event, outbox).await {
                             return reason;
                         }
@@ -251,7 +260,7 @@ impl Writer {
                         record_latencies(&mut batch, &session.ctx.hub);
                     }
                     if let Some(close) = close {
-                        let _ = self.events.try_send(Box::new(Event::default().comment(format!(" closed: {} ({})", close.reason(), close.code()))));
+                        let _ = self.events.try_send(comment(&format!(" closed: {} ({})", close.reason(), close.code())));
                         return close.counted_as();
                     }
                 }
@@ -259,7 +268,7 @@ impl Writer {
                     session.on_fetched(read);
                 }
                 _ = keep_alive.tick() => {
-                    if let Err(Ended(reason)) = self.send(Event::default().comment(""), outbox).await {
+                    if let Err(Ended(reason)) = self.send(comment(""), outbox).await {
                         return reason;
                     }
                 }
@@ -273,8 +282,8 @@ impl Writer {
 
     /// Hands an event to the connection; while the connection does not take it, the outbox
     /// knows the client is not reading (as a WebSocket's full socket buffer).
-    async fn send(&self, event: Event, outbox: &Outbox) -> Result<(), Ended> {
-        let event = match self.events.try_send(Box::new(event)) {
+    async fn send(&self, event: Bytes, outbox: &Outbox) -> Result<(), Ended> {
+        let event = match self.events.try_send(event) {
             Ok(()) => return Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 return Err(Ended(CloseReason::ClientClosed))
@@ -289,39 +298,27 @@ impl Writer {
         outbox.set_socket_blocked(false);
         result
     }
+}
 
-    /// The event of a queued frame: named after its `type`, its data the frame's JSON; a
+impl Transport for Ids {
+    type Wire = Bytes;
+
+    fn encode(&mut self, batch: &[Outgoing], out: &mut Vec<Bytes>) -> bool {
+        out.extend(batch.iter().map(|o| self.event(&o.item)));
+        false
+    }
+}
+
+impl Ids {
+    /// The event of a queued item: named after its JSON frame's `type`, its data that frame; a
     /// `message` carries the positions seen so far as its id.
-    fn event(&mut self, json: &str) -> Event {
-        let head = serde_json::from_str::<Head<'_>>(json).ok();
-        let mut event = Event::default().event(head.as_ref().map_or("message", |h| h.kind));
-        // `\r` would end an SSE line; in encoded JSON it can only be whitespace between tokens.
-        event = if json.contains('\r') {
-            event.data(json.replace('\r', " "))
-        } else {
-            event.data(json)
-        };
-        let Some(head) = head else {
-            return event;
-        };
+    fn event(&mut self, item: &Item) -> Bytes {
         let mut advanced = false;
-        match head.kind {
-            "subscribed" => {
-                let positions = head.positions.unwrap_or_default();
-                match head.replayed.unwrap_or(0) {
-                    0 => advanced = merge(&mut self.seen, &positions),
-                    left => self.replay = Some((left, positions)),
-                }
-                // Even with nothing seen yet, an id on `subscribed` keeps a previous one from
-                // being sent back after a resume that found nothing.
-                advanced |= !self.seen.is_empty();
-            }
-            "message" => {
-                if let (Some(partition), Some(offset)) = (head.partition, head.offset) {
-                    let last = self.seen.entry(partition).or_insert(offset);
-                    *last = (*last).max(offset);
-                    advanced = true;
-                }
+        let (name, data) = match item {
+            Item::Record(record) | Item::Conflated(record, _) => {
+                let last = self.seen.entry(record.partition).or_insert(record.offset);
+                *last = (*last).max(record.offset);
+                advanced = true;
                 if let Some((left, positions)) = &mut self.replay {
                     *left -= 1;
                     if *left == 0 {
@@ -329,13 +326,59 @@ impl Writer {
                         self.replay = None;
                     }
                 }
+                let data = match item {
+                    Item::Conflated(record, skipped) => {
+                        sse_lines(record.json_conflated(*skipped).as_str())
+                    }
+                    _ => record.sse_data().clone(),
+                };
+                ("message", data)
             }
-            _ => {}
+            Item::Answer(answer) => {
+                if let Answer::Subscribed(subscribed) = &**answer {
+                    match subscribed.replayed {
+                        0 => advanced = merge(&mut self.seen, &subscribed.positions),
+                        left => self.replay = Some((left, subscribed.positions.clone())),
+                    }
+                    // Even with nothing seen yet, an id on `subscribed` keeps a previous one
+                    // from being sent back after a resume that found nothing.
+                    advanced |= !self.seen.is_empty();
+                }
+                let frame = crate::protocol::answer(answer);
+                (answer_name(answer), sse_lines(frame.as_str()))
+            }
+            Item::Native(frame) => ("message", sse_lines(frame.as_str())),
+        };
+        let id = advanced.then(|| event_id(&self.seen));
+        let mut event = Vec::with_capacity(
+            16 + name.len() + data.len() + id.as_ref().map_or(0, |id| id.len() + 4),
+        );
+        event.extend_from_slice(b"event:");
+        event.extend_from_slice(name.as_bytes());
+        event.push(b'\n');
+        event.extend_from_slice(&data);
+        if let Some(id) = id {
+            event.extend_from_slice(b"id:");
+            event.extend_from_slice(id.as_bytes());
+            event.push(b'\n');
         }
-        if advanced {
-            event = event.id(event_id(&self.seen));
-        }
-        event
+        event.push(b'\n');
+        event.into()
+    }
+}
+
+/// The `type` of an answer's JSON frame, which names its event.
+fn answer_name(answer: &Answer) -> &'static str {
+    match answer {
+        Answer::Welcome { .. } => "welcome",
+        Answer::Error { .. } => "error",
+        Answer::Pong { .. } => "pong",
+        Answer::Ack { .. } => "ack",
+        Answer::Subscribed(_) => "subscribed",
+        Answer::Unsubscribed(_) => "unsubscribed",
+        Answer::SessionReplaced => "session_replaced",
+        Answer::Refreshed { .. } => "refreshed",
+        Answer::TokenExpiring { .. } => "token_expiring",
     }
 }
 
@@ -388,17 +431,62 @@ mod tests {
             .contains("`history`"));
     }
 
-    fn writer() -> Writer {
-        Writer {
-            events: mpsc::channel(1).0,
+    fn writer() -> Ids {
+        Ids {
             seen: BTreeMap::new(),
             replay: None,
         }
     }
 
-    fn id_of(event: &Event) -> Option<String> {
+    /// What the tests fed as JSON frames, as the typed items the outbox holds.
+    fn item(json: &str) -> Item {
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        let positions = |v: &serde_json::Value| -> BTreeMap<i32, i64> {
+            v.as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(p, o)| (p.parse().unwrap(), o.as_i64().unwrap()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        match v["type"].as_str().unwrap() {
+            "subscribed" => Answer::Subscribed(crate::protocol::Subscribed {
+                id: None,
+                channel: 0,
+                name: v["channel"].as_str().unwrap().to_owned(),
+                key: None,
+                snapshot: None,
+                replayed: v["replayed"].as_u64().unwrap() as usize,
+                gap: false,
+                positions: positions(&v["positions"]),
+            })
+            .into(),
+            _ => Item::Record(std::sync::Arc::new(crate::protocol::Delivery::new(
+                crate::protocol::Parts {
+                    channel: 0,
+                    prefix: &crate::protocol::MessagePrefix::new(v["channel"].as_str().unwrap()),
+                    key: None,
+                    data: &v["data"].to_string(),
+                    partition: v["partition"].as_i64().unwrap() as i32,
+                    offset: v["offset"].as_i64().unwrap(),
+                    timestamp: None,
+                    headers: &[],
+                    schema_id: None,
+                    value: None,
+                },
+            ))),
+        }
+    }
+
+    impl Ids {
+        fn event_of(&mut self, json: &str) -> String {
+            String::from_utf8(self.event(&item(json)).to_vec()).unwrap()
+        }
+    }
+
+    fn id_of(event: &str) -> Option<String> {
         event
-            .to_string()
             .lines()
             .find_map(|l| l.strip_prefix("id:").map(str::to_owned))
     }
@@ -406,14 +494,14 @@ mod tests {
     #[test]
     fn ids_count_the_replay_then_the_live_positions() {
         let mut w = writer();
-        let subscribed = w.event(r#"{"type":"subscribed","channel":"c","snapshot":null,"replayed":2,"gap":false,"positions":{"0":5,"1":3}}"#);
+        let subscribed = w.event_of(r#"{"type":"subscribed","channel":"c","snapshot":null,"replayed":2,"gap":false,"positions":{"0":5,"1":3}}"#);
         assert_eq!(id_of(&subscribed), None);
-        let first = w.event(r#"{"type":"message","channel":"c","data":{"a":"\n"},"partition":0,"offset":4,"timestamp":null,"headers":{}}"#);
+        let first = w.event_of(r#"{"type":"message","channel":"c","data":{"a":"\n"},"partition":0,"offset":4,"timestamp":null,"headers":{}}"#);
         assert_eq!(id_of(&first).as_deref(), Some("0:4"));
         // The replay is out: live continues after the positions of `subscribed`.
-        let second = w.event(r#"{"type":"message","channel":"c","data":1,"partition":0,"offset":5,"timestamp":null,"headers":{}}"#);
+        let second = w.event_of(r#"{"type":"message","channel":"c","data":1,"partition":0,"offset":5,"timestamp":null,"headers":{}}"#);
         assert_eq!(id_of(&second).as_deref(), Some("0:5,1:3"));
-        let live = w.event(r#"{"type":"message","channel":"c","data":1,"partition":1,"offset":4,"timestamp":null,"headers":{}}"#);
+        let live = w.event_of(r#"{"type":"message","channel":"c","data":1,"partition":1,"offset":4,"timestamp":null,"headers":{}}"#);
         assert_eq!(id_of(&live).as_deref(), Some("0:5,1:4"));
         assert!(live.to_string().starts_with("event:message\ndata:{"));
     }
@@ -421,7 +509,7 @@ mod tests {
     #[test]
     fn a_subscribed_without_replay_carries_the_live_positions() {
         let mut w = writer();
-        let subscribed = w.event(r#"{"type":"subscribed","channel":"c","snapshot":null,"replayed":0,"gap":false,"positions":{"2":40}}"#);
+        let subscribed = w.event_of(r#"{"type":"subscribed","channel":"c","snapshot":null,"replayed":0,"gap":false,"positions":{"2":40}}"#);
         assert_eq!(id_of(&subscribed).as_deref(), Some("2:40"));
         assert!(subscribed.to_string().starts_with("event:subscribed\n"));
     }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use super::session::Session;
 use super::WsContext;
 use crate::auth::{Authenticator, Identity};
 use crate::catalogue::Catalogue;
@@ -11,6 +10,7 @@ use crate::hub::{Hub, Need, Want};
 use crate::inbound::{HttpPublish, Inbound};
 use crate::metrics::{CloseReason, Metrics, Transport};
 use crate::outbound::{RangeRead, ReadFuture, Replayer};
+use crate::session::{Request, Session, Subscribe};
 use crate::sessions::Sessions;
 
 /// A reader for contexts that never replay from Kafka.
@@ -57,7 +57,8 @@ pub(super) fn context(channels: &str) -> Arc<WsContext> {
 }
 
 fn gauge(ctx: &WsContext, transport: Transport) -> i64 {
-    ctx.metrics
+    ctx.core
+        .metrics
         .sessions_open
         .with_label_values(&[transport.as_str()])
         .get()
@@ -66,28 +67,37 @@ fn gauge(ctx: &WsContext, transport: Transport) -> i64 {
 #[tokio::test]
 async fn a_session_whose_task_panics_is_released_and_counted() {
     let ctx = context("  - {name: feed, topic: t, subscribe: {allow: anonymous}}\n");
-    let channel = ctx.catalogue.channel_id("feed").expect("channel");
+    let channel = ctx.core.catalogue.channel_id("feed").expect("channel");
     for round in 1..=3u64 {
         let identity = Identity::anonymous();
         let handle = ctx.new_handle(&identity);
-        ctx.sessions
+        ctx.core
+            .sessions
             .insert_uncounted(&handle, tokio_util::sync::CancellationToken::new());
-        let mut session = Session::new(ctx.clone(), handle, identity);
+        let mut session = Session::new(ctx.core.clone(), handle, identity);
         session.opened(Transport::WebSocket);
         session
-            .subscribe(None, "feed", None, Want::Live, None, None)
+            .request(Request::Subscribe(Subscribe {
+                id: None,
+                channel: "feed".to_owned(),
+                key: None,
+                want: Want::Live,
+                filter: None,
+                max_rate: None,
+            }))
             .expect("subscribed");
         assert_eq!(gauge(&ctx, Transport::WebSocket), 1);
-        assert_eq!(ctx.hub.subscriber_count(channel), 1);
+        assert_eq!(ctx.core.hub.subscriber_count(channel), 1);
         let task = tokio::spawn(async move {
             let _session = session;
             panic!("a bug in a session");
         });
         assert!(task.await.unwrap_err().is_panic());
         assert_eq!(gauge(&ctx, Transport::WebSocket), 0, "round {round}");
-        assert_eq!(ctx.hub.subscriber_count(channel), 0);
-        assert_eq!(ctx.sessions.len(), 0);
+        assert_eq!(ctx.core.hub.subscriber_count(channel), 0);
+        assert_eq!(ctx.core.sessions.len(), 0);
         let panics = ctx
+            .core
             .metrics
             .sessions_closed
             .with_label_values(&[Transport::WebSocket.as_str(), CloseReason::Panic.as_str()])
@@ -101,13 +111,14 @@ async fn a_finished_session_is_released_once() {
     let ctx = context("  - {name: feed, topic: t, subscribe: {allow: anonymous}}\n");
     let identity = Identity::anonymous();
     let handle = ctx.new_handle(&identity);
-    let mut session = Session::new(ctx.clone(), handle, identity);
+    let mut session = Session::new(ctx.core.clone(), handle, identity);
     session.opened(Transport::Sse);
     session.finish(CloseReason::ClientClosed);
     drop(session);
     assert_eq!(gauge(&ctx, Transport::Sse), 0);
     let closed = |reason: CloseReason| {
-        ctx.metrics
+        ctx.core
+            .metrics
             .sessions_closed
             .with_label_values(&[Transport::Sse.as_str(), reason.as_str()])
             .get()
@@ -122,7 +133,7 @@ async fn a_finished_session_is_released_once() {
     // A session never counted open (refused before it started) is not counted closed.
     let identity = Identity::anonymous();
     drop(Session::new(
-        ctx.clone(),
+        ctx.core.clone(),
         ctx.new_handle(&identity),
         identity,
     ));

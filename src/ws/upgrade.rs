@@ -26,16 +26,18 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::inflate::{Inflater, Inflating};
+use super::json::Json;
 use super::request::origin_allowed;
-use super::{deflate, json_error, session, stomp, WsContext};
+use super::{deflate, json_error, socket, stomp, WsContext};
 use crate::metrics::RejectReason;
+use crate::metrics::Transport as Counted;
 
 /// Bytes read from the socket at a time (and allocated per connection for reading). Clients
 /// send little (subscribes, publishes), and tungstenite zeroes this much before every read
 /// attempt, so it is kept small: 1 KiB instead of 4 saved 3 KiB of RSS per idle session.
 const READ_BUFFER_BYTES: usize = 1024;
 /// tungstenite writes only pings, pongs and the close frame (sessions write their frames
-/// themselves, see `session::write_frames`); its write buffer stays small.
+/// themselves, see `wire::write_frames`); its write buffer stays small.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// Hard cap of the bytes tungstenite buffers for one connection.
 const MAX_WRITE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
@@ -56,7 +58,7 @@ async fn handshake(
     ctx: Arc<WsContext>,
 ) -> Response {
     let refuse = |status: StatusCode, reason: RejectReason, message: &str| {
-        ctx.metrics.rejected(reason);
+        ctx.core.metrics.rejected(reason);
         json_error(status, message)
     };
     if ctx.accepting.is_cancelled() {
@@ -110,17 +112,17 @@ async fn handshake(
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
-        .max_message_size(Some(ctx.limits.max_frame_bytes))
-        .max_frame_size(Some(ctx.limits.max_frame_bytes));
-    let deflate = ctx.limits.deflate_min_bytes.is_some()
+        .max_message_size(Some(ctx.core.limits.max_frame_bytes))
+        .max_frame_size(Some(ctx.core.limits.max_frame_bytes));
+    let deflate = ctx.core.limits.deflate_min_bytes.is_some()
         && deflate::negotiate(headers.get_all(header::SEC_WEBSOCKET_EXTENSIONS));
     let inflater = deflate.then(|| {
         Inflater::new(
-            ctx.limits.max_frame_bytes,
-            Some(ctx.metrics.inflated_messages.clone()),
+            ctx.core.limits.max_frame_bytes,
+            Some(ctx.core.metrics.inflated_messages.clone()),
         )
     });
-    ctx.metrics.connections_accepted.inc();
+    ctx.core.metrics.connections_accepted.inc();
     let tracker = ctx.session_tasks.clone();
     tracker.spawn(async move {
         match on_upgrade.await {
@@ -133,7 +135,8 @@ async fn handshake(
                 .await;
                 match (subprotocol, identity) {
                     (None, Some(identity)) => {
-                        session::run(socket, ctx, identity, group, slot, None).await
+                        socket::run(socket, ctx, identity, group, slot, Json, Counted::WebSocket)
+                            .await
                     }
                     (_, identity) => stomp::run(socket, ctx, identity, group, slot).await,
                 }

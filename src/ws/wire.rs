@@ -1,4 +1,4 @@
-//! The session's side of the socket: batches of shared frames written straight to the
+//! A WebSocket session's side of the socket: batches of encoded frames written straight to the
 //! connection (joined into few writes), the writer's blocked/unblocked signal to the outbox,
 //! delivery latency, and the close handshake.
 
@@ -45,14 +45,14 @@ pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// holds unsent bytes here: each of its writes is flushed before the session goes on.
 pub(super) async fn write_frames<W>(
     io: &mut W,
-    batch: &[Outgoing],
+    batch: &[Frame],
     deflate: Option<usize>,
     written: &mut usize,
 ) -> std::io::Result<()>
 where
     W: tokio::io::AsyncWrite + Unpin,
 {
-    let wire = |i: usize| on_wire(&batch[i].frame, deflate);
+    let wire = |i: usize| on_wire(&batch[i], deflate);
     let (mut first, mut start) = (0, 0);
     while first < batch.len() {
         // Frames first..end make the next write.
@@ -95,12 +95,12 @@ pub(super) fn on_wire(frame: &Frame, deflate: Option<usize>) -> &[u8] {
 }
 
 /// Payload bytes of a batch as written (compressed where it was), for `sent_bytes_total`.
-pub(super) fn payload_sent(batch: &[Outgoing], deflate: Option<usize>) -> usize {
+pub(super) fn payload_sent(batch: &[Frame], deflate: Option<usize>) -> usize {
     batch
         .iter()
-        .map(|o| match deflate {
-            Some(_) => Frame::payload_len(on_wire(&o.frame, deflate)),
-            None => o.frame.len(),
+        .map(|frame| match deflate {
+            Some(_) => Frame::payload_len(on_wire(frame, deflate)),
+            None => frame.len(),
         })
         .sum()
 }
@@ -257,19 +257,19 @@ mod tests {
         }
     }
 
-    fn batch(sizes: &[usize]) -> Vec<Outgoing> {
+    fn batch(sizes: &[usize]) -> Vec<Frame> {
         sizes
             .iter()
             .enumerate()
-            .map(|(i, &size)| Outgoing {
-                frame: Frame::from(format!("{i}").repeat(size)),
-                stamp: None,
-            })
+            .map(|(i, &size)| Frame::from(format!("{i}").repeat(size)))
             .collect()
     }
 
-    fn concatenated(batch: &[Outgoing]) -> Vec<u8> {
-        batch.iter().flat_map(|o| o.frame.wire().to_vec()).collect()
+    fn concatenated(batch: &[Frame]) -> Vec<u8> {
+        batch
+            .iter()
+            .flat_map(|frame| frame.wire().to_vec())
+            .collect()
     }
 
     #[tokio::test]

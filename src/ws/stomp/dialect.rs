@@ -1,19 +1,19 @@
 //! The STOMP dialect of a session: which subprotocol a handshake asks for, the session's STOMP
-//! subscriptions, and the per-session encoding of its queued frames (a shared `message` becomes a
-//! MESSAGE with this session's `subscription` header, answers become RECEIPTs or ERRORs). It
-//! knows nothing of the session loop, which holds it (`session.rs`); `stomp/mod.rs` turns client
-//! frames into the session's requests.
+//! subscriptions, and the encoding of its queue (a shared record becomes a MESSAGE with this
+//! session's headers around the record's shared body, answers become RECEIPTs or ERRORs).
+//! `stomp/mod.rs` turns client frames into the session's requests.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::codec::StompFrame;
 use crate::config::StompConfig;
 use crate::outbox::Outgoing;
-use crate::protocol::{Frame, RequestId};
+use crate::protocol::{Answer, Delivery, Frame, Item, RequestId};
+use crate::ws::transport::Transport;
 
 /// The subprotocols answered, preferred first.
 const SUBPROTOCOLS: &[&str] = &["v12.stomp", "v11.stomp", "v10.stomp"];
@@ -42,7 +42,7 @@ pub(in crate::ws) struct Stomp {
     /// `heart-beat` of CONNECTED: what the server offers (`sx,sy`).
     pub(super) offered: (u64, u64),
     pub(super) subscriptions: HashMap<String, Subscribed>,
-    /// (channel, key) → subscription id, to address a shared `message`.
+    /// (channel, key) → subscription id, to address a shared record.
     pub(super) by_target: Targets,
     /// An ERROR is on its way: nothing more is read.
     pub(in crate::ws) failed: bool,
@@ -52,6 +52,7 @@ pub(in crate::ws) struct Stomp {
 
 pub(super) struct Subscribed {
     pub(super) destination: String,
+    pub(super) channel_id: u32,
     pub(super) channel: String,
     pub(super) key: Option<String>,
     /// Non-JSON channels send the text of their JSON string (base64 for bytes).
@@ -83,84 +84,45 @@ impl Stomp {
         text(&frame)
     }
 
-    /// Re-encodes a batch taken from the outbox for this session. Returns whether the session
-    /// must close after it (an ERROR was written; what followed it is dropped).
-    pub(in crate::ws) fn render(&mut self, batch: &mut Vec<Outgoing>) -> bool {
-        let mut out = Vec::with_capacity(batch.len());
-        let mut failed = false;
-        for outgoing in batch.drain(..) {
-            if outgoing.frame.as_str().starts_with('{') {
-                let (frames, error) = self.translate(outgoing.frame.as_str());
-                let mut stamp = outgoing.stamp;
-                for frame in frames {
-                    out.push(Outgoing {
-                        frame,
-                        stamp: stamp.take(),
-                    });
-                }
-                if error {
-                    failed = true;
-                    break;
-                }
-            } else {
-                out.push(outgoing);
-            }
-        }
-        *batch = out;
-        failed
-    }
-
-    /// The STOMP frames of one JSON frame of the session's queue, and whether it was an error.
-    pub(super) fn translate(&mut self, json: &str) -> (Vec<Frame>, bool) {
-        let Ok(head) = serde_json::from_str::<Head<'_>>(json) else {
-            return (Vec::new(), false);
-        };
-        let receipt = head
-            .id
-            .and_then(|id| serde_json::from_str::<String>(id.get()).ok());
-        let receipt_frame = |receipt: Option<String>| {
-            receipt.map(|r| text(&StompFrame::new("RECEIPT").with("receipt-id", r)))
-        };
-        match head.kind {
-            "message" => {
+    /// The STOMP frames of one queued item, and whether it was an error (the session then
+    /// closes after it).
+    pub(super) fn translate(&mut self, item: &Item) -> (Vec<Frame>, bool) {
+        let answer = match item {
+            Item::Record(record) | Item::Conflated(record, _) => {
                 // None when its subscription has just ended (UNSUBSCRIBE after it was queued).
-                let frame = head
-                    .data
-                    .zip(self.find(head.channel.as_deref(), head.key.as_deref()))
-                    .and_then(|(data, id)| {
-                        self.message(id, data, head.partition, head.offset, head.key.as_deref())
-                    });
-                (frame.into_iter().collect(), false)
+                let frame = self
+                    .find(record.channel, record.key.as_deref())
+                    .and_then(|id| self.message(id, record));
+                return (frame.into_iter().collect(), false);
             }
-            "subscribed" => {
+            Item::Native(frame) => return (vec![frame.clone()], false),
+            Item::Answer(answer) => &**answer,
+        };
+        let receipt_frame = |id: &RequestId| {
+            receipt_of(id).map(|r| text(&StompFrame::new("RECEIPT").with("receipt-id", r)))
+        };
+        match answer {
+            Answer::Subscribed(subscribed) => {
                 let mut frames = Vec::new();
                 if let (Some(snapshot), Some(id)) = (
-                    head.snapshot,
-                    self.find(head.channel.as_deref(), head.key.as_deref()),
+                    &subscribed.snapshot,
+                    self.find(subscribed.channel, subscribed.key.as_deref()),
                 ) {
-                    frames.extend(self.message(
-                        id,
-                        snapshot.data,
-                        Some(snapshot.partition),
-                        Some(snapshot.offset),
-                        head.key.as_deref(),
-                    ));
+                    frames.extend(self.message(id, snapshot));
                 }
-                frames.extend(receipt_frame(receipt));
+                frames.extend(receipt_frame(&subscribed.id));
                 (frames, false)
             }
-            "ack" => (receipt_frame(receipt).into_iter().collect(), false),
-            "unsubscribed" => match head.reason {
+            Answer::Ack { id, .. } => (receipt_frame(id).into_iter().collect(), false),
+            Answer::Unsubscribed(unsubscribed) => match unsubscribed.reason {
                 // The bridge ended the subscription (e.g. its permission is gone): the ERROR
                 // names it by the SUBSCRIBE's `id`, as a receipt would.
                 Some(reason) => {
                     let subscription = self
-                        .find(head.channel.as_deref(), head.key.as_deref())
+                        .find(unsubscribed.channel, unsubscribed.key.as_deref())
                         .map(str::to_owned);
-                    let message = format!(
-                        "subscription to `{}` ended: {reason}",
-                        head.channel.unwrap_or_default()
-                    );
+                    let message =
+                        format!("subscription to `{}` ended: {reason}", unsubscribed.name);
                     let mut frame = StompFrame::new("ERROR")
                         .with("message", message)
                         .with("code", "forbidden");
@@ -169,14 +131,17 @@ impl Stomp {
                     }
                     (vec![text(&frame)], true)
                 }
-                None => (receipt_frame(receipt).into_iter().collect(), false),
+                None => (receipt_frame(&unsubscribed.id).into_iter().collect(), false),
             },
-            "error" => {
-                let code = head.code.unwrap_or_else(|| "internal".into());
-                let message = head.message.unwrap_or_default();
-                (vec![error_frame(receipt, &code, &message)], true)
-            }
-            "session_replaced" => (
+            Answer::Error { id, refusal } => (
+                vec![error_frame(
+                    receipt_of(id),
+                    refusal.code.as_str(),
+                    &refusal.message,
+                )],
+                true,
+            ),
+            Answer::SessionReplaced => (
                 vec![error_frame(
                     None,
                     "session_replaced",
@@ -184,60 +149,91 @@ impl Stomp {
                 )],
                 true,
             ),
-            // welcome, pong, token_expiring, refreshed: JSON protocol only.
-            _ => (Vec::new(), false),
+            // JSON protocol only.
+            Answer::Welcome { .. }
+            | Answer::Pong { .. }
+            | Answer::TokenExpiring { .. }
+            | Answer::Refreshed { .. } => (Vec::new(), false),
         }
     }
 
-    /// The subscription a frame of `channel`/`key` is for: the keyed one, else the channel's.
-    pub(super) fn find(&self, channel: Option<&str>, key: Option<&str>) -> Option<&str> {
-        let targets = self.by_target.0.get(channel?)?;
+    /// The subscription a record of `channel`/`key` is for: the keyed one, else the channel's.
+    pub(super) fn find(&self, channel: u32, key: Option<&str>) -> Option<&str> {
+        let targets = self.by_target.0.get(&channel)?;
         key.and_then(|key| targets.keyed.get(key))
             .or(targets.any.as_ref())
             .map(String::as_str)
     }
 
-    pub(super) fn message(
-        &self,
-        id: &str,
-        data: &RawValue,
-        partition: Option<i32>,
-        offset: Option<i64>,
-        key: Option<&str>,
-    ) -> Option<Frame> {
+    /// A MESSAGE of subscription `id`: this session's headers around the record's shared body
+    /// (its JSON `data`, or for non-JSON channels the text of its JSON string), copied once.
+    pub(super) fn message(&self, id: &str, record: &Delivery) -> Option<Frame> {
         let sub = self.subscriptions.get(id)?;
-        let (partition, offset) = (partition.unwrap_or(-1), offset.unwrap_or(-1));
-        let mut frame = StompFrame::new("MESSAGE")
-            .with("subscription", id)
-            .with(
-                "message-id",
-                format!("{}-{partition}-{offset}", sub.channel),
-            )
-            .with("destination", sub.destination.as_str());
-        let body = match serde_json::from_str::<String>(data.get()) {
-            Ok(text) if !sub.json => {
-                frame = frame.with("content-type", "text/plain;charset=utf-8");
-                text.into_bytes()
-            }
-            _ => {
-                frame = frame.with("content-type", "application/json");
-                data.get().as_bytes().to_vec()
-            }
+        let (body, content_type) = match (!sub.json).then(|| record.text()).flatten() {
+            Some(text) => (text, "text/plain;charset=utf-8"),
+            None => (&*record.data, "application/json"),
         };
-        frame = frame
-            .with("kafka-partition", partition.to_string())
-            .with("kafka-offset", offset.to_string());
-        if let Some(key) = key {
-            frame = frame.with("kafka-key", key);
+        let mut head = String::with_capacity(160 + id.len() + sub.destination.len());
+        head.push_str("MESSAGE\nsubscription:");
+        push_escaped(&mut head, id);
+        head.push_str("\nmessage-id:");
+        push_escaped(&mut head, &sub.channel);
+        let _ = write!(head, "-{}-{}", record.partition, record.offset);
+        head.push_str("\ndestination:");
+        push_escaped(&mut head, &sub.destination);
+        head.push_str("\ncontent-type:");
+        head.push_str(content_type);
+        let _ = write!(
+            head,
+            "\nkafka-partition:{}\nkafka-offset:{}\n",
+            record.partition, record.offset
+        );
+        if let Some(key) = &record.key {
+            head.push_str("kafka-key:");
+            push_escaped(&mut head, key);
+            head.push('\n');
         }
-        frame.body = body;
-        Some(text(&frame))
+        if !body.is_empty() {
+            let _ = writeln!(head, "content-length:{}", body.len());
+        }
+        head.push('\n');
+        Some(Frame::from_parts(&[&head, body, "\0"]))
     }
 }
 
-/// Subscription ids by channel, then key: looked up with borrowed names for every delivery.
+/// Appends a header name or value with STOMP's escapes (`\\`, `\n`, `\r`, `\c`).
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            ':' => out.push_str("\\c"),
+            other => out.push(other),
+        }
+    }
+}
+
+impl Transport for Stomp {
+    type Wire = Frame;
+
+    /// Each item as this session's STOMP frames; after an ERROR, nothing more (the session
+    /// closes).
+    fn encode(&mut self, batch: &[Outgoing], out: &mut Vec<Frame>) -> bool {
+        for outgoing in batch {
+            let (frames, error) = self.translate(&outgoing.item);
+            out.extend(frames);
+            if error {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Subscription ids by channel, then key: looked up for every delivery.
 #[derive(Default)]
-pub(in crate::ws) struct Targets(HashMap<String, ChannelTargets>);
+pub(in crate::ws) struct Targets(HashMap<u32, ChannelTargets>);
 
 #[derive(Default)]
 struct ChannelTargets {
@@ -249,16 +245,16 @@ struct ChannelTargets {
 
 impl Targets {
     /// The subscription to exactly `channel`/`key`.
-    pub(super) fn get(&self, channel: &str, key: Option<&str>) -> Option<&String> {
-        let targets = self.0.get(channel)?;
+    pub(super) fn get(&self, channel: u32, key: Option<&str>) -> Option<&String> {
+        let targets = self.0.get(&channel)?;
         match key {
             Some(key) => targets.keyed.get(key),
             None => targets.any.as_ref(),
         }
     }
 
-    pub(super) fn insert(&mut self, channel: &str, key: Option<&str>, id: String) {
-        let targets = self.0.entry(channel.to_owned()).or_default();
+    pub(super) fn insert(&mut self, channel: u32, key: Option<&str>, id: String) {
+        let targets = self.0.entry(channel).or_default();
         match key {
             Some(key) => {
                 targets.keyed.insert(key.to_owned(), id);
@@ -267,8 +263,8 @@ impl Targets {
         }
     }
 
-    pub(super) fn remove(&mut self, channel: &str, key: Option<&str>) {
-        let Some(targets) = self.0.get_mut(channel) else {
+    pub(super) fn remove(&mut self, channel: u32, key: Option<&str>) {
+        let Some(targets) = self.0.get_mut(&channel) else {
             return;
         };
         match key {
@@ -278,44 +274,9 @@ impl Targets {
             None => targets.any = None,
         }
         if targets.any.is_none() && targets.keyed.is_empty() {
-            self.0.remove(channel);
+            self.0.remove(&channel);
         }
     }
-}
-
-/// The fields of a queued JSON frame the translation needs.
-#[derive(Deserialize)]
-pub(super) struct Head<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(default)]
-    channel: Option<String>,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default, borrow)]
-    data: Option<&'a RawValue>,
-    #[serde(default)]
-    partition: Option<i32>,
-    #[serde(default)]
-    offset: Option<i64>,
-    #[serde(default, borrow)]
-    snapshot: Option<SnapshotHead<'a>>,
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct SnapshotHead<'a> {
-    #[serde(borrow)]
-    data: &'a RawValue,
-    partition: i32,
-    offset: i64,
 }
 
 /// A STOMP frame as a queued WebSocket text frame.
@@ -336,6 +297,12 @@ pub(super) fn error_frame(receipt: Option<String>, code: &str, message: &str) ->
         frame = frame.with("receipt-id", receipt);
     }
     text(&frame)
+}
+
+/// The receipt a request id carries (made by [`receipt_id`]), if any.
+pub(super) fn receipt_of(id: &RequestId) -> Option<String> {
+    id.as_ref()
+        .and_then(|id| serde_json::from_str::<String>(id.get()).ok())
 }
 
 /// A request id carrying a receipt (a JSON string), or none.
@@ -362,10 +329,16 @@ mod tests {
             failed: false,
             disconnect: None,
         };
-        stomp.by_target.insert("alerts", None, "sub-7".to_owned());
-        let (frames, error) = stomp.translate(
-            r#"{"type":"unsubscribed","id":"receipt-1","channel":"alerts","reason":"forbidden"}"#,
-        );
+        stomp.by_target.insert(3, None, "sub-7".to_owned());
+        let (frames, error) = stomp.translate(&Item::from(Answer::Unsubscribed(
+            crate::protocol::Unsubscribed {
+                id: receipt_id(Some("receipt-1")),
+                channel: 3,
+                name: "alerts".to_owned(),
+                key: None,
+                reason: Some("forbidden"),
+            },
+        )));
         assert!(error, "an ERROR ends a STOMP session");
         let text = frames[0].as_str();
         assert!(text.starts_with("ERROR\n"), "{text}");

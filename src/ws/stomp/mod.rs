@@ -1,15 +1,15 @@
 //! STOMP 1.2 over WebSocket (subprotocol `v12.stomp`, also `v11.stomp`/`v10.stomp`, on
-//! `ws_path`). A STOMP session is the same [`Session`] as a JSON one (permissions, replay, hub,
-//! outbox, slow-client policy, rate limits); only its dialect differs. Client frames are turned
-//! into the session's requests here, and the writer re-encodes each queued frame for this
-//! session (as the SSE writer does): a shared `message` becomes a MESSAGE with this session's
-//! `subscription` header, `subscribed`/`ack`/`unsubscribed` with an id become RECEIPTs, and an
-//! `error` becomes an ERROR after which the session closes (as STOMP requires).
+//! `ws_path`): a transport of the same [`Session`] as the JSON protocol's (permissions, replay,
+//! hub, outbox, slow-client policy, rate limits); only its dialect differs. Client frames are
+//! turned into the session's requests here; the queue is encoded for this session
+//! (`dialect.rs`): a shared record becomes a MESSAGE with this session's `subscription` header,
+//! `subscribed`/`ack`/`unsubscribed` with an id become RECEIPTs, and an `error` becomes an
+//! ERROR after which the session closes (as STOMP requires).
 //!
 //! A request's id is its `receipt` header as a JSON string, so answers find their receipt.
-//! Frames this module queues itself (CONNECTED, RECEIPT of DISCONNECT) are STOMP text already
-//! and pass the writer unchanged (they never start with `{`). Not supported: `ack: client`
-//! modes (ACK, NACK), transactions (BEGIN, COMMIT, ABORT).
+//! Frames this module queues itself (CONNECTED, RECEIPT of DISCONNECT) are
+//! [`Item::Native`]. Not supported: `ack: client` modes (ACK, NACK), transactions (BEGIN,
+//! COMMIT, ABORT).
 
 pub(super) mod codec;
 pub(super) mod dialect;
@@ -24,15 +24,16 @@ use tokio_tungstenite::tungstenite::Message;
 
 use self::codec::{Decoded, StompFrame};
 use self::dialect::{error_frame, receipt_id, text, Stomp, Subscribed};
-use super::session::Session;
+use super::transport::{Incoming, SocketTransport};
 use super::wire::{send_close, Socket};
 use super::{ConnectionSlot, WsContext};
 use crate::auth::Identity;
 use crate::config::Deliver;
 use crate::hub::Want;
-use crate::metrics::RejectReason;
+use crate::metrics::{RejectReason, Transport as Counted};
 use crate::outbox::Close;
-use crate::protocol::{ErrorCode, Frame, Refusal};
+use crate::protocol::{ErrorCode, Item, Refusal};
+use crate::session::{Request, Session, Subscribe};
 
 /// STOMP versions spoken, preferred first.
 const VERSIONS: &[&str] = &["1.2", "1.1", "1.0"];
@@ -75,7 +76,7 @@ pub(super) async fn run(
     };
     let identity = match (connect_token(&connect), handshake) {
         (None, Some(identity)) => Ok(identity),
-        (token, _) => ctx.auth.authenticate(token).await,
+        (token, _) => ctx.core.auth.authenticate(token).await,
     };
     let identity = match identity {
         Ok(identity) => identity,
@@ -84,7 +85,7 @@ pub(super) async fn run(
             return refuse(&mut socket, &ctx, RejectReason::Unauthorized, &message).await;
         }
     };
-    super::session::run(socket, ctx, identity, group, slot, Some(Box::new(stomp))).await;
+    super::socket::run(socket, ctx, identity, group, slot, stomp, Counted::Stomp).await;
 }
 
 /// The first frame, skipping heart-beats; `None` when the client went away.
@@ -125,7 +126,11 @@ fn negotiate(connect: &StompFrame, ctx: &WsContext) -> Result<Stomp, String> {
             )
         })?;
     let (_, wants_every) = parse_heart_beat(connect.header("heart-beat").unwrap_or("0,0"))?;
-    let ours = ctx.limits.ping_interval.map_or(0, |d| d.as_millis() as u64);
+    let ours = ctx
+        .core
+        .limits
+        .ping_interval
+        .map_or(0, |d| d.as_millis() as u64);
     let heart_beat =
         (ours > 0 && wants_every > 0).then(|| Duration::from_millis(ours.max(wants_every)));
     Ok(Stomp {
@@ -163,7 +168,7 @@ fn connect_token(connect: &StompFrame) -> Option<String> {
 
 /// Answers a connection that cannot become a session: ERROR, then the close.
 async fn refuse(socket: &mut Socket, ctx: &WsContext, reason: RejectReason, message: &str) {
-    ctx.metrics.rejected(reason);
+    ctx.core.metrics.rejected(reason);
     tracing::debug!(reason = %message, "stomp connection refused");
     let code = match reason {
         RejectReason::Unauthorized => ErrorCode::Unauthorized,
@@ -176,31 +181,32 @@ async fn refuse(socket: &mut Socket, ctx: &WsContext, reason: RejectReason, mess
     }
 }
 
-impl Session {
-    /// The CONNECTED frame of a STOMP session.
-    pub(super) fn stomp_connected(&self) -> Option<Frame> {
-        let stomp = self.stomp.as_ref()?;
-        Some(stomp.connected(&self.handle.public_id, self.identity.user.as_deref()))
+impl SocketTransport for Stomp {
+    /// CONNECTED, the first frame of the session.
+    fn greeting(&self, session: &Session) -> Item {
+        Item::Native(self.connected(&session.handle.public_id, session.identity.user.as_deref()))
     }
 
     /// One client WebSocket message of a STOMP session.
-    pub(super) fn on_stomp(&mut self, bytes: &[u8]) {
+    fn on_message(&mut self, session: &mut Session, message: Incoming<'_>) {
+        let bytes = match message {
+            Incoming::Text(text) => text.as_bytes(),
+            Incoming::Binary(bytes) => bytes,
+        };
         let frame = match codec::decode(bytes) {
             Ok(Decoded::HeartBeat) => return,
             Ok(Decoded::Frame(frame)) => frame,
             Err(message) => {
-                return self.stomp_refuse(None, Refusal::new(ErrorCode::BadRequest, message))
+                return self.refuse(session, None, Refusal::new(ErrorCode::BadRequest, message))
             }
         };
         let receipt = frame.header("receipt");
         let result = match frame.command.as_str() {
-            "SUBSCRIBE" => self.stomp_subscribe(&frame, receipt),
-            "UNSUBSCRIBE" => self.stomp_unsubscribe(&frame, receipt),
-            "SEND" => self.stomp_send(&frame, receipt),
+            "SUBSCRIBE" => self.subscribe(session, &frame, receipt),
+            "UNSUBSCRIBE" => self.unsubscribe(session, &frame, receipt),
+            "SEND" => self.send(session, &frame, receipt),
             "DISCONNECT" => {
-                if let Some(stomp) = self.stomp.as_mut() {
-                    stomp.disconnect = Some(receipt.map(str::to_owned));
-                }
+                self.disconnect = Some(receipt.map(str::to_owned));
                 Ok(())
             }
             "CONNECT" | "STOMP" => Err("already connected".to_owned()),
@@ -211,20 +217,53 @@ impl Session {
             _ => Err(format!("{}: transactions are not supported", frame.command)),
         };
         if let Err(message) = result {
-            self.stomp_refuse(receipt, Refusal::new(ErrorCode::BadRequest, message));
+            self.refuse(
+                session,
+                receipt,
+                Refusal::new(ErrorCode::BadRequest, message),
+            );
         }
     }
 
+    fn reading(&self) -> bool {
+        Stomp::reading(self)
+    }
+
+    fn heart_beat(&self) -> Option<Duration> {
+        self.heart_beat
+    }
+
+    fn disconnecting(&self) -> bool {
+        self.disconnect.is_some()
+    }
+
+    /// DISCONNECT read and every publish answered: its RECEIPT, then the close.
+    fn disconnected(&mut self, session: &mut Session) {
+        let Some(receipt) = self.disconnect.take() else {
+            return;
+        };
+        if let Some(receipt) = receipt {
+            session.handle.outbox.push_control(Item::Native(text(
+                &StompFrame::new("RECEIPT").with("receipt-id", receipt),
+            )));
+        }
+        session.handle.outbox.close(Close::StompDisconnect);
+    }
+}
+
+impl Stomp {
     /// Refuses a frame: an `error` (→ ERROR), after which nothing more is read.
-    fn stomp_refuse(&mut self, receipt: Option<&str>, refusal: Refusal) {
-        if let Some(stomp) = self.stomp.as_mut() {
-            stomp.failed = true;
-        }
-        self.refuse(&receipt_id(receipt), refusal);
+    fn refuse(&mut self, session: &Session, receipt: Option<&str>, refusal: Refusal) {
+        self.failed = true;
+        session.refuse(&receipt_id(receipt), refusal);
     }
 
-    fn stomp_subscribe(&mut self, frame: &StompFrame, receipt: Option<&str>) -> Result<(), String> {
-        let stomp = self.stomp.as_ref().expect("a STOMP session");
+    fn subscribe(
+        &mut self,
+        session: &mut Session,
+        frame: &StompFrame,
+        receipt: Option<&str>,
+    ) -> Result<(), String> {
         let id = frame
             .header("id")
             .ok_or("SUBSCRIBE: header `id` is required")?
@@ -238,17 +277,16 @@ impl Session {
                 "ack: `{ack}` is not supported, subscriptions are `ack: auto` only"
             ));
         }
-        if stomp.subscriptions.contains_key(&id) {
+        if self.subscriptions.contains_key(&id) {
             return Err(format!("subscription id `{id}` is already in use"));
         }
-        let prefixes = &stomp.prefixes;
+        let catalogue = &session.ctx.catalogue;
+        let prefixes = &self.prefixes;
         let (channel, key) = if let Some(channel) = destination.strip_prefix(&prefixes.user_prefix)
         {
-            let keyed = self
-                .ctx
-                .catalogue
+            let keyed = catalogue
                 .channel_id(channel)
-                .is_some_and(|c| self.ctx.catalogue.channel(c).deliver() == Deliver::ByKey);
+                .is_some_and(|c| catalogue.channel(c).deliver() == Deliver::ByKey);
             if !keyed {
                 return Err(format!(
                     "destination `{destination}`: `{channel}` is not a by_key channel (use {}{channel})",
@@ -278,84 +316,94 @@ impl Session {
             })?),
             (None, None) => Want::Live,
         };
-        let (channel_id, key) = match self.resolve(&channel, key) {
+        let (channel_id, key) = match session.resolve(&channel, key) {
             Ok(resolved) => resolved,
             Err(refusal) => {
-                self.stomp_refuse(receipt, refusal);
+                self.refuse(session, receipt, refusal);
                 return Ok(());
             }
         };
-        let stomp = self.stomp.as_ref().expect("a STOMP session");
-        if let Some(other) = stomp.by_target.get(&channel, key.as_deref()) {
+        if let Some(other) = self.by_target.get(channel_id, key.as_deref()) {
             return Err(format!(
                 "destination `{destination}`: already subscribed (subscription `{other}`)"
             ));
         }
-        let json = self
-            .ctx
-            .catalogue
-            .channel(channel_id)
-            .spec
-            .format
-            .is_structured();
-        // Registered first: the `subscribed` frame (and a snapshot) are queued by `subscribe`.
-        let stomp = self.stomp.as_mut().expect("a STOMP session");
-        stomp.by_target.insert(&channel, key.as_deref(), id.clone());
-        stomp.subscriptions.insert(
+        let json = catalogue.channel(channel_id).spec.format.is_structured();
+        // Registered first: the `subscribed` answer (and a snapshot) are queued by `subscribe`.
+        self.by_target
+            .insert(channel_id, key.as_deref(), id.clone());
+        self.subscriptions.insert(
             id.clone(),
             Subscribed {
                 destination,
+                channel_id,
                 channel: channel.clone(),
                 key: key.clone(),
                 json,
             },
         );
-        if let Err(refusal) = self.subscribe(receipt_id(receipt), &channel, key, want, None, None) {
-            let stomp = self.stomp.as_mut().expect("a STOMP session");
-            if let Some(sub) = stomp.subscriptions.remove(&id) {
-                stomp.by_target.remove(&sub.channel, sub.key.as_deref());
+        let request = Request::Subscribe(Subscribe {
+            id: receipt_id(receipt),
+            channel,
+            key,
+            want,
+            filter: None,
+            max_rate: None,
+        });
+        if let Err(refusal) = session.request(request) {
+            if let Some(sub) = self.subscriptions.remove(&id) {
+                self.by_target.remove(sub.channel_id, sub.key.as_deref());
             }
-            self.stomp_refuse(receipt, refusal);
+            self.refuse(session, receipt, refusal);
         }
         Ok(())
     }
 
-    fn stomp_unsubscribe(
+    fn unsubscribe(
         &mut self,
+        session: &mut Session,
         frame: &StompFrame,
         receipt: Option<&str>,
     ) -> Result<(), String> {
         let id = frame
             .header("id")
             .ok_or("UNSUBSCRIBE: header `id` is required")?;
-        let stomp = self.stomp.as_mut().expect("a STOMP session");
-        let Some(sub) = stomp.subscriptions.remove(id) else {
+        let Some(sub) = self.subscriptions.remove(id) else {
             // Unknown (or already ended): nothing to do, as for the JSON protocol.
             if let Some(receipt) = receipt {
-                self.handle.outbox.push_control(text(
+                session.handle.outbox.push_control(Item::Native(text(
                     &StompFrame::new("RECEIPT").with("receipt-id", receipt),
-                ));
+                )));
             }
             return Ok(());
         };
-        stomp.by_target.remove(&sub.channel, sub.key.as_deref());
-        if let Err(refusal) = self.unsubscribe(&receipt_id(receipt), &sub.channel, sub.key) {
-            self.stomp_refuse(receipt, refusal);
+        self.by_target.remove(sub.channel_id, sub.key.as_deref());
+        let request = Request::Unsubscribe {
+            id: receipt_id(receipt),
+            channel: sub.channel,
+            key: sub.key,
+        };
+        if let Err(refusal) = session.request(request) {
+            self.refuse(session, receipt, refusal);
         }
         Ok(())
     }
 
-    fn stomp_send(&mut self, frame: &StompFrame, receipt: Option<&str>) -> Result<(), String> {
-        let stomp = self.stomp.as_ref().expect("a STOMP session");
+    fn send(
+        &mut self,
+        session: &mut Session,
+        frame: &StompFrame,
+        receipt: Option<&str>,
+    ) -> Result<(), String> {
         let destination = frame
             .header("destination")
             .ok_or("SEND: header `destination` is required")?;
         let channel = destination
-            .strip_prefix(&stomp.prefixes.app_prefix)
+            .strip_prefix(&self.prefixes.app_prefix)
             .ok_or_else(|| {
                 format!(
                     "destination `{destination}`: expected {}<inbound channel>",
-                    stomp.prefixes.app_prefix
+                    self.prefixes.app_prefix
                 )
             })?;
         let plain = frame
@@ -377,22 +425,14 @@ impl Session {
                 headers.entry(name.clone()).or_insert_with(|| value.clone());
             }
         }
-        let channel = channel.to_owned();
-        self.publish(receipt_id(receipt), &channel, &data, &headers);
+        // Publishes answer for themselves (RECEIPT, or ERROR when refused).
+        let _ = session.request(Request::Publish {
+            id: receipt_id(receipt),
+            channel,
+            data: &data,
+            headers: &headers,
+        });
         Ok(())
-    }
-
-    /// DISCONNECT read and every publish answered: its RECEIPT, then the close.
-    pub(super) fn stomp_disconnected(&mut self) {
-        let Some(receipt) = self.stomp.as_mut().and_then(|s| s.disconnect.take()) else {
-            return;
-        };
-        if let Some(receipt) = receipt {
-            self.handle.outbox.push_control(text(
-                &StompFrame::new("RECEIPT").with("receipt-id", receipt),
-            ));
-        }
-        self.handle.outbox.close(Close::StompDisconnect);
     }
 }
 

@@ -1,134 +1,21 @@
-//! What a session does with each client frame: `subscribe` (with its replay), `unsubscribe`,
-//! `publish`, `ping` — every refusal answered with an `error` frame, the session carrying on.
+//! `subscribe`: the channel and key resolved and checked against the session's permissions,
+//! the terms (filter, rate) checked, then the subscription begun in the hub with its replay
+//! (snapshot, `resume`, `history`) — from memory at once, or read from Kafka while its live
+//! records wait ([`Pending`]) — and confirmed with `subscribed`.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
-use super::session::{Pending, Session};
+use super::{Pending, Session, Subscribe};
 use crate::auth::{check_allow, check_key};
 use crate::catalogue::ChannelId;
 use crate::config::Deliver;
 use crate::hub::{Attached, Begun, Fetched, Want};
-use crate::inbound::Publisher;
-use crate::protocol::{self, ClientFrame, ErrorCode, Frame, Refusal, RequestId, SnapshotValue};
+use crate::protocol::{Answer, ErrorCode, Item, Refusal, RequestId, Subscribed};
 use crate::state::Held;
 
 impl Session {
-    pub(super) fn on_text(&mut self, text: &str) {
-        let frame = match protocol::decode_client(text) {
-            Ok(frame) => frame,
-            Err(error) => {
-                return self.refuse(
-                    &error.id,
-                    Refusal::new(ErrorCode::BadRequest, error.message),
-                )
-            }
-        };
-        match frame {
-            // Verifying may fetch keys: done by the session loop, which may wait.
-            ClientFrame::Refresh { id, token } => self.refresh_request = Some((id, token)),
-            ClientFrame::Ping { id } => {
-                self.handle.outbox.push_control(protocol::pong(&id));
-            }
-            ClientFrame::Subscribe {
-                id,
-                channel,
-                key,
-                resume,
-                history,
-                filter,
-                max_rate,
-            } => {
-                let want = match (resume, history) {
-                    (Some(seen), _) => Want::Resume(seen),
-                    (None, Some(count)) => Want::Newest(count),
-                    (None, None) => Want::Live,
-                };
-                if let Err(refusal) =
-                    self.subscribe(id.clone(), &channel, key, want, filter, max_rate)
-                {
-                    self.refuse(&id, refusal);
-                }
-            }
-            ClientFrame::Unsubscribe { id, channel, key } => {
-                if let Err(refusal) = self.unsubscribe(&id, &channel, key) {
-                    self.refuse(&id, refusal);
-                }
-            }
-            ClientFrame::Publish {
-                id,
-                channel,
-                data,
-                headers,
-            } => self.publish(id, &channel, data, &headers),
-        }
-    }
-
-    /// A publish: rate limit, checks and record (inbound), then the write on a task of its own
-    /// whose answer (`ack` or `error`) is queued when Kafka reports.
-    pub(super) fn publish(
-        &mut self,
-        id: RequestId,
-        channel: &str,
-        data: &RawValue,
-        headers: &BTreeMap<String, String>,
-    ) {
-        if !self.bucket.take() {
-            self.ctx
-                .inbound
-                .count_refusal(channel, ErrorCode::RateLimited);
-            return self.refuse(
-                &id,
-                Refusal::new(
-                    ErrorCode::RateLimited,
-                    format!(
-                        "more than {} publishes per second (server.publish_rate)",
-                        self.ctx.limits.publish_rate.per_second
-                    ),
-                ),
-            );
-        }
-        let publisher = Publisher {
-            identity: &self.identity,
-            session: Some(&self.handle.public_id),
-        };
-        let prepared =
-            match self
-                .ctx
-                .inbound
-                .prepare(channel, data, headers, id.as_deref(), &publisher)
-            {
-                Ok(prepared) => prepared,
-                Err(refusal) => return self.refuse(&id, refusal),
-            };
-        let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
-            unreachable!("frames are only read while a publish permit is free");
-        };
-        let inbound = self.ctx.inbound.clone();
-        let handle = self.handle.clone();
-        let metrics = self.ctx.metrics.clone();
-        self.ctx.publishes.spawn(async move {
-            let topic = prepared.topic().to_owned();
-            let answer = match inbound.send(prepared).await {
-                Ok(delivered) => protocol::ack(&id, &topic, delivered.partition, delivered.offset),
-                Err(refusal) => {
-                    metrics
-                        .client_errors
-                        .with_label_values(&[refusal.code.as_str()])
-                        .inc();
-                    protocol::error(&id, &refusal)
-                }
-            };
-            // Free the permit before answering: the answer wakes the session, which
-            // must then see the permit available.
-            drop(permit);
-            handle.outbox.push_control(answer);
-        });
-    }
-
     /// Resolves a subscription's channel and key and checks the session may have it.
-    pub(super) fn resolve(
+    pub fn resolve(
         &self,
         channel: &str,
         key: Option<String>,
@@ -192,15 +79,16 @@ impl Session {
         Ok((channel_id, key))
     }
 
-    pub(super) fn subscribe(
-        &mut self,
-        id: RequestId,
-        channel: &str,
-        key: Option<String>,
-        want: Want,
-        filter: Option<serde_json::Value>,
-        max_rate: Option<u32>,
-    ) -> Result<(), Refusal> {
+    pub(super) fn subscribe(&mut self, request: Subscribe) -> Result<(), Refusal> {
+        let Subscribe {
+            id,
+            channel,
+            key,
+            want,
+            filter,
+            max_rate,
+        } = request;
+        let channel = channel.as_str();
         let subscription = self.resolve(channel, key)?;
         let terms = super::filters::terms(
             self.ctx.catalogue.channel(subscription.0),
@@ -247,8 +135,9 @@ impl Session {
             limit,
             terms,
             |snapshot, replayed, gap, positions| {
-                subscribed_frame(
+                subscribed(
                     &id,
+                    *channel_id,
                     channel,
                     key.as_deref(),
                     snapshot,
@@ -285,7 +174,7 @@ impl Session {
     }
 
     /// The pending subscription's Kafka read finished: complete it.
-    pub(super) fn on_fetched(&mut self, read: Result<Fetched, String>) {
+    pub fn on_fetched(&mut self, read: Result<Fetched, String>) {
         let Some(pending) = self.pending.take() else {
             return;
         };
@@ -307,8 +196,9 @@ impl Session {
             fetched,
             self.ctx.limits.replay_max_records,
             |snapshot, replayed, gap, positions| {
-                subscribed_frame(
+                subscribed(
                     &pending.id,
+                    *channel_id,
                     &pending.channel,
                     key.as_deref(),
                     snapshot,
@@ -336,67 +226,31 @@ impl Session {
             metrics.replay_gaps.inc();
         }
     }
-
-    pub(super) fn unsubscribe(
-        &mut self,
-        id: &RequestId,
-        channel: &str,
-        key: Option<String>,
-    ) -> Result<(), Refusal> {
-        let Some(channel_id) = self.ctx.catalogue.channel_id(channel) else {
-            return Err(Refusal::new(
-                ErrorCode::UnknownChannel,
-                format!("no channel named `{channel}`"),
-            ));
-        };
-        let key = match self.ctx.catalogue.channel(channel_id).deliver() {
-            Deliver::ByKey => key.or_else(|| self.identity.user.clone()),
-            _ => None,
-        };
-        if self
-            .subscriptions
-            .remove(&(channel_id, key.clone()))
-            .is_some()
-        {
-            self.ctx
-                .hub
-                .unsubscribe(channel_id, key.as_deref(), &self.handle);
-        }
-        self.handle
-            .outbox
-            .push_control(protocol::unsubscribed(id, channel, key.as_deref()));
-        Ok(())
-    }
-
-    pub(super) fn refuse(&self, id: &RequestId, refusal: Refusal) {
-        self.ctx
-            .metrics
-            .client_errors
-            .with_label_values(&[refusal.code.as_str()])
-            .inc();
-        tracing::debug!(session = %self.handle.public_id, code = refusal.code.as_str(), message = %refusal.message, "request refused");
-        self.handle
-            .outbox
-            .push_control(protocol::error(id, &refusal));
-    }
 }
 
-/// The `subscribed` frame of a subscription.
-fn subscribed_frame(
+/// The `subscribed` answer of a subscription.
+#[allow(clippy::too_many_arguments)]
+fn subscribed(
     id: &RequestId,
+    channel_id: ChannelId,
     channel: &str,
     key: Option<&str>,
     snapshot: Option<&Held>,
     replayed: usize,
     gap: bool,
     positions: &std::collections::BTreeMap<i32, i64>,
-) -> Frame {
-    let snapshot = snapshot.map(|held| SnapshotValue {
-        data: held.data(),
-        partition: held.partition,
-        offset: held.offset,
-    });
-    protocol::subscribed(id, channel, key, snapshot, replayed, gap, positions)
+) -> Item {
+    Answer::Subscribed(Subscribed {
+        id: id.clone(),
+        channel: channel_id,
+        name: channel.to_owned(),
+        key: key.map(str::to_owned),
+        snapshot: snapshot.map(|held| Arc::clone(&held.record)),
+        replayed,
+        gap,
+        positions: positions.clone(),
+    })
+    .into()
 }
 
 /// Longest subscription key accepted, in bytes.

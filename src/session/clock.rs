@@ -4,13 +4,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// When the session's token runs out, and when to warn about it.
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct TokenClock {
+pub struct TokenClock {
     /// The session closes with 4002 then.
-    pub(super) expiry: Option<tokio::time::Instant>,
+    pub expiry: Option<tokio::time::Instant>,
     /// `token_expiring` is sent then (once per token).
-    pub(super) warning: Option<tokio::time::Instant>,
+    pub warning: Option<tokio::time::Instant>,
     /// The end in milliseconds since the epoch, as told to the client.
-    pub(super) expires_at_ms: Option<u64>,
+    pub expires_at_ms: Option<u64>,
 }
 
 impl TokenClock {

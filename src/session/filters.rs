@@ -1,4 +1,4 @@
-//! A subscribe's terms (contract §5.3). Its client `filter`: accepted only on channels with
+//! A subscribe's terms. Its client `filter`: accepted only on channels with
 //! `subscribe.filters: true`, parsed once with the same predicate language and bounds as the
 //! channel's `filter` transforms; a malformed one is refused with the path of its problem. Its
 //! `max_rate`: at least 1, at most the channel's.

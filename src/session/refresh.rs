@@ -1,20 +1,18 @@
-//! A session's token over time (§5.1): `token_expiring` `auth.refresh_warning_s` before the
+//! A session's token over time: `token_expiring` `auth.refresh_warning_s` before the
 //! session's end, `refresh` to continue on a new token of the same user — whose permissions
 //! then apply to every subscription — and without one, the close with 4002 at `exp`.
 
 use super::clock::TokenClock;
-use super::session::Session;
+use super::Session;
 use crate::auth::{check_allow, check_key};
-use crate::protocol::{self, ErrorCode, Refusal, RequestId};
+use crate::protocol::{Answer, ErrorCode, Refusal, RequestId, Unsubscribed};
 
 impl Session {
     /// `token_expiring`: the client should send `refresh` before the session ends.
-    pub(super) fn warn_expiring(&mut self) {
+    pub fn warn_expiring(&mut self) {
         self.clock.warning = None;
         if let Some(expires_at) = self.clock.expires_at_ms {
-            self.handle
-                .outbox
-                .push_control(protocol::token_expiring(expires_at));
+            self.answer(Answer::TokenExpiring { expires_at });
         }
     }
 
@@ -63,9 +61,10 @@ impl Session {
         self.identity = identity;
         self.clock = TokenClock::new(self.identity.expires_at, self.ctx.limits.refresh_warning);
         self.recheck_subscriptions();
-        self.handle
-            .outbox
-            .push_control(protocol::refreshed(&id, self.clock.expires_at_ms));
+        self.answer(Answer::Refreshed {
+            id,
+            expires_at: self.clock.expires_at_ms,
+        });
         tracing::debug!(session = %self.handle.public_id, "token refreshed");
     }
 
@@ -131,14 +130,13 @@ impl Session {
         if !self.subscriptions.keys().any(|(c, _)| *c == channel_id) {
             self.handle.outbox.discard_channel(channel_id);
         }
-        let channel = self.ctx.catalogue.channel(channel_id).name();
-        self.handle
-            .outbox
-            .push_control(protocol::unsubscribed_because(
-                id,
-                channel,
-                key.as_deref(),
-                "forbidden",
-            ));
+        let name = self.ctx.catalogue.channel(channel_id).name().to_owned();
+        self.answer(Answer::Unsubscribed(Unsubscribed {
+            id: id.clone(),
+            channel: channel_id,
+            name,
+            key,
+            reason: Some("forbidden"),
+        }));
     }
 }
