@@ -12,8 +12,8 @@ source scripts/lib/broker.sh
 : "${KAFKA_BOOTSTRAP:?start a broker first (scripts/lib/broker.sh start_broker) or set KAFKA_BOOTSTRAP}"
 bin="$(realpath "$1")" label="$2" out="target/bench/callgrind-$2"
 rm -rf "$out"; mkdir -p "$out"
-[ -x target/release/kwb-load ] || cargo build --release -p kwb-load --bin kwb-load
-load=target/release/kwb-load
+load="${CARGO_TARGET_DIR:-target}/release/kwb-load"
+[ -x "$load" ] || cargo build --release -p kwb-load --bin kwb-load
 topic="cg-$label-$RANDOM$RANDOM"
 "$load" create-topics --bootstrap "$KAFKA_BOOTSTRAP" --partitions 1 "$topic" >/dev/null
 port="$(free_port)" mport="$(free_port)"

@@ -24,6 +24,7 @@ use crate::kafka::Pacer;
 use crate::procstat::{now_us, CpuMeter};
 use crate::proto::{Event, Protocol};
 use crate::raw::RawControl;
+use crate::sse::Sse;
 use crate::ws::{find_u64, Url, Ws, OP_TEXT};
 
 #[derive(Clone)]
@@ -81,10 +82,50 @@ pub fn map_json(map: &RefCell<BTreeMap<String, u64>>) -> Value {
     json!(map.borrow().clone())
 }
 
+/// Counts one event of a session (`payload`: the frame or event it came in, `now`: when it was
+/// read); true when it asks for an application-level pong.
+fn on_event(
+    e: Event,
+    now: u64,
+    payload: &[u8],
+    t: &Target,
+    shared: &Shared,
+    probed: &mut bool,
+) -> bool {
+    match e {
+        Event::Publication(ts) => {
+            shared.received.set(shared.received.get() + 1);
+            shared.last_rx_us.set(now);
+            if ts >= shared.win_start.get() && ts < shared.win_end.get() {
+                shared.in_window.set(shared.in_window.get() + 1);
+                shared.hist.borrow_mut().record(now.saturating_sub(ts));
+                if t.raw {
+                    if let Some(seq) = find_u64(payload, b"\"seq\"") {
+                        shared.seq_min.set(shared.seq_min.get().min(seq));
+                        shared.seq_max.set(shared.seq_max.get().max(seq + 1));
+                    }
+                }
+            }
+            if !*probed {
+                *probed = true;
+                shared.probed.set(shared.probed.get() + 1);
+            }
+        }
+        Event::Subscribed => shared.subscribed.set(shared.subscribed.get() + 1),
+        Event::Error(code) => Shared::count(&shared.errors, code),
+        Event::Ping => return true,
+        Event::Other => {}
+    }
+    false
+}
+
 async fn session(i: usize, t: Rc<Target>, shared: Rc<Shared>, gate: Rc<Semaphore>, bufsize: usize) {
+    if t.protocol == Protocol::Sse {
+        return sse_session(i, t, shared, gate, bufsize).await;
+    }
     let bind = (!t.bind.is_empty()).then(|| t.bind[i % t.bind.len()]);
     let permit = gate.acquire().await;
-    let mut ws = match Ws::connect(&t.url, bind, bufsize).await {
+    let mut ws = match Ws::connect_with(&t.url, bind, bufsize, t.protocol.subprotocol()).await {
         Ok(ws) => ws,
         Err(e) => {
             Shared::count(&shared.connect_failures, e.kind());
@@ -116,34 +157,52 @@ async fn session(i: usize, t: Rc<Target>, shared: Rc<Shared>, gate: Rc<Semaphore
             };
             let p = ws.payload(&f);
             let mut ping = false;
-            t.protocol.events(p, |e| match e {
-                Event::Publication(ts) => {
-                    shared.received.set(shared.received.get() + 1);
-                    shared.last_rx_us.set(now);
-                    if ts >= shared.win_start.get() && ts < shared.win_end.get() {
-                        shared.in_window.set(shared.in_window.get() + 1);
-                        shared.hist.borrow_mut().record(now.saturating_sub(ts));
-                        if t.raw {
-                            if let Some(seq) = find_u64(p, b"\"seq\"") {
-                                shared.seq_min.set(shared.seq_min.get().min(seq));
-                                shared.seq_max.set(shared.seq_max.get().max(seq + 1));
-                            }
-                        }
-                    }
-                    if !probed {
-                        probed = true;
-                        shared.probed.set(shared.probed.get() + 1);
-                    }
-                }
-                Event::Subscribed => shared.subscribed.set(shared.subscribed.get() + 1),
-                Event::Error(code) => Shared::count(&shared.errors, code),
-                Event::Ping => ping = true,
-                Event::Other => {}
+            t.protocol.events(p, |e| {
+                ping |= on_event(e, now, p, &t, &shared, &mut probed);
             });
             if ping && ws.send_text(t.protocol.pong()).await.is_err() {
                 break 'outer "write_error".to_owned();
             }
         }
+    };
+    Shared::count(&shared.closes, outcome);
+    shared.done.set(shared.done.get() + 1);
+}
+
+/// A Server-Sent Events session: one stream on the channel (`t.url` is the SSE endpoint).
+async fn sse_session(
+    i: usize,
+    t: Rc<Target>,
+    shared: Rc<Shared>,
+    gate: Rc<Semaphore>,
+    bufsize: usize,
+) {
+    let bind = (!t.bind.is_empty()).then(|| t.bind[i % t.bind.len()]);
+    let key = t.keyed.then(|| format!("k{i}"));
+    let query = Protocol::sse_query(&t.channel, key.as_deref());
+    let permit = gate.acquire().await;
+    let mut sse = match Sse::connect(&t.url, &query, bind, bufsize).await {
+        Ok(sse) => sse,
+        Err(e) => {
+            Shared::count(&shared.connect_failures, e.kind());
+            shared.done.set(shared.done.get() + 1);
+            return;
+        }
+    };
+    drop(permit);
+    let mut probed = false;
+    let mut now = now_us();
+    let outcome: String = loop {
+        while let Some(at) = sse.next_event() {
+            let p = sse.event(&at);
+            t.protocol.events(p, |e| {
+                on_event(e, now, p, &t, &shared, &mut probed);
+            });
+        }
+        if let Err(end) = sse.read_more(None).await {
+            break end;
+        }
+        now = now_us();
     };
     Shared::count(&shared.closes, outcome);
     shared.done.set(shared.done.get() + 1);

@@ -45,7 +45,7 @@ struct State {
 async fn session(i: usize, o: Rc<IdleOpts>, st: Rc<State>, gate: Rc<Semaphore>) {
     let bind = (!o.bind.is_empty()).then(|| o.bind[i % o.bind.len()]);
     let permit = gate.acquire().await;
-    let mut ws = match Ws::connect(&o.url, bind, 1024).await {
+    let mut ws = match Ws::connect_with(&o.url, bind, 1024, o.protocol.subprotocol()).await {
         Ok(ws) => ws,
         Err(e) => {
             *st.failures.borrow_mut().entry(e.kind()).or_default() += 1;

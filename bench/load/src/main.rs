@@ -16,6 +16,7 @@ mod raw;
 mod report;
 mod results;
 mod soak;
+mod sse;
 mod ws;
 
 use std::net::IpAddr;
@@ -41,7 +42,8 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct Bridge {
-    /// WebSocket URL of the bridge, e.g. ws://127.0.0.1:8080/ws.
+    /// WebSocket URL of the bridge, e.g. ws://127.0.0.1:8080/ws (with `--protocol sse`: the
+    /// Server-Sent Events endpoint, e.g. http://127.0.0.1:8080/sse).
     #[arg(long)]
     url: String,
     /// PID of the bridge process (CPU and RSS are read from /proc).
@@ -501,6 +503,11 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
             settle,
             connect_timeout,
         } => {
+            if bridge.protocol == proto::Protocol::Sse {
+                return Err(
+                    "idle: --protocol sse is not supported (latency, fanout, keyed are)".into(),
+                );
+            }
             let mut v = idle::run(idle::IdleOpts {
                 url: url(&bridge.url)?,
                 channel,

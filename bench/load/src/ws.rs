@@ -1,7 +1,7 @@
 //! A minimal WebSocket client (RFC 6455, `ws://` only) built for load generation: one buffer
 //! per connection, frames parsed in place without copying or allocating, many frames per
 //! `read` call. It answers what a server needs answered (ping → pong, close → close) and
-//! nothing else: no extensions, no subprotocols.
+//! nothing else: no extensions; one subprotocol may be asked for (STOMP's `v12.stomp`).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -23,10 +23,12 @@ pub struct Url {
 }
 
 impl Url {
+    /// A `ws://` URL, or an `http://` one (Server-Sent Events, see sse.rs).
     pub fn parse(s: &str) -> Result<Url, String> {
         let rest = s
             .strip_prefix("ws://")
-            .ok_or_else(|| format!("{s}: only ws:// URLs are supported"))?;
+            .or_else(|| s.strip_prefix("http://"))
+            .ok_or_else(|| format!("{s}: only ws:// and http:// URLs are supported"))?;
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -113,6 +115,29 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     memchr::memmem::find(hay, needle)
 }
 
+/// A TCP connection to `url` (from `bind`, when given), Nagle off.
+pub async fn tcp_connect(url: &Url, bind: Option<IpAddr>) -> io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    if let Some(ip) = bind {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let stream = socket.connect(url.addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The value of the header `lower_name` (lower case) in an HTTP head, trimmed.
+pub fn header_value<'a>(head: &'a [u8], lower_name: &[u8]) -> Option<&'a [u8]> {
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = &line[..colon];
+        if !name.eq_ignore_ascii_case(lower_name) {
+            return None;
+        }
+        Some(line[colon + 1..].trim_ascii())
+    })
+}
+
 impl Ws {
     /// Connects (from `bind`, when given), performs the upgrade, returns the session with any
     /// bytes that followed the 101 answer already buffered.
@@ -121,12 +146,18 @@ impl Ws {
         bind: Option<IpAddr>,
         bufsize: usize,
     ) -> Result<Ws, ConnectError> {
-        let socket = TcpSocket::new_v4()?;
-        if let Some(ip) = bind {
-            socket.bind(SocketAddr::new(ip, 0))?;
-        }
-        let stream = socket.connect(url.addr).await?;
-        stream.set_nodelay(true)?;
+        Self::connect_with(url, bind, bufsize, None).await
+    }
+
+    /// [`Ws::connect`] asking for `subprotocol` (`Sec-WebSocket-Protocol`); an answer that does
+    /// not name it is refused.
+    pub async fn connect_with(
+        url: &Url,
+        bind: Option<IpAddr>,
+        bufsize: usize,
+        subprotocol: Option<&str>,
+    ) -> Result<Ws, ConnectError> {
+        let stream = tcp_connect(url, bind).await?;
         let mut ws = Ws {
             stream,
             buf: vec![0; bufsize.max(512)],
@@ -137,9 +168,13 @@ impl Ws {
             wbuf: Vec::with_capacity(256),
             rng: 0x9E37_79B9 ^ (bufsize as u32).wrapping_mul(2_654_435_761),
         };
+        let protocol_header = subprotocol
+            .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+            .unwrap_or_default();
         let request = format!(
             "GET {} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: a3diLWxvYWQtMDEyMzQ1Ng==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Sec-WebSocket-Key: a3diLWxvYWQtMDEyMzQ1Ng==\r\nSec-WebSocket-Version: 13\r\n\
+             {protocol_header}\r\n",
             url.path, url.host
         );
         ws.stream.write_all(request.as_bytes()).await?;
@@ -150,6 +185,13 @@ impl Ws {
                 let status = String::from_utf8_lossy(status).into_owned();
                 if !status.starts_with("HTTP/1.1 101") {
                     return Err(ConnectError::Refused(status));
+                }
+                if let Some(p) = subprotocol {
+                    if header_value(head, b"sec-websocket-protocol") != Some(p.as_bytes()) {
+                        return Err(ConnectError::Refused(format!(
+                            "{status} without the subprotocol {p}"
+                        )));
+                    }
                 }
                 ws.start = i + 4;
                 return Ok(ws);
