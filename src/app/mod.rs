@@ -28,6 +28,7 @@ use crate::ops::{self, OpsContext};
 use crate::outbound::{Outbound, Replayer};
 use crate::registry::{Registry, RegistrySettings};
 use crate::server;
+use crate::session;
 use crate::sessions::{Sessions, Shared, SharedMetrics};
 use crate::ws::{self, WsContext};
 
@@ -222,16 +223,18 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
         },
     )?;
 
-    let ws_ctx = Arc::new(WsContext::new(
-        &plan,
-        hub.clone(),
+    let core = Arc::new(session::Context {
+        catalogue: hub.catalogue_handle(),
+        hub: hub.clone(),
         replayer,
         inbound,
-        http_publish,
-        metrics.clone(),
+        metrics: metrics.clone(),
         auth,
-        sessions.clone(),
-    ));
+        limits: session::Limits::from_plan(&plan),
+        sessions: sessions.clone(),
+        publishes: tokio_util::task::TaskTracker::new(),
+    });
+    let ws_ctx = Arc::new(WsContext::new(&plan, core, http_publish));
     let mut ops_ctx = OpsContext::new(
         &plan,
         metrics,

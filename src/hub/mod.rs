@@ -32,7 +32,7 @@ use filter::{RecordSubject, Sieve};
 pub use lists::scope_of;
 use lists::{find_subscriber, remove, remove_keyed, report_memory};
 
-pub use replay::{Attached, Begun, Fetched, Need, Want};
+pub use replay::{Asked, Attached, Begun, Confirmed, Fetched, Need, Want};
 
 /// What the hub knows of a session.
 pub struct SessionHandle {
@@ -421,7 +421,6 @@ impl Hub {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn add_subscriber(
     channel: &Channel,
     subscribers: &mut Subscribers,

@@ -73,6 +73,26 @@ pub enum Begun {
     Reading { need: Need, held: Vec<Held> },
 }
 
+/// A subscription being started or completed: its channel, key and session, what it wants
+/// before live records, and the most records its replay may hold.
+#[derive(Clone, Copy)]
+pub struct Asked<'a> {
+    pub channel: ChannelId,
+    pub key: Option<&'a str>,
+    pub session: &'a Arc<SessionHandle>,
+    pub want: &'a Want,
+    pub limit: usize,
+}
+
+/// What a subscription's confirmation says: the key's snapshot, how many records the replay
+/// holds, whether part of what was asked is gone, and where live records continue.
+pub struct Confirmed<'a> {
+    pub snapshot: Option<&'a Held>,
+    pub replayed: usize,
+    pub gap: bool,
+    pub positions: &'a BTreeMap<i32, i64>,
+}
+
 impl Hub {
     /// Starts a subscription with its replay, under the channel lock so that no record is
     /// routed in between. When memory covers what `want` asks, it queues the confirmation
@@ -80,17 +100,19 @@ impl Hub {
     /// replayed records, and registers the session for the live records after them. Otherwise
     /// it registers the session with its live records held back and says what to read from
     /// Kafka: the range up to the live position, which the held-back records continue.
-    #[allow(clippy::too_many_arguments)]
     pub fn begin(
         &self,
-        id: ChannelId,
-        key: Option<&str>,
-        session: &Arc<SessionHandle>,
-        want: &Want,
-        limit: usize,
+        asked: Asked<'_>,
         terms: Terms,
-        confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Item,
+        confirm: impl FnOnce(Confirmed<'_>) -> Item,
     ) -> Begun {
+        let Asked {
+            channel: id,
+            key,
+            session,
+            want,
+            limit,
+        } = asked;
         let channel = self.catalogue.channel(id);
         let mut state = self.states[id as usize].lock();
         let memory = &state.memory;
@@ -159,11 +181,10 @@ impl Hub {
             filter: terms.filter.as_deref(),
         };
         let attached = queue_replay(
-            session,
+            &asked,
             sieve,
             replay,
             false,
-            limit,
             snapshot.as_ref(),
             &cursors,
             confirm,
@@ -190,18 +211,20 @@ impl Hub {
     /// the confirmation, then what was read (`fetched`, None when the read failed), then the
     /// records memory held at the start, then the live records held back meanwhile — without
     /// duplicates — and switches the session to live records.
-    #[allow(clippy::too_many_arguments)]
     pub fn complete(
         &self,
-        id: ChannelId,
-        key: Option<&str>,
-        session: &Arc<SessionHandle>,
-        want: &Want,
+        asked: Asked<'_>,
         held: Vec<Held>,
         fetched: Option<Fetched>,
-        limit: usize,
-        confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Item,
+        confirm: impl FnOnce(Confirmed<'_>) -> Item,
     ) -> Attached {
+        let Asked {
+            channel: id,
+            key,
+            session,
+            want,
+            ..
+        } = asked;
         let channel = self.catalogue.channel(id);
         let mut state = self.states[id as usize].lock();
         let state = &mut *state;
@@ -242,11 +265,10 @@ impl Hub {
             filter: client_filter.as_deref(),
         };
         let attached = queue_replay(
-            session,
+            &asked,
             sieve,
             replay,
             gap,
-            limit,
             snapshot.as_ref(),
             &cursors,
             confirm,
@@ -279,17 +301,16 @@ fn after(cursors: BTreeMap<i32, i64>) -> Option<Box<[(i32, i64)]>> {
 }
 
 /// Queues the confirmation and the replay (its newest `limit` records; fewer means a gap).
-#[allow(clippy::too_many_arguments)]
 fn queue_replay(
-    session: &SessionHandle,
+    asked: &Asked<'_>,
     sieve: Sieve<'_>,
     mut replay: Vec<Held>,
     mut gap: bool,
-    limit: usize,
     snapshot: Option<&Held>,
     positions: &BTreeMap<i32, i64>,
-    confirm: impl FnOnce(Option<&Held>, usize, bool, &BTreeMap<i32, i64>) -> Item,
+    confirm: impl FnOnce(Confirmed<'_>) -> Item,
 ) -> Attached {
+    let (session, limit) = (asked.session, asked.limit);
     // Memory and Kafka hold every scope's records, filtered or not: only the subscription's go.
     replay.retain(|h| sieve.admits(h));
     let snapshot = snapshot.filter(|h| sieve.admits(h));
@@ -297,9 +318,12 @@ fn queue_replay(
         replay.drain(..replay.len() - limit);
         gap = true;
     }
-    session
-        .outbox
-        .push_control(confirm(snapshot, replay.len(), gap, positions));
+    session.outbox.push_control(confirm(Confirmed {
+        snapshot,
+        replayed: replay.len(),
+        gap,
+        positions,
+    }));
     let replayed = replay.len();
     session
         .outbox

@@ -150,15 +150,27 @@ fn replies_go_to_the_session_else_the_user() {
     assert_eq!(hub.deliver(2, nobody, &held(0, 2), false).delivered, 0);
 }
 
-fn confirm(snapshot: Option<&Held>, replayed: usize, gap: bool, _: &BTreeMap<i32, i64>) -> Item {
+fn confirm(c: Confirmed<'_>) -> Item {
     Item::Native(Frame::from(format!(
-        "subscribed snapshot={:?} replayed={replayed} gap={gap}",
-        snapshot.map(|h| h.offset)
+        "subscribed snapshot={:?} replayed={} gap={}",
+        c.snapshot.map(|h| h.offset),
+        c.replayed,
+        c.gap
     )))
 }
 
+fn asked<'a>(key: Option<&'a str>, s: &'a Arc<SessionHandle>, want: &'a Want) -> Asked<'a> {
+    Asked {
+        channel: 0,
+        key,
+        session: s,
+        want,
+        limit: 100,
+    }
+}
+
 fn begin(hub: &Hub, key: Option<&str>, s: &Arc<SessionHandle>, want: &Want) -> Begun {
-    hub.begin(0, key, s, want, 100, Terms::default(), confirm)
+    hub.begin(asked(key, s, want), Terms::default(), confirm)
 }
 
 fn messages(s: &SessionHandle) -> Vec<String> {
@@ -256,13 +268,9 @@ fn resume_beyond_memory_reads_kafka_and_holds_live_records_back_meanwhile() {
         gap: false,
     };
     let attached = hub.complete(
-        0,
-        Some("K"),
-        &s,
-        &want,
+        asked(Some("K"), &s, &want),
         from_memory,
         Some(fetched),
-        100,
         confirm,
     );
     assert_eq!(
@@ -306,7 +314,7 @@ fn a_replay_filter_stops_live_duplicates_of_records_read_from_kafka() {
         gap: false,
     };
     assert_eq!(
-        hub.complete(0, None, &s, &want, from_memory, Some(fetched), 100, confirm)
+        hub.complete(asked(None, &s, &want), from_memory, Some(fetched), confirm)
             .replayed,
         2
     );
@@ -328,7 +336,7 @@ fn a_failed_read_still_attaches_with_a_gap() {
         panic!()
     };
     hub.deliver(0, Route::Key(None), &held(0, 9), false);
-    let attached = hub.complete(0, None, &s, &want, from_memory, None, 100, confirm);
+    let attached = hub.complete(asked(None, &s, &want), from_memory, None, confirm);
     assert_eq!(
         attached,
         Attached {

@@ -204,7 +204,6 @@ pub struct SnapshotValue<'a> {
 }
 
 /// `{"type":"subscribed",...}`
-#[allow(clippy::too_many_arguments)]
 pub fn subscribed(
     id: &RequestId,
     channel: &str,

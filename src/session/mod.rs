@@ -61,6 +61,34 @@ pub struct Limits {
     pub refresh_warning: std::time::Duration,
 }
 
+impl Limits {
+    pub fn from_plan(plan: &crate::config::Plan) -> Self {
+        let server = &plan.config.server;
+        Limits {
+            replay_max_records: server.replay_max_records,
+            publish_rate: server.publish_rate,
+            ping_interval: (server.ping_interval_ms > 0)
+                .then(|| std::time::Duration::from_millis(server.ping_interval_ms)),
+            idle_timeout: (server.idle_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(server.idle_timeout_ms)),
+            max_frame_bytes: server.max_frame_bytes,
+            deflate_min_bytes: server
+                .compression
+                .enabled
+                .then_some(server.compression.min_bytes),
+            max_connections: server.max_connections,
+            max_subscriptions: server.max_subscriptions_per_session,
+            send_queue: crate::outbox::Bounds {
+                messages: server.send_queue_messages,
+                bytes: server.send_queue_bytes,
+                grace: std::time::Duration::from_millis(server.slow_client_grace_ms),
+            },
+            max_inflight_publishes: server.max_inflight_publishes,
+            refresh_warning: std::time::Duration::from_secs(plan.config.auth.refresh_warning_s),
+        }
+    }
+}
+
 /// What every session uses, shared by all of them.
 pub struct Context {
     pub catalogue: Arc<Catalogue>,

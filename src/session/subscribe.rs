@@ -9,9 +9,8 @@ use super::{Pending, Session, Subscribe};
 use crate::auth::{check_allow, check_key};
 use crate::catalogue::ChannelId;
 use crate::config::Deliver;
-use crate::hub::{Attached, Begun, Fetched, Want};
+use crate::hub::{Asked, Attached, Begun, Confirmed, Fetched, Want};
 use crate::protocol::{Answer, ErrorCode, Item, Refusal, RequestId, Subscribed};
-use crate::state::Held;
 
 impl Session {
     /// Resolves a subscription's channel and key and checks the session may have it.
@@ -127,26 +126,16 @@ impl Session {
         };
         let limit = self.ctx.limits.replay_max_records;
         let (channel_id, key) = &subscription;
-        let begun = self.ctx.hub.begin(
-            *channel_id,
-            key.as_deref(),
-            &self.handle,
-            &want,
+        let asked = Asked {
+            channel: *channel_id,
+            key: key.as_deref(),
+            session: &self.handle,
+            want: &want,
             limit,
-            terms,
-            |snapshot, replayed, gap, positions| {
-                subscribed(
-                    &id,
-                    *channel_id,
-                    channel,
-                    key.as_deref(),
-                    snapshot,
-                    replayed,
-                    gap,
-                    positions,
-                )
-            },
-        );
+        };
+        let begun = self.ctx.hub.begin(asked, terms, |confirmed| {
+            subscribed(&id, *channel_id, channel, key.as_deref(), confirmed)
+        });
         match begun {
             Begun::Attached(attached) => {
                 self.count_replay(*channel_id, attached, 0);
@@ -187,27 +176,25 @@ impl Session {
         };
         let from_kafka = fetched.as_ref().map_or(0, |f| f.records.len());
         let (channel_id, key) = &pending.subscription;
-        let attached = self.ctx.hub.complete(
-            *channel_id,
-            key.as_deref(),
-            &self.handle,
-            &pending.want,
-            pending.held,
-            fetched,
-            self.ctx.limits.replay_max_records,
-            |snapshot, replayed, gap, positions| {
+        let asked = Asked {
+            channel: *channel_id,
+            key: key.as_deref(),
+            session: &self.handle,
+            want: &pending.want,
+            limit: self.ctx.limits.replay_max_records,
+        };
+        let attached = self
+            .ctx
+            .hub
+            .complete(asked, pending.held, fetched, |confirmed| {
                 subscribed(
                     &pending.id,
                     *channel_id,
                     &pending.channel,
                     key.as_deref(),
-                    snapshot,
-                    replayed,
-                    gap,
-                    positions,
+                    confirmed,
                 )
-            },
-        );
+            });
         self.count_replay(*channel_id, attached, from_kafka);
         self.subscriptions.insert(pending.subscription, pending.id);
     }
@@ -229,26 +216,22 @@ impl Session {
 }
 
 /// The `subscribed` answer of a subscription.
-#[allow(clippy::too_many_arguments)]
 fn subscribed(
     id: &RequestId,
     channel_id: ChannelId,
     channel: &str,
     key: Option<&str>,
-    snapshot: Option<&Held>,
-    replayed: usize,
-    gap: bool,
-    positions: &std::collections::BTreeMap<i32, i64>,
+    confirmed: Confirmed<'_>,
 ) -> Item {
     Answer::Subscribed(Subscribed {
         id: id.clone(),
         channel: channel_id,
         name: channel.to_owned(),
         key: key.map(str::to_owned),
-        snapshot: snapshot.map(|held| Arc::clone(&held.record)),
-        replayed,
-        gap,
-        positions: positions.clone(),
+        snapshot: confirmed.snapshot.map(|held| Arc::clone(&held.record)),
+        replayed: confirmed.replayed,
+        gap: confirmed.gap,
+        positions: confirmed.positions.clone(),
     })
     .into()
 }

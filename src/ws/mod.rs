@@ -26,17 +26,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warp::Filter;
 
-use crate::auth::{Authenticator, Identity};
+use crate::auth::Identity;
 use crate::config::Plan;
-use crate::hub::Hub;
 use crate::hub::SessionHandle;
-use crate::inbound::{HttpPublish, Inbound};
-use crate::metrics::{Metrics, RejectReason};
-use crate::outbound::Replayer;
+use crate::inbound::HttpPublish;
+use crate::metrics::RejectReason;
 use crate::outbox::Close;
 use crate::server::http::{json_error, recover};
-use crate::session::{self, Limits};
-use crate::sessions::Sessions;
+use crate::session;
 
 /// How a request that cannot become a session is answered: status, metric reason, message.
 type Refused = (warp::http::StatusCode, RejectReason, String);
@@ -71,52 +68,11 @@ pub struct WsContext {
 }
 
 impl WsContext {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        plan: &Plan,
-        hub: Arc<Hub>,
-        replayer: Arc<Replayer>,
-        inbound: Arc<Inbound>,
-        http_publish: Arc<HttpPublish>,
-        metrics: Arc<Metrics>,
-        auth: Authenticator,
-        sessions: Arc<Sessions>,
-    ) -> Self {
+    /// The client listener of `plan`, over the sessions' context.
+    pub fn new(plan: &Plan, core: Arc<session::Context>, http_publish: Arc<HttpPublish>) -> Self {
         let server = &plan.config.server;
-        let limits = Limits {
-            replay_max_records: server.replay_max_records,
-            publish_rate: server.publish_rate,
-            ping_interval: (server.ping_interval_ms > 0)
-                .then(|| std::time::Duration::from_millis(server.ping_interval_ms)),
-            idle_timeout: (server.idle_timeout_ms > 0)
-                .then(|| std::time::Duration::from_millis(server.idle_timeout_ms)),
-            max_frame_bytes: server.max_frame_bytes,
-            deflate_min_bytes: server
-                .compression
-                .enabled
-                .then_some(server.compression.min_bytes),
-            max_connections: server.max_connections,
-            max_subscriptions: server.max_subscriptions_per_session,
-            send_queue: crate::outbox::Bounds {
-                messages: server.send_queue_messages,
-                bytes: server.send_queue_bytes,
-                grace: std::time::Duration::from_millis(server.slow_client_grace_ms),
-            },
-            max_inflight_publishes: server.max_inflight_publishes,
-            refresh_warning: std::time::Duration::from_secs(plan.config.auth.refresh_warning_s),
-        };
         WsContext {
-            core: Arc::new(session::Context {
-                catalogue: hub.catalogue_handle(),
-                hub,
-                replayer,
-                inbound,
-                metrics,
-                auth,
-                limits,
-                sessions,
-                publishes: TaskTracker::new(),
-            }),
+            core,
             http_publish,
             max_sessions_per_user: plan.config.auth.max_sessions_per_user,
             session_group_param: plan.config.auth.session_group_param.clone(),

@@ -44,15 +44,21 @@ pub(super) fn context(channels: &str) -> Arc<WsContext> {
     let metrics = Arc::new(Metrics::new(&names, &topics, &[]));
     let catalogue = Arc::new(Catalogue::from_plan(&plan, &metrics).expect("catalogue"));
     let hub = Arc::new(Hub::new(catalogue.clone()));
+    let core = Arc::new(crate::session::Context {
+        catalogue: catalogue.clone(),
+        hub,
+        replayer: Arc::new(Replayer::new(catalogue.clone(), Arc::new(NoKafka), None)),
+        inbound: Arc::new(Inbound::new(catalogue.clone(), None, None)),
+        metrics,
+        auth: Authenticator::from_plan(&plan).expect("auth"),
+        limits: crate::session::Limits::from_plan(&plan),
+        sessions: Arc::new(Sessions::default()),
+        publishes: tokio_util::task::TaskTracker::new(),
+    });
     Arc::new(WsContext::new(
         &plan,
-        hub,
-        Arc::new(Replayer::new(catalogue.clone(), Arc::new(NoKafka), None)),
-        Arc::new(Inbound::new(catalogue.clone(), None, None)),
+        core,
         Arc::new(HttpPublish::new(catalogue, &[], None, None)),
-        metrics,
-        Authenticator::from_plan(&plan).expect("auth"),
-        Arc::new(Sessions::default()),
     ))
 }
 
