@@ -31,7 +31,7 @@ fn run(chain: &Chain, value: Value) -> Option<Value> {
 }
 
 #[test]
-fn the_contract_example_in_order() {
+fn a_chain_of_several_steps_in_order() {
     let c = chain(json!([
         {"filter": {"pointer": "/status", "in": ["NEW", "FILLED"]}},
         {"drop": ["/internal", "/customer/ssn"]},
