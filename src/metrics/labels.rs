@@ -98,6 +98,49 @@ labels! {
 }
 
 labels! {
+    /// Where a replayed record was read from (label `source` of `replayed_messages_total`).
+    ReplaySource {
+        /// The channel's in-memory history or snapshot.
+        Memory => "memory",
+        /// The topic itself, for what memory no longer holds.
+        Kafka => "kafka",
+    }
+}
+
+labels! {
+    /// Outcome of one fetch of the identity provider's signing keys (label `result` of
+    /// `jwks_fetches_total`).
+    JwksFetch {
+        Ok => "ok",
+        Failed => "failed",
+    }
+}
+
+labels! {
+    /// What a record read from the session registry topic was (label `result` of
+    /// `session_registry_records_total`).
+    SessionRegistryRecord {
+        /// A session opened on some instance.
+        Opened => "opened",
+        /// A tombstone: a session closed.
+        Closed => "closed",
+        /// Not a bridge's record.
+        Ignored => "ignored",
+    }
+}
+
+labels! {
+    /// Outcome of one request to the schema registry (label `result` of
+    /// `schema_registry_requests_total`); each attempt counts, retries too.
+    RegistryRequest {
+        Ok => "ok",
+        NotFound => "not_found",
+        Error => "error",
+        Timeout => "timeout",
+    }
+}
+
+labels! {
     /// Outcomes of `POST /api/v1/publish` (label `result`). A request for a channel that does
     /// not exist is answered 404 and counted nowhere: the channel label would come from the
     /// caller.

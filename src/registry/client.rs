@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::schema::{Reference, SchemaKind};
 use super::{RegistryMetrics, RegistrySettings, SchemaVersion};
+use crate::metrics::RegistryRequest;
 
 /// The largest answer read (a schema with its JSON envelope).
 const MAX_ANSWER_BYTES: usize = 8 << 20;
@@ -264,12 +265,15 @@ impl Client {
     async fn attempt(&self, url: &reqwest::Url) -> Result<Vec<u8>, Failure> {
         let result = self.request(url).await;
         let label = match &result {
-            Ok(_) => "ok",
-            Err(Failure::NotFound(_)) => "not_found",
-            Err(Failure::Error(_)) => "error",
-            Err(Failure::Timeout(_)) => "timeout",
+            Ok(_) => RegistryRequest::Ok,
+            Err(Failure::NotFound(_)) => RegistryRequest::NotFound,
+            Err(Failure::Error(_)) => RegistryRequest::Error,
+            Err(Failure::Timeout(_)) => RegistryRequest::Timeout,
         };
-        self.metrics.requests.with_label_values(&[label]).inc();
+        self.metrics
+            .requests
+            .with_label_values(&[label.as_str()])
+            .inc();
         result
     }
 
