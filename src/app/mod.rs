@@ -46,9 +46,9 @@ pub enum StartError {
     #[error("authentication: {0}")]
     Auth(#[from] SetupError),
     #[error("server.tls: {0}")]
-    Tls(String),
+    Tls(crate::server::TlsError),
     #[error("inbound schema_file: {0}")]
-    Schema(String),
+    Schema(crate::catalogue::SchemaFileError),
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
 }

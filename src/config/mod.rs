@@ -42,7 +42,7 @@ pub use load::{load, load_str};
 pub use plan::Plan;
 pub use reference::{documented_keys, KeyDoc};
 pub use registry::{BasicAuth, LatestVersion, SchemaRegistryConfig, SchemaVersion};
-pub use rules_jwt::read_ca_certificates;
+pub use rules_jwt::{read_ca_certificates, CaFileError};
 pub use schema::config_schema;
 pub use server::{
     CompressionConfig, MetricsConfig, PublishRate, ServerConfig, StompConfig, TlsConfig,

@@ -19,7 +19,7 @@ use rdkafka::producer::BaseProducer;
 
 use crate::config::{OffsetReset, Plan, Severity};
 
-pub use admin::{create_topics, TopicOutcome};
+pub use admin::{create_topics, AdminError, TopicOutcome};
 pub use side::{KafkaSide, Outlets};
 pub use status::{KafkaStatus, PartitionStatus};
 

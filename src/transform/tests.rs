@@ -106,6 +106,7 @@ fn compile_errors_name_the_step() {
     ))];
     assert!(Chain::compile(&bad)
         .unwrap_err()
+        .to_string()
         .starts_with("transforms[0].filter: eqq: unknown field"));
     let bad = [Transform::Drop(vec!["/ok".into(), "nope".into()])];
     assert_eq!(
