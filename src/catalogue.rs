@@ -15,7 +15,7 @@ use crate::state::MemoryLimits;
 use crate::transform::Chain;
 
 /// Index of an outbound channel in the config's `channels` list.
-pub type ChannelId = u32;
+pub(crate) type ChannelId = u32;
 
 /// An outbound channel (Kafka → clients).
 pub struct Channel {
@@ -216,7 +216,7 @@ pub enum SchemaFileError {
 
 /// Reads and compiles a JSON Schema file (the draft its `$schema` names, else 2020-12).
 /// References to other documents are not fetched: a schema must be self-contained.
-pub fn load_schema(path: &Path) -> Result<jsonschema::Validator, SchemaFileError> {
+pub(crate) fn load_schema(path: &Path) -> Result<jsonschema::Validator, SchemaFileError> {
     let text = std::fs::read_to_string(path).map_err(|source| SchemaFileError::Read {
         path: path.to_owned(),
         source,

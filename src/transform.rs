@@ -10,7 +10,7 @@ use crate::config::Transform;
 use crate::predicate::{Parts, Predicate, PredicateError};
 
 /// What `mask` writes in place of a value.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// A channel's compiled transform steps, in order.
 #[derive(Debug, Clone, Default)]

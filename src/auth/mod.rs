@@ -117,7 +117,7 @@ impl Authenticator {
 }
 
 /// A claim's value as text (a string, or a number in decimal), for `subscribe.where`.
-pub fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
+pub(crate) fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
     match claim(claims, name)? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -167,7 +167,7 @@ impl Identity {
 
 /// Whether `presented` is one of the configured API keys, compared in constant time so the
 /// comparison leaks nothing about the keys.
-pub fn api_key_matches(keys: &[crate::config::Secret], presented: &str) -> bool {
+pub(crate) fn api_key_matches(keys: &[crate::config::Secret], presented: &str) -> bool {
     let presented = presented.as_bytes();
     keys.iter().fold(false, |found, key| {
         let key = key.expose().as_bytes();
@@ -183,7 +183,7 @@ pub fn api_key_matches(keys: &[crate::config::Secret], presented: &str) -> bool 
 /// Why a permission rule refuses an identity. The message completes "… is not allowed: ";
 /// `doing` is what was refused ("subscribe to", "publish to").
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     #[error("authentication required")]
     AuthenticationRequired,
     #[error("requires one of the roles: {}", roles.join(", "))]
@@ -224,7 +224,7 @@ impl PartialEq<&str> for Refused {
 }
 
 /// Whether `identity` passes an `allow` rule; the refusal reason otherwise.
-pub fn check_allow(allow: &Allow, identity: &Identity) -> Result<(), Refused> {
+pub(crate) fn check_allow(allow: &Allow, identity: &Identity) -> Result<(), Refused> {
     match allow {
         Allow::Level(AllowLevel::Anonymous) => Ok(()),
         Allow::Level(AllowLevel::Authenticated) if identity.is_authenticated() => Ok(()),
@@ -237,7 +237,11 @@ pub fn check_allow(allow: &Allow, identity: &Identity) -> Result<(), Refused> {
 }
 
 /// Whether `identity` may subscribe to `key` of a by-key channel.
-pub fn check_key(rules: &SubscribeRules, identity: &Identity, key: &str) -> Result<(), Refused> {
+pub(crate) fn check_key(
+    rules: &SubscribeRules,
+    identity: &Identity,
+    key: &str,
+) -> Result<(), Refused> {
     check_key_rule(
         &rules.keys,
         &rules.any_key_roles,
@@ -250,7 +254,7 @@ pub fn check_key(rules: &SubscribeRules, identity: &Identity, key: &str) -> Resu
 /// Whether `identity` may use record key `key` under a `keys` rule — subscribing to it, or
 /// publishing a record with it (`doing` says which, for the reason). A role of
 /// `any_key_roles` allows every key.
-pub fn check_key_rule(
+pub(crate) fn check_key_rule(
     keys: &KeysRule,
     any_key_roles: &[String],
     identity: &Identity,

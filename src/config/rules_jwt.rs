@@ -102,7 +102,9 @@ impl Semantic<'_> {
 
 /// The certificates of a PEM file (`-----BEGIN CERTIFICATE-----` blocks; other blocks, such as
 /// a key, are skipped): at least one, each of them well-formed.
-pub fn read_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
+pub(crate) fn read_ca_certificates(
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
     let file = || path.to_owned();
     let pem = std::fs::read(path).map_err(|source| CaFileError::Read {
         file: file(),

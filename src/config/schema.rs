@@ -25,20 +25,20 @@ use super::source::{Node, NodeKind};
 use hints::{closest, discriminator, single_keys};
 
 /// The JSON schema of [`super::Config`].
-pub fn config_schema() -> Value {
+pub(crate) fn config_schema() -> Value {
     serde_json::to_value(schemars::schema_for!(super::Config)).expect("schema serializes")
 }
 
 /// A problem found by the structural check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
+pub(crate) struct Found {
     pub line: usize,
     pub path: String,
     pub message: String,
 }
 
 /// Walks a tree against the schema.
-pub struct Checker {
+pub(crate) struct Checker {
     root: Value,
 }
 

@@ -14,6 +14,8 @@ macro_rules! labels {
         }
 
         impl $name {
+            // Sets whose handles are resolved one by one (`DropReason`) do not iterate it.
+            #[allow(dead_code)]
             pub const ALL: &[$name] = &[$($name::$variant,)*];
 
             pub fn as_str(self) -> &'static str {

@@ -11,10 +11,11 @@ use prometheus::{
 mod labels;
 
 use labels::ERROR_CODES;
-pub use labels::{
-    CloseReason, DropReason, HttpResult, JwksFetch, PublishResult, RegistryRequest, RejectReason,
-    ReplaySource, SessionRegistryRecord, Transport,
+pub(crate) use labels::{
+    CloseReason, DropReason, HttpResult, JwksFetch, RegistryRequest, RejectReason,
+    SessionRegistryRecord, Transport,
 };
+pub use labels::{PublishResult, ReplaySource};
 
 const NAMESPACE: &str = "kafka_ws_bridge";
 

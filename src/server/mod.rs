@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// A cloneable HTTP service, as `warp::service` makes from a filter.
-pub trait HttpService<B>:
+pub(crate) trait HttpService<B>:
     tower_service::Service<
         ::http::Request<Incoming>,
         Response = ::http::Response<B>,
@@ -47,7 +47,7 @@ impl<S, B> HttpService<B> for S where
 }
 
 /// A response body hyper can send.
-pub trait ResponseBody:
+pub(crate) trait ResponseBody:
     hyper::body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
     + Send
     + 'static
@@ -123,7 +123,7 @@ pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, Tl
 /// Serves `service` on `listener` until `stop` is cancelled. Connections already accepted
 /// (and upgraded WebSockets) are not affected by `stop`. A connection must finish its TLS
 /// handshake and send its request headers within `handshake_timeout`.
-pub async fn serve<S, B>(
+pub(crate) async fn serve<S, B>(
     listener: TcpListener,
     service: S,
     stop: CancellationToken,
