@@ -12,6 +12,10 @@
 //! A module may name modules of its own layer or of any layer below, never above; within a
 //! layer the arrows must not form a loop. Only `kafka` touches librdkafka; only `ws`, `ops`,
 //! `server` and `app` touch the HTTP stack.
+//!
+//! Two more rules on the shape of `src/`: every file stays under 500 lines (unit tests
+//! included), and the layout block of `docs/development.md` lists exactly the top-level modules
+//! there, naming only paths that exist.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
