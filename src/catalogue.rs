@@ -4,7 +4,7 @@
 //! instead of keeping copies of their own, so a new channel option is added in one place.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use prometheus::{Histogram, IntCounter};
 
@@ -15,7 +15,7 @@ use crate::state::MemoryLimits;
 use crate::transform::Chain;
 
 /// Index of an outbound channel in the config's `channels` list.
-pub type ChannelId = u32;
+pub(crate) type ChannelId = u32;
 
 /// An outbound channel (Kafka → clients).
 pub struct Channel {
@@ -79,7 +79,7 @@ pub struct Catalogue {
 
 impl Catalogue {
     /// The catalogue of a plan, with the inbound channels' JSON Schemas compiled.
-    pub fn from_plan(plan: &Plan, metrics: &Metrics) -> Result<Self, String> {
+    pub fn from_plan(plan: &Plan, metrics: &Metrics) -> Result<Self, SchemaFileError> {
         let mut catalogue = Catalogue::new(&plan.config.channels, &plan.config.inbound, metrics);
         for inbound in &mut catalogue.inbound {
             if let Some(file) = &inbound.spec.schema_file {
@@ -197,12 +197,37 @@ impl Catalogue {
     }
 }
 
+/// Why an inbound channel's `schema_file` does not load.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaFileError {
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not JSON: {source}", path.display())]
+    NotJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{}: not a valid JSON Schema: {reason}", path.display())]
+    NotSchema { path: PathBuf, reason: String },
+}
+
 /// Reads and compiles a JSON Schema file (the draft its `$schema` names, else 2020-12).
 /// References to other documents are not fetched: a schema must be self-contained.
-pub fn load_schema(path: &Path) -> Result<jsonschema::Validator, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+pub(crate) fn load_schema(path: &Path) -> Result<jsonschema::Validator, SchemaFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SchemaFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let schema: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
-    jsonschema::validator_for(&schema)
-        .map_err(|e| format!("{}: not a valid JSON Schema: {e}", path.display()))
+        serde_json::from_str(&text).map_err(|source| SchemaFileError::NotJson {
+            path: path.to_owned(),
+            source,
+        })?;
+    jsonschema::validator_for(&schema).map_err(|e| SchemaFileError::NotSchema {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }

@@ -9,13 +9,13 @@
 use serde_json::{Map, Value};
 
 /// Most nodes (tests and combinators) one predicate may have.
-pub const MAX_NODES: usize = 64;
+pub(crate) const MAX_NODES: usize = 64;
 /// Deepest nesting of `all`/`any`/`not`.
-pub const MAX_DEPTH: usize = 8;
+pub(crate) const MAX_DEPTH: usize = 8;
 /// Most values an `in` list may hold.
-pub const MAX_IN_VALUES: usize = 256;
+pub(crate) const MAX_IN_VALUES: usize = 256;
 /// Longest string (pointer, header name, compared value) accepted, in bytes.
-pub const MAX_STRING_BYTES: usize = 1024;
+pub(crate) const MAX_STRING_BYTES: usize = 1024;
 
 /// A parsed predicate.
 #[derive(Debug, Clone, PartialEq)]
@@ -371,7 +371,7 @@ fn compare(found: &Found<'_>, literal: &Value) -> Option<std::cmp::Ordering> {
 }
 
 /// A subject made of a JSON value, a key and headers: what outbound and tests evaluate on.
-pub struct Parts<'a> {
+pub(crate) struct Parts<'a> {
     pub value: Option<&'a Value>,
     pub key: Option<&'a str>,
     pub headers: &'a [(&'a str, Option<&'a [u8]>)],

@@ -7,10 +7,10 @@
 use serde_json::{Map, Value};
 
 use crate::config::Transform;
-use crate::predicate::{Parts, Predicate};
+use crate::predicate::{Parts, Predicate, PredicateError};
 
 /// What `mask` writes in place of a value.
-pub const MASK: &str = "***";
+pub(crate) const MASK: &str = "***";
 
 /// A channel's compiled transform steps, in order.
 #[derive(Debug, Clone, Default)]
@@ -42,15 +42,25 @@ impl Chain {
     /// Compiles the steps; an error names the step (`transforms[2].filter: …`) — `check`
     /// reports the same problems with their lines first, so this only fails on an unchecked
     /// config.
-    pub fn compile(steps: &[Transform]) -> Result<Chain, String> {
+    pub fn compile(steps: &[Transform]) -> Result<Chain, CompileError> {
         let mut compiled = Vec::with_capacity(steps.len());
-        for (i, step) in steps.iter().enumerate() {
-            let at = |what: &str| format!("transforms[{i}].{what}");
-            let pointer = |what: &str, p: &str| tokens(p).map_err(|e| format!("{}: {e}", at(what)));
+        for (step_index, step) in steps.iter().enumerate() {
+            let pointer = |key: &'static str, p: &str| {
+                tokens(p).map_err(|source| CompileError::Pointer {
+                    step: step_index,
+                    key,
+                    source,
+                })
+            };
             compiled.push(match step {
-                Transform::Filter(spec) => Step::Filter(
-                    Predicate::parse(&spec.0).map_err(|e| format!("{}: {e}", at("filter")))?,
-                ),
+                Transform::Filter(spec) => {
+                    Step::Filter(Predicate::parse(&spec.0).map_err(|source| {
+                        CompileError::Filter {
+                            step: step_index,
+                            source,
+                        }
+                    })?)
+                }
                 Transform::Drop(list) => Step::Drop(
                     list.iter()
                         .map(|p| pointer("drop", p))
@@ -65,7 +75,7 @@ impl Chain {
                 Transform::Rename(map) => Step::Rename(
                     map.iter()
                         .map(|(from, to)| Ok((pointer("rename", from)?, pointer("rename", to)?)))
-                        .collect::<Result<_, String>>()?,
+                        .collect::<Result<_, CompileError>>()?,
                 ),
                 Transform::HeadersInto(spec) => Step::HeadersInto {
                     at: pointer("headers_into.pointer", &spec.pointer)?,
@@ -142,15 +152,40 @@ impl Chain {
     }
 }
 
+/// Why a chain of steps does not compile: the step (`transforms[2].filter: …`) and its problem.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompileError {
+    #[error("transforms[{step}].filter: {source}")]
+    Filter { step: usize, source: PredicateError },
+    /// `key`: the step's key holding the pointer (`drop`, `headers_into.pointer`).
+    #[error("transforms[{step}].{key}: {source}")]
+    Pointer {
+        step: usize,
+        key: &'static str,
+        source: NotAPointer,
+    },
+}
+
+/// Compares with the message, as tests do.
+#[cfg(test)]
+impl PartialEq<&str> for CompileError {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_string().as_str() == *other
+    }
+}
+
+/// A pointer that does not start with `/` (nor is empty).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("\"{0}\" is not a JSON pointer; it must start with `/`")]
+pub struct NotAPointer(pub String);
+
 /// Splits a JSON pointer (`""` or `/a/b~1c`) into unescaped tokens.
-pub fn tokens(pointer: &str) -> Result<Tokens, String> {
+pub fn tokens(pointer: &str) -> Result<Tokens, NotAPointer> {
     if pointer.is_empty() {
         return Ok(Vec::new());
     }
     let Some(rest) = pointer.strip_prefix('/') else {
-        return Err(format!(
-            "\"{pointer}\" is not a JSON pointer; it must start with `/`"
-        ));
+        return Err(NotAPointer(pointer.to_owned()));
     };
     Ok(rest
         .split('/')

@@ -12,6 +12,10 @@
 //! A module may name modules of its own layer or of any layer below, never above; within a
 //! layer the arrows must not form a loop. Only `kafka` touches librdkafka; only `ws`, `ops`,
 //! `server` and `app` touch the HTTP stack.
+//!
+//! Two more rules on the shape of `src/`: every file stays under 500 lines (unit tests
+//! included), and the layout block of `docs/development.md` lists exactly the top-level modules
+//! there, naming only paths that exist.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -340,5 +344,195 @@ fn the_checker_catches_an_upward_import_a_loop_and_a_confined_crate() {
     assert_eq!(
         violations(&declared),
         ["src/hub/mod.rs:4: `hub` names `ws`, a layer above it: use crate::ws::WsContext;"]
+    );
+}
+
+/// The most lines a file under `src/` may have (unit tests included: big test modules live in a
+/// `tests.rs` beside the code).
+const MAX_LINES: usize = 500;
+
+/// Files of `MAX_LINES` lines or more, one line each: `src/x.rs: 541 lines`.
+fn oversized(sources: &[Source]) -> Vec<String> {
+    sources
+        .iter()
+        .map(|s| (s, s.text.lines().count()))
+        .filter(|(_, lines)| *lines >= MAX_LINES)
+        .map(|(s, lines)| format!("{}: {lines} lines", s.path))
+        .collect()
+}
+
+#[test]
+fn every_source_file_is_under_500_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut sources = Vec::new();
+    read_sources(&root, &root, &mut sources);
+    // `read_sources` leaves lib.rs out (it is no module of the layers); it counts here too.
+    sources.push(Source {
+        path: "src/lib.rs".into(),
+        module: "lib".into(),
+        text: std::fs::read_to_string(root.join("lib.rs")).unwrap(),
+    });
+    let problems = oversized(&sources);
+    assert!(
+        problems.is_empty(),
+        "{} file(s) under src/ at or over {MAX_LINES} lines; split them:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// The fenced block after `## Layout` in a markdown text.
+fn layout_block(markdown: &str) -> Option<Vec<&str>> {
+    let after = markdown.split("\n## Layout\n").nth(1)?;
+    let mut lines = after.lines().skip_while(|l| !l.starts_with("```")).skip(1);
+    let block: Vec<&str> = lines
+        .by_ref()
+        .take_while(|l| !l.starts_with("```"))
+        .collect();
+    Some(block)
+}
+
+/// Each word of `line` that names a file or folder (`wire.rs`, `avro/`, `kafka/side.rs`,
+/// `docs/performance.md`), with surrounding punctuation taken off.
+fn named_paths(line: &str) -> Vec<&str> {
+    line.split_whitespace()
+        .map(|w| w.trim_matches(|c: char| matches!(c, '(' | ')' | ',' | ';' | ':' | '`')))
+        .filter(|w| {
+            w.ends_with(".rs")
+                || (w.ends_with('/') && w.len() > 1)
+                || (w.contains('/') && w.rsplit('/').next().is_some_and(|f| f.contains('.')))
+        })
+        .filter(|w| {
+            w.starts_with(|c: char| c.is_ascii_lowercase())
+                && w.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_./-".contains(c))
+        })
+        .collect()
+}
+
+/// `src/x.rs` and `src/x/` → `x`; any other path → `None`.
+fn top_level_name(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("src/")?;
+    let name = rest
+        .strip_suffix('/')
+        .or_else(|| rest.strip_suffix(".rs"))?;
+    (!name.contains('/')).then_some(name)
+}
+
+/// What is wrong with a layout block, one line each: a top-level module of `src/` (`modules`,
+/// as `src/x.rs` or `src/x/`) that no line starts with, and a named path that does not exist.
+/// An unindented line starts with its entry's path; other paths are looked for beside that
+/// entry, under `src/`, or from the repository root. `exists` answers for a path from the root.
+fn layout_problems(
+    block: &[&str],
+    modules: &BTreeSet<String>,
+    exists: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut listed = BTreeSet::new();
+    let mut entry_dir = String::new();
+    for line in block {
+        let mut rest = *line;
+        if !line.starts_with(char::is_whitespace) {
+            let entry = line.split_whitespace().next().unwrap_or_default();
+            rest = &line[entry.len()..];
+            if !exists(entry) {
+                problems.push(format!("the layout names `{entry}`, which does not exist"));
+            } else if let Some(name) = top_level_name(entry) {
+                listed.insert(name.to_owned());
+            }
+            entry_dir = match entry.rsplit_once('/') {
+                Some((dir, _)) => format!("{dir}/"),
+                None => String::new(),
+            };
+        }
+        for path in named_paths(rest) {
+            let found = [
+                format!("{entry_dir}{path}"),
+                format!("src/{path}"),
+                path.to_owned(),
+            ]
+            .iter()
+            .any(|candidate| exists(candidate));
+            if !found {
+                problems.push(format!(
+                    "the layout names `{path}` (in `{}`), which does not exist",
+                    line.trim()
+                ));
+            }
+        }
+    }
+    for module in modules {
+        if !top_level_name(module).is_some_and(|name| listed.contains(name)) {
+            problems.push(format!("the layout does not list `{module}`"));
+        }
+    }
+    problems
+}
+
+/// The top-level modules of `src/` as the layout spells them: `src/x.rs`, or `src/x/` for a
+/// module that is a folder with its `mod.rs` (a module with both, `transform.rs` beside
+/// `transform/`, is its file).
+fn top_level_modules(src: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(src)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?.to_owned();
+            if path.is_dir() && !src.join(format!("{name}.rs")).exists() {
+                Some(format!("src/{name}/"))
+            } else if name.ends_with(".rs") {
+                Some(format!("src/{name}"))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_development_layout_names_exactly_the_modules_in_src() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/development.md")).unwrap();
+    let block = layout_block(&docs).expect("docs/development.md has a `## Layout` code block");
+    let modules = top_level_modules(&root.join("src"));
+    assert!(modules.len() > 10, "found {modules:?}");
+    let problems = layout_problems(&block, &modules, &|path| root.join(path).exists());
+    assert!(
+        problems.is_empty(),
+        "docs/development.md's layout does not match src/:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The two checks above catch what they are for.
+#[test]
+fn the_size_and_layout_checks_catch_a_long_file_a_missing_module_and_a_stale_path() {
+    let long = Source {
+        path: "src/outbox/mod.rs".into(),
+        module: "outbox".into(),
+        text: "fn f() {}\n".repeat(541),
+    };
+    let short = Source {
+        path: "src/hub/mod.rs".into(),
+        module: "hub".into(),
+        text: "fn f() {}\n".repeat(499),
+    };
+    assert_eq!(oversized(&[long, short]), ["src/outbox/mod.rs: 541 lines"]);
+
+    let docs = "# Dev\n\n## Layout\n\n```\nsrc/main.rs   entry\nsrc/hub/      fan-out; replay.rs: replays\n              and conflate.rs\nsrc/gone.rs   removed\n```\n\n## Tests\n";
+    let block = layout_block(docs).unwrap();
+    assert_eq!(block.len(), 4);
+    let modules: BTreeSet<String> = ["src/main.rs", "src/hub/", "src/state.rs"]
+        .map(String::from)
+        .into();
+    let exists = |p: &str| ["src/main.rs", "src/hub/", "src/hub/replay.rs"].contains(&p);
+    assert_eq!(
+        layout_problems(&block, &modules, &exists),
+        [
+            "the layout names `conflate.rs` (in `and conflate.rs`), which does not exist",
+            "the layout names `src/gone.rs`, which does not exist",
+            "the layout does not list `src/state.rs`",
+        ]
     );
 }

@@ -865,7 +865,7 @@ async fn publish_permissions_and_anonymous_mode() {
     bridge.stop().await;
 }
 
-/// Publish-side key rules (design §6.5): staff may publish commands only for the customers their
+/// Publish-side key rules (`publish.key` rules on token claims): staff may publish commands only for the customers their
 /// token lists, supervisors for anyone; a refused publish writes nothing, and the records that
 /// are written carry the publisher's roles and claim for the backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -502,7 +502,7 @@ async fn deflate_bombs_close_with_1009_and_cost_no_memory() {
 
 /// RSS per session with compression on, measured on the bridge as its own process: sessions
 /// that negotiated permessage-deflate, each subscribed and sent one compressed record, then
-/// idle, hold no compression state (issue 16: at most 12 KiB per idle session).
+/// idle, hold no compression state (at most 12 KiB per idle session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_compressed_sessions_hold_no_compression_state() {
     let feed = create_topic("deflate-idle", 1).await;

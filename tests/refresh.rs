@@ -1,5 +1,5 @@
-//! In-band token refresh (design §5.1), against a real broker and bridge: `token_expiring`
-//! before `exp`, `refresh` answered with `refreshed` (the session then outlives its first
+//! In-band token refresh (the `refresh` request on an open session), against a real broker and
+//! bridge: `token_expiring` before `exp`, `refresh` answered with `refreshed` (the session then outlives its first
 //! token) or with `error` (`unauthorized`, `forbidden` for another user), and permissions
 //! re-evaluated on the new token.
 

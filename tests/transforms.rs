@@ -1,4 +1,4 @@
-//! Contract §5.3 against a real broker and a real bridge: channel `transforms` shape records
+//! Channel `transforms` against a real broker and a real bridge: they shape records
 //! once, before any session, snapshot or history sees them.
 
 mod common;

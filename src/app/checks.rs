@@ -31,14 +31,14 @@ pub fn load(path: &Path) -> Result<Plan, Vec<Diagnostic>> {
             plan.resolve_path(&tls.key_file),
         );
         if let Err(e) = crate::server::tls_acceptor(&cert, &key) {
-            problems.push(plan.diagnostic(Severity::Error, "server.tls", e));
+            problems.push(plan.diagnostic(Severity::Error, "server.tls", e.to_string()));
         }
     }
     for (i, inbound) in plan.config.inbound.iter().enumerate() {
         if let Some(file) = &inbound.schema_file {
             if let Err(e) = crate::catalogue::load_schema(&plan.resolve_path(file)) {
                 let key = format!("inbound[{i}].schema_file");
-                problems.push(plan.diagnostic(Severity::Error, &key, e));
+                problems.push(plan.diagnostic(Severity::Error, &key, e.to_string()));
             }
         }
     }
@@ -138,6 +138,6 @@ pub async fn create_topics(
     plan: &Plan,
     partitions: i32,
     replication: i32,
-) -> Result<Vec<(String, TopicOutcome)>, String> {
+) -> Result<Vec<(String, TopicOutcome)>, kafka::AdminError> {
     kafka::create_topics(plan, partitions, replication).await
 }

@@ -23,7 +23,7 @@ use crate::config::Plan;
 use crate::hub::Hub;
 use crate::inbound::{HttpPublish, Inbound};
 use crate::kafka::{self, KafkaSide, KafkaStatus, Outlets};
-use crate::metrics::Metrics;
+use crate::metrics::{JwksFetch, Metrics, SessionRegistryRecord};
 use crate::ops::{self, OpsContext};
 use crate::outbound::{Outbound, Replayer};
 use crate::registry::{Registry, RegistrySettings};
@@ -47,9 +47,9 @@ pub enum StartError {
     #[error("authentication: {0}")]
     Auth(#[from] SetupError),
     #[error("server.tls: {0}")]
-    Tls(String),
+    Tls(crate::server::TlsError),
     #[error("inbound schema_file: {0}")]
-    Schema(String),
+    Schema(crate::catalogue::SchemaFileError),
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
 }
@@ -148,8 +148,12 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
     let jwks = auth.jwks().cloned();
     if let Some(jwks) = &jwks {
         jwks.set_metrics(JwksMetrics {
-            fetched: metrics.jwks_fetches.with_label_values(&["ok"]),
-            failed: metrics.jwks_fetches.with_label_values(&["failed"]),
+            fetched: metrics
+                .jwks_fetches
+                .with_label_values(&[JwksFetch::Ok.as_str()]),
+            failed: metrics
+                .jwks_fetches
+                .with_label_values(&[JwksFetch::Failed.as_str()]),
             keys: metrics.jwks_keys.clone(),
         });
     }
@@ -200,13 +204,13 @@ pub async fn start(plan: Plan, listeners: Listeners) -> Result<Bridge, StartErro
                 SharedMetrics {
                     opened: metrics
                         .session_registry_records
-                        .with_label_values(&["opened"]),
+                        .with_label_values(&[SessionRegistryRecord::Opened.as_str()]),
                     closed: metrics
                         .session_registry_records
-                        .with_label_values(&["closed"]),
+                        .with_label_values(&[SessionRegistryRecord::Closed.as_str()]),
                     ignored: metrics
                         .session_registry_records
-                        .with_label_values(&["ignored"]),
+                        .with_label_values(&[SessionRegistryRecord::Ignored.as_str()]),
                 },
             )),
             None => Sessions::default(),

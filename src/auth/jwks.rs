@@ -15,7 +15,7 @@ use rustls_pki_types::CertificateDer;
 
 /// Least time between two fetches caused by tokens with an unknown `kid`, so garbage tokens
 /// cannot make the bridge hammer the provider.
-pub const UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const UNKNOWN_KID_INTERVAL: Duration = Duration::from_secs(10);
 /// How long one fetch may take (connect, request, body).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest key set or discovery document read; real ones are a few KiB.

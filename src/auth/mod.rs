@@ -67,7 +67,7 @@ pub enum SetupError {
     #[error("auth.jwt.jwks_url: {0}")]
     Jwks(String),
     #[error("auth.jwt.ca_file: {0}")]
-    CaFile(String),
+    CaFile(crate::config::CaFileError),
 }
 
 /// Verifies the credentials of new connections.
@@ -117,7 +117,7 @@ impl Authenticator {
 }
 
 /// A claim's value as text (a string, or a number in decimal), for `subscribe.where`.
-pub fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
+pub(crate) fn claim_text(claims: &Map<String, Value>, name: &str) -> Option<String> {
     match claim(claims, name)? {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
@@ -167,7 +167,7 @@ impl Identity {
 
 /// Whether `presented` is one of the configured API keys, compared in constant time so the
 /// comparison leaks nothing about the keys.
-pub fn api_key_matches(keys: &[crate::config::Secret], presented: &str) -> bool {
+pub(crate) fn api_key_matches(keys: &[crate::config::Secret], presented: &str) -> bool {
     let presented = presented.as_bytes();
     keys.iter().fold(false, |found, key| {
         let key = key.expose().as_bytes();
@@ -180,19 +180,68 @@ pub fn api_key_matches(keys: &[crate::config::Secret], presented: &str) -> bool 
     })
 }
 
+/// Why a permission rule refuses an identity. The message completes "… is not allowed: ";
+/// `doing` is what was refused ("subscribe to", "publish to").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refused {
+    #[error("authentication required")]
+    AuthenticationRequired,
+    #[error("requires one of the roles: {}", roles.join(", "))]
+    Roles { roles: Vec<String> },
+    #[error("this channel only allows you to {doing} your own key (your user id), not `{key}`")]
+    NotOwnKey { doing: String, key: String },
+    #[error("anonymous sessions have no own key on this channel")]
+    AnonymousHasNoKey,
+    #[error("your token has no `{claim}` claim, which lists the keys you may {doing}")]
+    NoClaim { claim: String, doing: String },
+    /// `found`: the JSON kind of the first item that is no string ("a number").
+    #[error(
+        "your token's `{claim}` claim holds {found}: expected strings (the keys you may {doing})"
+    )]
+    ClaimItemNotString {
+        claim: String,
+        found: &'static str,
+        doing: String,
+    },
+    #[error(
+        "your token's `{claim}` claim is {found}: expected a list of strings (the keys you may {doing})"
+    )]
+    ClaimNotList {
+        claim: String,
+        found: &'static str,
+        doing: String,
+    },
+    #[error("key `{key}` is not listed in your `{claim}` claim")]
+    KeyNotListed { key: String, claim: String },
+}
+
+/// Compares with the message, as tests do.
+#[cfg(test)]
+impl PartialEq<&str> for Refused {
+    fn eq(&self, other: &&str) -> bool {
+        self.to_string().as_str() == *other
+    }
+}
+
 /// Whether `identity` passes an `allow` rule; the refusal reason otherwise.
-pub fn check_allow(allow: &Allow, identity: &Identity) -> Result<(), String> {
+pub(crate) fn check_allow(allow: &Allow, identity: &Identity) -> Result<(), Refused> {
     match allow {
         Allow::Level(AllowLevel::Anonymous) => Ok(()),
         Allow::Level(AllowLevel::Authenticated) if identity.is_authenticated() => Ok(()),
-        Allow::Level(AllowLevel::Authenticated) => Err("authentication required".into()),
+        Allow::Level(AllowLevel::Authenticated) => Err(Refused::AuthenticationRequired),
         Allow::Roles { roles } if identity.has_any_role(roles) => Ok(()),
-        Allow::Roles { roles } => Err(format!("requires one of the roles: {}", roles.join(", "))),
+        Allow::Roles { roles } => Err(Refused::Roles {
+            roles: roles.clone(),
+        }),
     }
 }
 
 /// Whether `identity` may subscribe to `key` of a by-key channel.
-pub fn check_key(rules: &SubscribeRules, identity: &Identity, key: &str) -> Result<(), String> {
+pub(crate) fn check_key(
+    rules: &SubscribeRules,
+    identity: &Identity,
+    key: &str,
+) -> Result<(), Refused> {
     check_key_rule(
         &rules.keys,
         &rules.any_key_roles,
@@ -205,13 +254,13 @@ pub fn check_key(rules: &SubscribeRules, identity: &Identity, key: &str) -> Resu
 /// Whether `identity` may use record key `key` under a `keys` rule — subscribing to it, or
 /// publishing a record with it (`doing` says which, for the reason). A role of
 /// `any_key_roles` allows every key.
-pub fn check_key_rule(
+pub(crate) fn check_key_rule(
     keys: &KeysRule,
     any_key_roles: &[String],
     identity: &Identity,
     key: &str,
     doing: &str,
-) -> Result<(), String> {
+) -> Result<(), Refused> {
     if identity.is_authenticated() && identity.has_any_role(any_key_roles) {
         return Ok(());
     }
@@ -219,39 +268,46 @@ pub fn check_key_rule(
         KeysRule::Level(KeysLevel::Any) => Ok(()),
         KeysRule::Level(KeysLevel::Own) => match &identity.user {
             Some(user) if user == key => Ok(()),
-            Some(_) => Err(format!(
-                "this channel only allows you to {doing} your own key (your user id), not `{key}`"
-            )),
-            None => Err("anonymous sessions have no own key on this channel".into()),
+            Some(_) => Err(Refused::NotOwnKey {
+                doing: doing.to_owned(),
+                key: key.to_owned(),
+            }),
+            None => Err(Refused::AnonymousHasNoKey),
         },
         KeysRule::Claim { claim: name } => {
             let listed = match claim(&identity.claims, name) {
                 None => {
-                    return Err(format!(
-                        "your token has no `{name}` claim, which lists the keys you may {doing}"
-                    ))
+                    return Err(Refused::NoClaim {
+                        claim: name.clone(),
+                        doing: doing.to_owned(),
+                    })
                 }
                 Some(Value::String(one)) => one == key,
                 Some(Value::Array(items)) => {
                     if let Some(odd) = items.iter().find(|item| !item.is_string()) {
-                        return Err(format!(
-                            "your token's `{name}` claim holds {}: expected strings (the keys you may {doing})",
-                            json_kind(odd)
-                        ));
+                        return Err(Refused::ClaimItemNotString {
+                            claim: name.clone(),
+                            found: json_kind(odd),
+                            doing: doing.to_owned(),
+                        });
                     }
                     items.iter().any(|item| item.as_str() == Some(key))
                 }
                 Some(other) => {
-                    return Err(format!(
-                        "your token's `{name}` claim is {}: expected a list of strings (the keys you may {doing})",
-                        json_kind(other)
-                    ))
+                    return Err(Refused::ClaimNotList {
+                        claim: name.clone(),
+                        found: json_kind(other),
+                        doing: doing.to_owned(),
+                    })
                 }
             };
             if listed {
                 Ok(())
             } else {
-                Err(format!("key `{key}` is not listed in your `{name}` claim"))
+                Err(Refused::KeyNotListed {
+                    key: key.to_owned(),
+                    claim: name.clone(),
+                })
             }
         }
     }

@@ -42,12 +42,11 @@ pub use load::{load, load_str};
 pub use plan::Plan;
 pub use reference::{documented_keys, KeyDoc};
 pub use registry::{BasicAuth, LatestVersion, SchemaRegistryConfig, SchemaVersion};
-pub use rules_jwt::read_ca_certificates;
-pub use schema::config_schema;
+pub(crate) use rules_jwt::read_ca_certificates;
+pub use rules_jwt::CaFileError;
 pub use server::{
     CompressionConfig, MetricsConfig, PublishRate, ServerConfig, StompConfig, TlsConfig,
 };
-pub use source::{Node, NodeKind};
 pub use transform::{HeadersInto, PredicateSpec, Transform, WhereRule};
 
 /// The whole `bridge.yaml` file.

@@ -325,7 +325,7 @@ impl<'a> Semantic<'a> {
     pub(super) fn ca_certificates_file(&mut self, path: &str, file: &str) {
         let resolved = self.base_dir.join(file);
         if let Err(e) = super::rules_jwt::read_ca_certificates(&resolved) {
-            self.error(path, e);
+            self.error(path, e.to_string());
         }
     }
 

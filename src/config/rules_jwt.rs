@@ -1,7 +1,7 @@
 //! Where `auth.jwt` finds its verification keys: a secret, a PEM file, a JWKS URL or OpenID
 //! Connect discovery — exactly one, and one that fits the algorithms.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -102,31 +102,67 @@ impl Semantic<'_> {
 
 /// The certificates of a PEM file (`-----BEGIN CERTIFICATE-----` blocks; other blocks, such as
 /// a key, are skipped): at least one, each of them well-formed.
-pub fn read_ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub(crate) fn read_ca_certificates(
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, CaFileError> {
+    let file = || path.to_owned();
+    let pem = std::fs::read(path).map_err(|source| CaFileError::Read {
+        file: file(),
+        source,
+    })?;
     let certificates = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not a PEM file of certificates: {e}", path.display()))?;
+        .map_err(|source| CaFileError::NotPem {
+            file: file(),
+            source,
+        })?;
     if certificates.is_empty() {
-        return Err(format!(
-            "{}: no certificate in it (expected PEM blocks `-----BEGIN CERTIFICATE-----`)",
-            path.display()
-        ));
+        return Err(CaFileError::Empty { file: file() });
     }
     // Parsed as trust anchors exactly as the HTTPS client will (a PEM block of garbage
     // base64 decodes fine and only fails here).
     let mut store = tokio_rustls::rustls::RootCertStore::empty();
     for (i, der) in certificates.iter().enumerate() {
-        if let Err(e) = store.add(der.clone()) {
-            return Err(format!(
-                "{}: certificate {} of {} is not usable as a CA certificate: {e}",
-                path.display(),
-                i + 1,
-                certificates.len()
-            ));
+        if let Err(source) = store.add(der.clone()) {
+            return Err(CaFileError::Unusable {
+                file: file(),
+                number: i + 1,
+                of: certificates.len(),
+                source,
+            });
         }
     }
     Ok(certificates)
+}
+
+/// Why a PEM file of CA certificates (`auth.jwt.ca_file`) is not usable.
+#[derive(Debug, thiserror::Error)]
+pub enum CaFileError {
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: not a PEM file of certificates: {source}", file.display())]
+    NotPem {
+        file: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error(
+        "{}: no certificate in it (expected PEM blocks `-----BEGIN CERTIFICATE-----`)",
+        file.display()
+    )]
+    Empty { file: PathBuf },
+    #[error(
+        "{}: certificate {number} of {of} is not usable as a CA certificate: {source}",
+        file.display()
+    )]
+    Unusable {
+        file: PathBuf,
+        number: usize,
+        of: usize,
+        source: tokio_rustls::rustls::Error,
+    },
 }
 
 /// An `http://` or `https://` URL with a host.

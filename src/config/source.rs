@@ -9,14 +9,14 @@ use yaml_rust2::Yaml;
 
 /// A YAML value with the line it starts on (1-based).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub(crate) struct Node {
     pub kind: NodeKind,
     pub line: usize,
 }
 
 /// The YAML data model the config uses; mapping keys are strings.
 #[derive(Debug, Clone, PartialEq)]
-pub enum NodeKind {
+pub(crate) enum NodeKind {
     Null,
     Bool(bool),
     Int(i64),
@@ -73,7 +73,7 @@ impl Node {
 
 /// A problem found while reading the file, before any key is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceError {
+pub(crate) struct SourceError {
     pub line: usize,
     pub message: String,
 }
@@ -81,7 +81,7 @@ pub struct SourceError {
 /// Replaces `${VAR}` and `${VAR:-default}` with values from `lookup`; `$$` is a literal `$`.
 /// Comments are left alone. Every unset variable without a default is reported (and replaced
 /// by nothing so that parsing can go on and find the other errors).
-pub fn expand_env(
+pub(crate) fn expand_env(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> (String, Vec<SourceError>) {
@@ -189,7 +189,7 @@ fn is_var_name(name: &str) -> bool {
 }
 
 /// Parses one YAML document into a [`Node`] tree. An empty document is an empty mapping.
-pub fn parse_yaml(text: &str) -> Result<Node, SourceError> {
+pub(crate) fn parse_yaml(text: &str) -> Result<Node, SourceError> {
     let mut builder = TreeBuilder::default();
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, false).map_err(|e| SourceError {

@@ -1,4 +1,4 @@
-//! The channel keys of contract §5.3: `transforms` (Kafka Connect SMT-like steps applied once
+//! The channel keys that shape what a subscriber receives: `transforms` (Kafka Connect SMT-like steps applied once
 //! per record before fan-out), `subscribe.where` (per-record entitlement by a token claim) and
 //! the predicates both `filter` steps and client filters are written in.
 

@@ -68,7 +68,7 @@ impl From<ProduceError> for Refusal {
 }
 
 /// The HTTP status of a refusal, for the publish API.
-pub fn http_status(code: ErrorCode) -> u16 {
+pub(crate) fn http_status(code: ErrorCode) -> u16 {
     match code {
         ErrorCode::BadRequest | ErrorCode::Invalid => 400,
         ErrorCode::Forbidden => 403,
@@ -82,7 +82,7 @@ pub fn http_status(code: ErrorCode) -> u16 {
 }
 
 /// A write to Kafka under way.
-pub type WriteFuture<'a> =
+pub(crate) type WriteFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Delivered, ProduceError>> + Send + 'a>>;
 
 /// Writes one record and resolves with its delivery report.

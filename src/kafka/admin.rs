@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 
 use super::{client_config, Client};
@@ -20,13 +21,23 @@ pub enum TopicOutcome {
     Failed(String),
 }
 
+/// Why `create-topics` could not ask Kafka at all (a topic that fails is a [`TopicOutcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// librdkafka refused the client settings.
+    #[error("{0}")]
+    Client(KafkaError),
+    #[error("cannot reach kafka: {0}")]
+    Unreachable(KafkaError),
+}
+
 /// Creates the topics of every channel and inbound entry, and the session registry's
 /// (compacted).
 pub async fn create_topics(
     plan: &Plan,
     partitions: i32,
     replication: i32,
-) -> Result<Vec<(String, TopicOutcome)>, String> {
+) -> Result<Vec<(String, TopicOutcome)>, AdminError> {
     let topics: BTreeSet<&str> = plan
         .config
         .channels
@@ -36,7 +47,7 @@ pub async fn create_topics(
         .collect();
     let admin: AdminClient<DefaultClientContext> = client_config(plan, Client::Producer, &[])
         .create()
-        .map_err(|e| e.to_string())?;
+        .map_err(AdminError::Client)?;
     let registry = plan
         .config
         .auth
@@ -59,7 +70,7 @@ pub async fn create_topics(
     let results = admin
         .create_topics(&new, &options)
         .await
-        .map_err(|e| format!("cannot reach kafka: {e}"))?;
+        .map_err(AdminError::Unreachable)?;
     Ok(results
         .into_iter()
         .map(|result| match result {

@@ -113,7 +113,7 @@ impl ConsumerContext for BridgeContext {
 }
 
 /// The running consumer thread.
-pub struct ConsumerHandle {
+pub(crate) struct ConsumerHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -141,7 +141,7 @@ impl Drop for ConsumerHandle {
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Creates the consumer, subscribes to `topics` and starts the polling thread.
-pub fn start_consumer(
+pub(crate) fn start_consumer(
     plan: &Plan,
     topics: Vec<String>,
     sink: Arc<dyn RecordSink>,

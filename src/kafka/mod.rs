@@ -19,8 +19,8 @@ use rdkafka::producer::BaseProducer;
 
 use crate::config::{OffsetReset, Plan, Severity};
 
-pub use admin::{create_topics, TopicOutcome};
-pub use side::{KafkaSide, Outlets};
+pub use admin::{create_topics, AdminError, TopicOutcome};
+pub(crate) use side::{KafkaSide, Outlets};
 pub use status::{KafkaStatus, PartitionStatus};
 
 /// Errors that stop the Kafka side from starting.
@@ -88,7 +88,7 @@ fn consumer_group_protocol(plan: &Plan) -> bool {
 /// handed to the bridge; `fetch.wait.max.ms` is lowered from librdkafka's 500 ms because some
 /// Kafka-compatible brokers (Tansu) answer a fetch only when it expires, which would add that
 /// much latency (Apache Kafka answers as soon as data arrives; there it only bounds idle polls).
-pub fn consumer_config(plan: &Plan) -> ClientConfig {
+pub(crate) fn consumer_config(plan: &Plan) -> ClientConfig {
     let group_id = plan.group_id();
     // Each group has one member (this instance): after a crash, its restart gets the partitions
     // back once the old member's session expires — 10 s, not librdkafka's 45 s. (Static
@@ -124,7 +124,7 @@ pub fn consumer_config(plan: &Plan) -> ClientConfig {
 /// The inbound producer's settings: idempotent (no duplicates or reordering from retries), and
 /// a delivery timeout equal to `server.publish_timeout_ms`, so that a publish answered
 /// `unavailable` is one librdkafka has given up on too.
-pub fn producer_config(plan: &Plan) -> ClientConfig {
+pub(crate) fn producer_config(plan: &Plan) -> ClientConfig {
     let mut config = client_config(
         plan,
         Client::Producer,
@@ -158,7 +158,7 @@ impl rdkafka::producer::ProducerContext for Quiet {
 }
 
 /// Lets librdkafka check `kafka.properties` (names and values) without connecting anywhere.
-pub fn check_properties(plan: &Plan) -> Vec<crate::config::Diagnostic> {
+pub(crate) fn check_properties(plan: &Plan) -> Vec<crate::config::Diagnostic> {
     let mut diagnostics = Vec::new();
     let mut seen = BTreeMap::new();
     let kafka = &plan.config.kafka;

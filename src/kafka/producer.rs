@@ -16,7 +16,7 @@ use crate::config::Plan;
 use crate::inbound::{Delivered, ProduceError, RecordWriter, WriteFuture};
 
 #[derive(Clone)]
-pub struct Producer {
+pub(crate) struct Producer {
     inner: FutureProducer<BridgeContext>,
     timeout: Duration,
 }

@@ -32,7 +32,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 
 /// Serves range reads.
-pub struct RangeReader {
+pub(crate) struct RangeReader {
     config: ClientConfig,
     idle: Arc<Mutex<Vec<BaseConsumer>>>,
     permits: Arc<Semaphore>,
@@ -229,7 +229,7 @@ fn read_ranges(
 /// Reads every snapshot topic from its beginning up to the high watermarks seen at start,
 /// handing each record to `sink`, then marks snapshots loaded. Retries while Kafka is
 /// unreachable; gives up only when `stop` is set.
-pub fn load_snapshots(
+pub(crate) fn load_snapshots(
     plan: &Plan,
     topics: Vec<String>,
     sink: Arc<dyn RecordSink>,
@@ -315,7 +315,7 @@ const LAG_INTERVAL: Duration = Duration::from_secs(1);
 /// Queries the high watermark of every assigned partition once a second, so that the lag
 /// gauge stays current even when fetching stalls or is paused (librdkafka's own statistics
 /// learn watermarks from fetch responses only).
-pub fn monitor_lag(
+pub(crate) fn monitor_lag(
     plan: &Plan,
     status: Arc<KafkaStatus>,
     stop: Arc<AtomicBool>,

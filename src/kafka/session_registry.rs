@@ -28,7 +28,7 @@ const RETRY: Duration = Duration::from_secs(1);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Writes this instance's session records.
-pub struct RegistryWriter {
+pub(crate) struct RegistryWriter {
     pub(super) producer: rdkafka::producer::FutureProducer<BridgeContext>,
     pub(super) topic: String,
     /// Delivery reports are awaited there (records are appended from session tasks and from
@@ -68,7 +68,7 @@ impl RegistryLog for RegistryWriter {
 }
 
 /// Starts the thread that reads the registry topic into `sessions` until `stop`.
-pub fn read_registry(
+pub(crate) fn read_registry(
     plan: &Plan,
     topic: String,
     sessions: Arc<Sessions>,

@@ -18,7 +18,7 @@ use crate::inbound::RecordWriter;
 use crate::outbound::{RangeRead, RecordSink};
 use crate::sessions::{RegistryLog, Sessions};
 
-pub struct KafkaSide {
+pub(crate) struct KafkaSide {
     status: Arc<KafkaStatus>,
     producer: Option<Producer>,
     reader: Arc<RangeReader>,
@@ -29,7 +29,7 @@ pub struct KafkaSide {
 }
 
 /// What the consumer feeds.
-pub struct Outlets {
+pub(crate) struct Outlets {
     /// Topics of the outbound channels, and where their records go.
     pub topics: Vec<String>,
     pub sink: Arc<dyn RecordSink>,

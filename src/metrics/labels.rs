@@ -14,6 +14,8 @@ macro_rules! labels {
         }
 
         impl $name {
+            // Sets whose handles are resolved one by one (`DropReason`) do not iterate it.
+            #[allow(dead_code)]
             pub const ALL: &[$name] = &[$($name::$variant,)*];
 
             pub fn as_str(self) -> &'static str {
@@ -94,6 +96,49 @@ labels! {
         NotEntitled => "not_entitled",
         /// Replaced by a newer record of its key while held back by `max_rate`.
         Conflated => "conflated",
+    }
+}
+
+labels! {
+    /// Where a replayed record was read from (label `source` of `replayed_messages_total`).
+    ReplaySource {
+        /// The channel's in-memory history or snapshot.
+        Memory => "memory",
+        /// The topic itself, for what memory no longer holds.
+        Kafka => "kafka",
+    }
+}
+
+labels! {
+    /// Outcome of one fetch of the identity provider's signing keys (label `result` of
+    /// `jwks_fetches_total`).
+    JwksFetch {
+        Ok => "ok",
+        Failed => "failed",
+    }
+}
+
+labels! {
+    /// What a record read from the session registry topic was (label `result` of
+    /// `session_registry_records_total`).
+    SessionRegistryRecord {
+        /// A session opened on some instance.
+        Opened => "opened",
+        /// A tombstone: a session closed.
+        Closed => "closed",
+        /// Not a bridge's record.
+        Ignored => "ignored",
+    }
+}
+
+labels! {
+    /// Outcome of one request to the schema registry (label `result` of
+    /// `schema_registry_requests_total`); each attempt counts, retries too.
+    RegistryRequest {
+        Ok => "ok",
+        NotFound => "not_found",
+        Error => "error",
+        Timeout => "timeout",
     }
 }
 

@@ -11,7 +11,11 @@ use prometheus::{
 mod labels;
 
 use labels::ERROR_CODES;
-pub use labels::{CloseReason, DropReason, HttpResult, PublishResult, RejectReason, Transport};
+pub(crate) use labels::{
+    CloseReason, DropReason, HttpResult, JwksFetch, RegistryRequest, RejectReason,
+    SessionRegistryRecord, Transport,
+};
+pub use labels::{PublishResult, ReplaySource};
 
 const NAMESPACE: &str = "kafka_ws_bridge";
 
@@ -70,9 +74,6 @@ pub struct RegistryMetrics {
     pub requests: IntCounterVec,
     pub cached: IntGauge,
 }
-
-/// The values of `schema_registry_requests_total`'s `result` label.
-const REGISTRY_RESULTS: [&str; 4] = ["ok", "not_found", "error", "timeout"];
 
 /// Handles for one channel, resolved once so the delivery path only increments.
 #[derive(Clone)]
@@ -312,18 +313,18 @@ impl Metrics {
             )),
             registry,
         };
-        for result in ["ok", "failed"] {
-            metrics.jwks_fetches.with_label_values(&[result]);
+        for result in JwksFetch::ALL {
+            metrics.jwks_fetches.with_label_values(&[result.as_str()]);
         }
-        for result in ["opened", "closed", "ignored"] {
+        for result in SessionRegistryRecord::ALL {
             metrics
                 .session_registry_records
-                .with_label_values(&[result]);
+                .with_label_values(&[result.as_str()]);
         }
-        for result in REGISTRY_RESULTS {
+        for result in RegistryRequest::ALL {
             metrics
                 .schema_registry_requests
-                .with_label_values(&[result]);
+                .with_label_values(&[result.as_str()]);
         }
         #[cfg(target_os = "linux")]
         {
@@ -397,8 +398,12 @@ impl Metrics {
             state_keys: self.state_keys.with_label_values(&[channel]),
             state_bytes: self.state_bytes.with_label_values(&[channel]),
             state_evicted_keys: self.state_evicted_keys.with_label_values(&[channel]),
-            replayed_memory: self.replayed.with_label_values(&[channel, "memory"]),
-            replayed_kafka: self.replayed.with_label_values(&[channel, "kafka"]),
+            replayed_memory: self
+                .replayed
+                .with_label_values(&[channel, ReplaySource::Memory.as_str()]),
+            replayed_kafka: self
+                .replayed
+                .with_label_values(&[channel, ReplaySource::Kafka.as_str()]),
             replay_gaps: self.replay_gaps.with_label_values(&[channel]),
         }
     }

@@ -1,5 +1,5 @@
 //! What decoding a registry-format record costs next to the bridge's plain JSON path,
-//! measured rather than assumed (issue 22). Not part of the normal test run:
+//! measured rather than assumed. Not part of the normal test run:
 //!
 //! ```text
 //! cargo test --release --lib registry::bench -- --ignored --nocapture

@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 
 use super::Schema;
 
-pub struct Cache {
+pub(crate) struct Cache {
     entries: RwLock<HashMap<u32, Entry>>,
     /// Counts inserts; an entry read since the last insert carries the current value, one
     /// inserted carries the value before it.

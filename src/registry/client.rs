@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::schema::{Reference, SchemaKind};
 use super::{RegistryMetrics, RegistrySettings, SchemaVersion};
+use crate::metrics::RegistryRequest;
 
 /// The largest answer read (a schema with its JSON envelope).
 const MAX_ANSWER_BYTES: usize = 8 << 20;
@@ -22,7 +23,7 @@ const MAX_REFERENCES: usize = 100;
 
 /// What went wrong with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The registry said it has no such schema, subject or version.
     NotFound(String),
     /// No usable answer: refused, reset, 5xx, a 404 that is not the registry's, bad JSON.
@@ -50,7 +51,7 @@ pub struct Answer {
 
 /// A reference as the registry lists it: an import name and where its schema is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
-pub struct ReferenceSpec {
+pub(crate) struct ReferenceSpec {
     pub name: String,
     pub subject: String,
     pub version: i64,
@@ -67,7 +68,7 @@ struct RawAnswer {
 }
 
 /// Parses a schema answer of either endpoint.
-pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
+pub(crate) fn parse_answer(body: &[u8]) -> Result<Answer, String> {
     let raw: RawAnswer = serde_json::from_slice(body)
         .map_err(|e| format!("expected a schema answer (`schema`, `schemaType`), found: {e}"))?;
     let kind = SchemaKind::from_registry(raw.schema_type.as_deref()).ok_or_else(|| {
@@ -87,7 +88,7 @@ pub fn parse_answer(body: &[u8]) -> Result<Answer, String> {
 /// What a non-200 answer means. Only a 404 carrying the registry's own error body
 /// (`error_code` 404xx) is "not found"; a bare 404 means `url` does not point at the
 /// registry's API, which must not turn every record into a bad one.
-pub fn parse_failure(status: u16, body: &[u8]) -> Failure {
+pub(crate) fn parse_failure(status: u16, body: &[u8]) -> Failure {
     #[derive(Deserialize)]
     struct RawError {
         error_code: Option<i64>,
@@ -115,7 +116,7 @@ pub fn parse_failure(status: u16, body: &[u8]) -> Failure {
 
 /// Whether the registry answered lately, and the last failure.
 #[derive(Default)]
-pub struct Health {
+pub(crate) struct Health {
     pub last_ok: Option<Instant>,
     pub last_failure: Option<(Instant, SystemTime, String)>,
 }
@@ -264,12 +265,15 @@ impl Client {
     async fn attempt(&self, url: &reqwest::Url) -> Result<Vec<u8>, Failure> {
         let result = self.request(url).await;
         let label = match &result {
-            Ok(_) => "ok",
-            Err(Failure::NotFound(_)) => "not_found",
-            Err(Failure::Error(_)) => "error",
-            Err(Failure::Timeout(_)) => "timeout",
+            Ok(_) => RegistryRequest::Ok,
+            Err(Failure::NotFound(_)) => RegistryRequest::NotFound,
+            Err(Failure::Error(_)) => RegistryRequest::Error,
+            Err(Failure::Timeout(_)) => RegistryRequest::Timeout,
         };
-        self.metrics.requests.with_label_values(&[label]).inc();
+        self.metrics
+            .requests
+            .with_label_values(&[label.as_str()])
+            .inc();
         result
     }
 

@@ -25,7 +25,7 @@ const MAX_FLIGHTS: usize = 1024;
 const STALE_RETRY: Duration = Duration::from_secs(5);
 
 #[derive(Default)]
-pub struct Flights {
+pub(crate) struct Flights {
     map: Mutex<HashMap<u32, Flight>>,
 }
 
@@ -100,7 +100,7 @@ fn visit(inner: &Arc<Inner>, id: u32) -> Seen {
     Seen::Waiting(waiting)
 }
 
-pub fn lookup(inner: &Arc<Inner>, id: u32) -> Lookup {
+pub(crate) fn lookup(inner: &Arc<Inner>, id: u32) -> Lookup {
     match visit(inner, id) {
         Seen::Cached(schema) => Lookup::Ready(schema),
         Seen::Waiting(_) | Seen::Backoff(_) => Lookup::Pending,
@@ -216,7 +216,7 @@ async fn compile(inner: &Inner, what: &str, answer: &Answer) -> Result<Arc<Schem
 
 /// What is known of each subject version asked for.
 #[derive(Default)]
-pub struct Subjects {
+pub(crate) struct Subjects {
     map: Mutex<HashMap<(String, SchemaVersion), Gate>>,
 }
 

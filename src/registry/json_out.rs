@@ -7,10 +7,10 @@ use base64::Engine as _;
 use super::DecodeError;
 
 /// How deep records, arrays, maps and unions may nest in a decoded value.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// A JSON text under construction.
-pub struct Out {
+pub(crate) struct Out {
     pub text: String,
     max_bytes: usize,
 }
@@ -109,7 +109,7 @@ static ESCAPE: [bool; 256] = {
 };
 
 /// Appends `s` as a quoted JSON string.
-pub fn push_escaped(out: &mut String, s: &str) {
+pub(crate) fn push_escaped(out: &mut String, s: &str) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -144,7 +144,7 @@ pub fn push_escaped(out: &mut String, s: &str) {
 }
 
 /// A quoted, escaped JSON string, for names rendered once when a schema is compiled.
-pub fn quoted(s: &str) -> String {
+pub(crate) fn quoted(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     push_escaped(&mut out, s);
     out

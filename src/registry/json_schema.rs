@@ -6,7 +6,7 @@ use serde::de::IgnoredAny;
 use super::schema::Reference;
 use super::{DecodeError, InvalidData};
 
-pub struct JsonSchema {
+pub(crate) struct JsonSchema {
     validator: jsonschema::Validator,
 }
 

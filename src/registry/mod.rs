@@ -32,7 +32,7 @@ use thiserror::Error;
 
 pub use crate::metrics::RegistryMetrics;
 pub use schema::{DecodeError, InvalidData, Reference, Schema, SchemaKind};
-pub use wire::{split_wire, WireError};
+pub(crate) use wire::split_wire;
 
 use cache::Cache;
 use client::Client;

@@ -5,11 +5,11 @@
 use thiserror::Error;
 
 /// The length of the header before the payload.
-pub const HEADER_LEN: usize = 5;
+pub(crate) const HEADER_LEN: usize = 5;
 
 /// Why bytes are not in the wire format.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum WireError {
+pub(crate) enum WireError {
     #[error(
         "expected a schema registry record (magic byte 0, 4-byte schema id), found an empty value"
     )]
@@ -21,7 +21,7 @@ pub enum WireError {
 }
 
 /// Splits a record value into its schema id and the payload after the header.
-pub fn split_wire(bytes: &[u8]) -> Result<(u32, &[u8]), WireError> {
+pub(crate) fn split_wire(bytes: &[u8]) -> Result<(u32, &[u8]), WireError> {
     match bytes {
         [] => Err(WireError::Empty),
         [magic, ..] if *magic != 0 => Err(WireError::UnknownMagic(*magic)),
@@ -31,7 +31,7 @@ pub fn split_wire(bytes: &[u8]) -> Result<(u32, &[u8]), WireError> {
 }
 
 /// A buffer that starts with the header for `id`, ready for the payload.
-pub fn with_header(id: u32, payload_hint: usize) -> Vec<u8> {
+pub(crate) fn with_header(id: u32, payload_hint: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload_hint);
     out.push(0);
     out.extend_from_slice(&id.to_be_bytes());
@@ -41,7 +41,7 @@ pub fn with_header(id: u32, payload_hint: usize) -> Vec<u8> {
 /// Reads an unsigned LEB128 varint of at most 10 bytes: `(value, bytes read)`, `None` when the
 /// input ends inside it or it runs past 10 bytes.
 #[inline]
-pub fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+pub(crate) fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
     // Most varints in records (tags, small numbers, lengths) are one byte.
     if let Some(&b) = bytes.first() {
         if b < 0x80 {
@@ -60,12 +60,12 @@ pub fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
 
 /// Reads a zigzag varint (Avro `long`, Confluent's message indexes).
 #[inline]
-pub fn read_zigzag(bytes: &[u8]) -> Option<(i64, usize)> {
+pub(crate) fn read_zigzag(bytes: &[u8]) -> Option<(i64, usize)> {
     read_varint(bytes).map(|(v, n)| (((v >> 1) as i64) ^ -((v & 1) as i64), n))
 }
 
 /// Appends `value` as a zigzag varint.
-pub fn write_zigzag(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn write_zigzag(out: &mut Vec<u8>, value: i64) {
     let mut v = ((value << 1) ^ (value >> 63)) as u64;
     while v >= 0x80 {
         out.push((v as u8) | 0x80);

@@ -7,7 +7,7 @@ use warp::http::StatusCode;
 use warp::{Rejection, Reply};
 
 /// A JSON error response: `{"error": message}`.
-pub fn json_error(status: StatusCode, message: &str) -> warp::reply::Response {
+pub(crate) fn json_error(status: StatusCode, message: &str) -> warp::reply::Response {
     warp::reply::with_status(
         warp::reply::json(&serde_json::json!({ "error": message })),
         status,
@@ -36,7 +36,7 @@ pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infa
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case, as RFC 7235
 /// has it); empty when absent or of another scheme.
-pub fn bearer(authorization: Option<&str>) -> &str {
+pub(crate) fn bearer(authorization: Option<&str>) -> &str {
     authorization
         .and_then(|a| a.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))

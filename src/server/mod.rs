@@ -6,7 +6,7 @@
 pub mod http;
 
 use std::convert::Infallible;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// A cloneable HTTP service, as `warp::service` makes from a filter.
-pub trait HttpService<B>:
+pub(crate) trait HttpService<B>:
     tower_service::Service<
         ::http::Request<Incoming>,
         Response = ::http::Response<B>,
@@ -47,7 +47,7 @@ impl<S, B> HttpService<B> for S where
 }
 
 /// A response body hyper can send.
-pub trait ResponseBody:
+pub(crate) trait ResponseBody:
     hyper::body::Body<Data: Send, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
     + Send
     + 'static
@@ -61,26 +61,61 @@ impl<B> ResponseBody for B where
 {
 }
 
+/// Why the certificate chain and key of `server.tls` do not make a TLS acceptor.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The certificate file cannot be read or is not PEM.
+    #[error("{}: {source}", file.display())]
+    Certificates {
+        file: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{}: no certificate in the file", file.display())]
+    NoCertificate { file: PathBuf },
+    /// The key file cannot be read or holds no private key.
+    #[error("{}: {source}", file.display())]
+    Key {
+        file: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    /// rustls supports no protocol version with its crypto provider (a build problem).
+    #[error("{0}")]
+    Protocols(tokio_rustls::rustls::Error),
+    /// The key does not fit the certificate, or either is unusable.
+    #[error("{}: {source}", file.display())]
+    Chain {
+        file: PathBuf,
+        source: tokio_rustls::rustls::Error,
+    },
+}
+
 /// Loads the certificate chain and key of `server.tls` (paths already resolved).
-pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, String> {
+pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .and_then(|certs| certs.collect())
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+        .map_err(|source| TlsError::Certificates {
+            file: cert_file.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!(
-            "{}: no certificate in the file",
-            cert_file.display()
-        ));
+        return Err(TlsError::NoCertificate {
+            file: cert_file.to_owned(),
+        });
     }
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("{}: {e}", key_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|source| TlsError::Key {
+        file: key_file.to_owned(),
+        source,
+    })?;
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsError::Protocols)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+        .map_err(|source| TlsError::Chain {
+            file: cert_file.to_owned(),
+            source,
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
@@ -88,7 +123,7 @@ pub fn tls_acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, St
 /// Serves `service` on `listener` until `stop` is cancelled. Connections already accepted
 /// (and upgraded WebSockets) are not affected by `stop`. A connection must finish its TLS
 /// handshake and send its request headers within `handshake_timeout`.
-pub async fn serve<S, B>(
+pub(crate) async fn serve<S, B>(
     listener: TcpListener,
     service: S,
     stop: CancellationToken,

@@ -28,9 +28,9 @@ pub trait RegistryLog: Send + Sync {
 
 /// A record opening later than this after the reader's clock is ignored: it would hold a slot
 /// of its user for as long as it claims, and no clock of a healthy instance is that far ahead.
-pub const MAX_FUTURE_MS: u64 = 60_000;
+pub(crate) const MAX_FUTURE_MS: u64 = 60_000;
 /// Ignored records are reported at most this often (each is counted).
-pub const WARN_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const WARN_INTERVAL: Duration = Duration::from_secs(10);
 /// Longest user id, instance id and boot id a record may carry (bytes).
 const MAX_USER: usize = 1024;
 const MAX_ID: usize = 256;
@@ -49,7 +49,7 @@ pub struct Order {
 
 /// An open session as a record tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Opened {
+pub(crate) struct Opened {
     pub session: String,
     pub order: Order,
     /// Which start of `order.instance` wrote it (a restarted instance has a new one).
@@ -58,14 +58,14 @@ pub struct Opened {
 
 /// What one record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
+pub(crate) enum Record {
     Open { key: GroupKey, opened: Opened },
     Close { key: GroupKey, session: String },
 }
 
 /// Why a record was ignored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ignored {
+pub(crate) enum Ignored {
     Malformed(String),
     /// Opened later than [`MAX_FUTURE_MS`] from now.
     Future {
@@ -93,11 +93,11 @@ struct Value {
     seq: u64,
 }
 
-pub fn encode_key(key: &GroupKey, session: &str) -> Vec<u8> {
+pub(crate) fn encode_key(key: &GroupKey, session: &str) -> Vec<u8> {
     serde_json::to_vec(&(&key.user, &key.group, session)).expect("strings serialize")
 }
 
-pub fn encode_open(opened: &Opened) -> Vec<u8> {
+pub(crate) fn encode_open(opened: &Opened) -> Vec<u8> {
     serde_json::to_vec(&Value {
         instance: opened.order.instance.clone(),
         boot: opened.boot.clone(),
@@ -179,7 +179,7 @@ pub fn decode(key: Option<&[u8]>, value: Option<&[u8]>, now_ms: u64) -> Result<R
 /// The newest `max` open sessions of each user and group, as the records tell them. An open
 /// pushed out of them never comes back: its instance closes it when it reads the same records.
 #[derive(Debug, Default)]
-pub struct Directory {
+pub(crate) struct Directory {
     max: usize,
     /// Oldest first; at most `max` each.
     groups: HashMap<GroupKey, Vec<Opened>>,

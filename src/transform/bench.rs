@@ -1,4 +1,4 @@
-//! What a transform chain costs per record, measured rather than assumed (issue 17). Not part
+//! What a transform chain costs per record, measured rather than assumed. Not part
 //! of the normal test run:
 //!
 //! ```text
@@ -6,7 +6,7 @@
 //! ```
 //!
 //! Compares what outbound does per record without transforms (validate the value as JSON, as
-//! `encode_data` does) with what it does with the contract's chain (parse into a tree, filter,
+//! `encode_data` does) with what it does with a chain of every step kind (parse into a tree, filter,
 //! drop, mask, extract, write the JSON text back).
 
 use std::hint::black_box;

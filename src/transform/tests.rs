@@ -31,7 +31,7 @@ fn run(chain: &Chain, value: Value) -> Option<Value> {
 }
 
 #[test]
-fn the_contract_example_in_order() {
+fn a_chain_of_several_steps_in_order() {
     let c = chain(json!([
         {"filter": {"pointer": "/status", "in": ["NEW", "FILLED"]}},
         {"drop": ["/internal", "/customer/ssn"]},
@@ -106,6 +106,7 @@ fn compile_errors_name_the_step() {
     ))];
     assert!(Chain::compile(&bad)
         .unwrap_err()
+        .to_string()
         .starts_with("transforms[0].filter: eqq: unknown field"));
     let bad = [Transform::Drop(vec!["/ok".into(), "nope".into()])];
     assert_eq!(

@@ -1,4 +1,4 @@
-//! The meaning of contract §5.3's channel keys: `transforms` (each predicate parsed, each
+//! The meaning of the channel keys that shape delivery: `transforms` (each predicate parsed, each
 //! pointer well formed), `subscribe.where` and `max_rate`.
 
 use super::Semantic;

@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 
 /// Which client a callback is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub(crate) enum Role {
     Consumer,
     Producer,
 }

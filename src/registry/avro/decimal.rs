@@ -4,7 +4,7 @@
 /// The largest unscaled integer read or written, in bytes (about 2,400 digits).
 const MAX_BYTES: usize = 1024;
 /// The largest scale (digits after the point) written or read.
-pub const MAX_SCALE: usize = 4096;
+pub(crate) const MAX_SCALE: usize = 4096;
 
 /// Appends the decimal text of `unscaled` × 10^-`scale` (a negative scale appends zeros).
 pub fn to_text(unscaled: &[u8], scale: i64, out: &mut String) -> Result<(), String> {
@@ -135,7 +135,7 @@ fn parse(text: &str) -> Result<Parsed, String> {
 
 /// The unscaled two's-complement bytes (shortest form) of `text` at `scale`, refusing text
 /// with more decimal places than the scale or more digits than the precision.
-pub fn from_text(text: &str, scale: usize, precision: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn from_text(text: &str, scale: usize, precision: usize) -> Result<Vec<u8>, String> {
     let parsed = parse(text)?;
     let shift = parsed.exponent + scale as i64;
     let mut digits = parsed.digits;
@@ -161,7 +161,7 @@ pub fn from_text(text: &str, scale: usize, precision: usize) -> Result<Vec<u8>, 
 }
 
 /// `text` as apache-avro's `big-decimal`: the unscaled bytes and the scale it has.
-pub fn from_text_any_scale(text: &str) -> Result<(Vec<u8>, i64), String> {
+pub(crate) fn from_text_any_scale(text: &str) -> Result<(Vec<u8>, i64), String> {
     let parsed = parse(text)?;
     let scale = -parsed.exponent;
     let significant = parsed.digits.trim_start_matches('0');
@@ -205,7 +205,7 @@ fn to_twos_complement(digits: &str, negative: bool) -> Vec<u8> {
 }
 
 /// Sign-extends shortest two's-complement bytes to a `fixed` of `size` bytes.
-pub fn widen(bytes: Vec<u8>, size: usize) -> Result<Vec<u8>, String> {
+pub(crate) fn widen(bytes: Vec<u8>, size: usize) -> Result<Vec<u8>, String> {
     if bytes.len() > size {
         return Err(format!(
             "expected a decimal that fits in {size} byte(s), found one that needs {}",

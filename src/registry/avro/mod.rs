@@ -17,7 +17,7 @@ use super::json_out::quoted;
 use super::{DecodeError, InvalidData};
 
 #[cfg(test)]
-pub use decimal::to_text as decimal_text;
+pub(crate) use decimal::to_text as decimal_text;
 
 type NodeId = usize;
 

@@ -6,7 +6,7 @@ use crate::registry::wire::read_varint;
 
 /// One field occurrence of the message being written.
 #[derive(Clone, Copy)]
-pub struct Occurrence {
+pub(crate) struct Occurrence {
     pub field: u32,
     /// Where its tag was, so the last occurrence wins and repeated values keep their order.
     pub at: u32,
@@ -17,7 +17,11 @@ pub struct Occurrence {
 }
 
 /// Records the occurrences of `message`'s known fields in `bytes` (unknown ones are skipped).
-pub fn scan(message: &Message, bytes: &[u8], seen: &mut Vec<Occurrence>) -> Result<(), Stop> {
+pub(crate) fn scan(
+    message: &Message,
+    bytes: &[u8],
+    seen: &mut Vec<Occurrence>,
+) -> Result<(), Stop> {
     let mut pos = 0;
     while pos < bytes.len() {
         let mut o = next(bytes, &mut pos)?;
@@ -80,7 +84,7 @@ pub fn next(bytes: &[u8], pos: &mut usize) -> Result<Occurrence, Stop> {
 }
 
 /// Two members of one oneof on the wire: the last wins in prost-reflect; left to it.
-pub fn check_oneofs(message: &Message, seen: &[Occurrence]) -> Result<(), Stop> {
+pub(crate) fn check_oneofs(message: &Message, seen: &[Occurrence]) -> Result<(), Stop> {
     let mut members: u64 = 0;
     let mut previous = u32::MAX;
     for o in seen {
@@ -99,7 +103,7 @@ pub fn check_oneofs(message: &Message, seen: &[Occurrence]) -> Result<(), Stop> 
     Ok(())
 }
 
-pub fn slice(bytes: &[u8], o: Occurrence) -> &[u8] {
+pub(crate) fn slice(bytes: &[u8], o: Occurrence) -> &[u8] {
     &bytes[o.value as usize..o.end as usize]
 }
 
@@ -111,7 +115,7 @@ pub fn fixed(bytes: &[u8], n: usize) -> Option<u64> {
 }
 
 #[inline]
-pub fn wire_type(kind: Scalar) -> u8 {
+pub(crate) fn wire_type(kind: Scalar) -> u8 {
     match kind {
         Scalar::Double | Scalar::Fixed64 | Scalar::Sfixed64 => 1,
         Scalar::Float | Scalar::Fixed32 | Scalar::Sfixed32 => 5,
@@ -120,6 +124,6 @@ pub fn wire_type(kind: Scalar) -> u8 {
     }
 }
 
-pub fn packable(kind: Scalar) -> bool {
+pub(crate) fn packable(kind: Scalar) -> bool {
     wire_type(kind) != 2
 }

@@ -12,7 +12,7 @@ use prost_reflect::{
 
 use crate::registry::json_out::quoted;
 
-pub struct Table {
+pub(crate) struct Table {
     pub messages: Vec<Message>,
     pub enums: Vec<Enum>,
     /// The file's top-level messages, as message indexes count them.
@@ -35,7 +35,7 @@ pub struct Message {
 const DENSE: u32 = 256;
 const NONE: u16 = u16::MAX;
 
-pub struct Field {
+pub(crate) struct Field {
     pub number: u32,
     /// `"jsonName":`
     pub key: String,
@@ -49,7 +49,7 @@ pub struct Field {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
+pub(crate) enum Shape {
     Single,
     List,
     /// A map field: the key's kind (the field's own `kind` is the value's).
@@ -57,7 +57,7 @@ pub enum Shape {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Scalar {
+pub(crate) enum Scalar {
     Double,
     Float,
     Int32,
@@ -79,7 +79,7 @@ pub enum Scalar {
 
 /// Well-known types with a JSON form of their own that the walker writes.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Wkt {
+pub(crate) enum Wkt {
     Timestamp,
     Duration,
     Empty,
@@ -87,7 +87,7 @@ pub enum Wkt {
     Wrapper(Scalar),
 }
 
-pub struct Enum {
+pub(crate) struct Enum {
     /// Each number's name as a JSON string (`null` for `google.protobuf.NullValue`), by number.
     pub names: Vec<(i32, String)>,
 }

@@ -19,7 +19,7 @@ use crate::registry::json_out::{Out, MAX_DEPTH};
 use crate::registry::wire::read_varint;
 use crate::registry::DecodeError;
 
-pub enum Stop {
+pub(crate) enum Stop {
     /// Left to prost-reflect.
     Fallback,
     /// Not in the order a one-pass write needs: written again from sorted occurrences.

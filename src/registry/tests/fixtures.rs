@@ -3,7 +3,7 @@
 
 use crate::registry::{Reference, Schema, SchemaKind};
 
-pub const AVRO_ORDER: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
+pub(crate) const AVRO_ORDER: &str = r#"{"type":"record","name":"Order","namespace":"shop","fields":[
  {"name":"order_id","type":"string"},
  {"name":"customer","type":{"type":"record","name":"Customer","fields":[
    {"name":"id","type":"long"},
@@ -30,9 +30,9 @@ pub const AVRO_ORDER: &str = r#"{"type":"record","name":"Order","namespace":"sho
 ]}"#;
 
 /// A record of [`AVRO_ORDER`] in the bridge's JSON mapping.
-pub const AVRO_ORDER_JSON: &str = r#"{"order_id":"O-2026-000042","customer":{"id":10442,"name":"Ada Lovelace","email":"ada@example.com"},"amount_cents":152375,"price":"1523.75","currency":"EUR","created_at":1764636222000,"day":20424,"items":[{"sku":"SKU-1","qty":2,"unit_price":499.5},{"sku":"SKU-22","qty":1,"unit_price":524.75},{"sku":"SKU-333","qty":3,"unit_price":0.25},{"sku":"SKU-4444","qty":12,"unit_price":19.99}],"tags":{"channel":"web","region":"eu-west","campaign":"winter-sale"},"discount":0.125,"payment":{"shop.Card":{"last4":"4242"}},"checksum":"3q2+7w==","raw":"AAECAw==","paid":true,"trace":"4bf92f35-77b3-4da6-a3ce-929d0e0e4736","note":"leave at the door"}"#;
+pub(crate) const AVRO_ORDER_JSON: &str = r#"{"order_id":"O-2026-000042","customer":{"id":10442,"name":"Ada Lovelace","email":"ada@example.com"},"amount_cents":152375,"price":"1523.75","currency":"EUR","created_at":1764636222000,"day":20424,"items":[{"sku":"SKU-1","qty":2,"unit_price":499.5},{"sku":"SKU-22","qty":1,"unit_price":524.75},{"sku":"SKU-333","qty":3,"unit_price":0.25},{"sku":"SKU-4444","qty":12,"unit_price":19.99}],"tags":{"channel":"web","region":"eu-west","campaign":"winter-sale"},"discount":0.125,"payment":{"shop.Card":{"last4":"4242"}},"checksum":"3q2+7w==","raw":"AAECAw==","paid":true,"trace":"4bf92f35-77b3-4da6-a3ce-929d0e0e4736","note":"leave at the door"}"#;
 
-pub const PROTO_ORDER: &str = r#"syntax = "proto3";
+pub(crate) const PROTO_ORDER: &str = r#"syntax = "proto3";
 package shop;
 import "google/protobuf/timestamp.proto";
 
@@ -76,9 +76,9 @@ enum Currency {
 "#;
 
 /// A record of [`PROTO_ORDER`] in the proto3 JSON mapping, every field set.
-pub const PROTO_ORDER_JSON: &str = r#"{"orderId":"O-2026-000042","customer":{"id":"10442","name":"Ada Lovelace","email":"ada@example.com"},"amountCents":"152375","currency":"USD","createdAt":"2025-12-02T00:43:42Z","items":[{"sku":"SKU-1","qty":2,"unitPrice":499.5},{"sku":"SKU-22","qty":1,"unitPrice":524.75},{"sku":"SKU-333","qty":3,"unitPrice":0.25},{"sku":"SKU-4444","qty":12,"unitPrice":19.99}],"tags":{"channel":"web","region":"eu-west","campaign":"winter-sale"},"discount":0.125,"card":"4242","raw":"AAECAw==","paid":true,"big":"18446744073709551615","ratio":0.5,"note":"leave at the door"}"#;
+pub(crate) const PROTO_ORDER_JSON: &str = r#"{"orderId":"O-2026-000042","customer":{"id":"10442","name":"Ada Lovelace","email":"ada@example.com"},"amountCents":"152375","currency":"USD","createdAt":"2025-12-02T00:43:42Z","items":[{"sku":"SKU-1","qty":2,"unitPrice":499.5},{"sku":"SKU-22","qty":1,"unitPrice":524.75},{"sku":"SKU-333","qty":3,"unitPrice":0.25},{"sku":"SKU-4444","qty":12,"unitPrice":19.99}],"tags":{"channel":"web","region":"eu-west","campaign":"winter-sale"},"discount":0.125,"card":"4242","raw":"AAECAw==","paid":true,"big":"18446744073709551615","ratio":0.5,"note":"leave at the door"}"#;
 
-pub const JSON_ORDER: &str = r#"{
+pub(crate) const JSON_ORDER: &str = r#"{
   "$schema": "http://json-schema.org/draft-07/schema#",
   "type": "object",
   "required": ["order_id", "amount_cents", "items"],
@@ -94,13 +94,13 @@ pub const JSON_ORDER: &str = r#"{
   }
 }"#;
 
-pub const MAX_JSON: usize = 1 << 20;
+pub(crate) const MAX_JSON: usize = 1 << 20;
 
 pub fn compile(kind: SchemaKind, text: &str) -> Schema {
     compile_with(kind, text, &[])
 }
 
-pub fn compile_with(kind: SchemaKind, text: &str, references: &[Reference]) -> Schema {
+pub(crate) fn compile_with(kind: SchemaKind, text: &str, references: &[Reference]) -> Schema {
     Schema::compile(kind, text, references, MAX_JSON).unwrap_or_else(|e| panic!("{e}"))
 }
 
@@ -109,7 +109,7 @@ pub fn json(text: &str) -> serde_json::Value {
 }
 
 /// Encodes `value` and decodes it again, as JSON.
-pub fn round_trip(schema: &Schema, value: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn round_trip(schema: &Schema, value: &serde_json::Value) -> serde_json::Value {
     let bytes = schema.encode(7, value).unwrap_or_else(|e| panic!("{e}"));
     let (id, payload) = crate::registry::split_wire(&bytes).unwrap();
     assert_eq!(id, 7);
@@ -117,7 +117,10 @@ pub fn round_trip(schema: &Schema, value: &serde_json::Value) -> serde_json::Val
 }
 
 /// apache-avro writes `value` as a datum (the reference writer).
-pub fn apache_write(schema: &apache_avro::Schema, value: apache_avro::types::Value) -> Vec<u8> {
+pub(crate) fn apache_write(
+    schema: &apache_avro::Schema,
+    value: apache_avro::types::Value,
+) -> Vec<u8> {
     apache_avro::writer::datum::GenericDatumWriter::builder(schema)
         .build()
         .unwrap()
@@ -126,7 +129,7 @@ pub fn apache_write(schema: &apache_avro::Schema, value: apache_avro::types::Val
 }
 
 /// apache-avro reads a datum (the reference reader).
-pub fn apache_read(schema: &apache_avro::Schema, bytes: &[u8]) -> apache_avro::types::Value {
+pub(crate) fn apache_read(schema: &apache_avro::Schema, bytes: &[u8]) -> apache_avro::types::Value {
     apache_avro::reader::datum::GenericDatumReader::builder(schema)
         .build()
         .unwrap()

@@ -7,7 +7,7 @@ mod avro;
 mod client;
 pub mod fixtures;
 mod json_schema;
-pub mod props;
+pub(crate) mod props;
 mod proto_walk;
 mod protobuf;
 mod registry;

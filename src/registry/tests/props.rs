@@ -14,7 +14,7 @@ use crate::registry::{split_wire, SchemaKind};
 
 /// apache-avro's reading of a datum, put in the bridge's JSON mapping: the reference the
 /// walker is held to.
-pub fn oracle(value: &A, schema: &AvroSchema) -> Value {
+pub(crate) fn oracle(value: &A, schema: &AvroSchema) -> Value {
     let b64 = |b: &[u8]| Value::String(base64::engine::general_purpose::STANDARD.encode(b));
     let float = |f: f64, text: String| match f {
         f if f.is_nan() => json!("NaN"),
@@ -169,7 +169,7 @@ fn avro_order() -> impl Strategy<Value = Value> {
 
 /// A message of [`PROTO_ORDER`] in the proto3 JSON mapping with every field present (as the
 /// bridge writes it), so what comes back must be equal.
-pub fn proto_order() -> impl Strategy<Value = Value> {
+pub(crate) fn proto_order() -> impl Strategy<Value = Value> {
     let item = (text(), any::<i32>(), -1000i32..1000)
         .prop_map(|(sku, qty, p)| json!({"sku": sku, "qty": qty, "unitPrice": f64::from(p) / 4.0}));
     let payment = prop_oneof![
