@@ -1,4 +1,4 @@
-//! `max_rate` (contract §5.3): per subscription and record key, at most N messages a second.
+//! `max_rate`: per subscription and record key, at most N messages a second.
 //! A record arriving sooner is held, replacing any record of that key already held (latest
 //! value wins, never an old one); the hub's flusher sends it when its key's interval has
 //! passed, marked `"conflated": <records skipped>`. Replays never pass through here.

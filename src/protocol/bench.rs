@@ -1,5 +1,5 @@
-//! How much the hand-written `message` encoder saves over serde, measured rather than assumed
-//! (issue 14). Not part of the normal test run:
+//! How much the hand-written `message` encoder saves over serde, measured rather than assumed.
+//! Not part of the normal test run:
 //!
 //! ```text
 //! cargo test --release --lib protocol::bench -- --ignored --nocapture

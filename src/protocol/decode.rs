@@ -20,9 +20,9 @@ pub enum ClientFrame<'a> {
         resume: Option<BTreeMap<i32, i64>>,
         /// Newest N held records wanted before live ones.
         history: Option<usize>,
-        /// A client filter (a predicate, parsed by the subscriber: contract §5.3).
+        /// A client filter (a predicate, parsed by the session: see `predicate`).
         filter: Option<serde_json::Value>,
-        /// At most this many messages per second and key (contract §5.3).
+        /// At most this many messages per second and key (`max_rate`).
         max_rate: Option<u32>,
     },
     Unsubscribe {
@@ -40,7 +40,7 @@ pub enum ClientFrame<'a> {
     Ping {
         id: RequestId,
     },
-    /// A fresh token for this session (§5.1 of the design).
+    /// A fresh token for this session: it continues on it (`refresh`).
     Refresh {
         id: RequestId,
         token: String,
