@@ -31,7 +31,7 @@ use crate::inbound::Inbound;
 use crate::metrics::{CloseReason, Metrics, Transport};
 use crate::outbound::Replayer;
 use crate::outbox::Close;
-use crate::protocol::{Answer, Refusal, RequestId};
+use crate::protocol::{Answer, Item, Refusal, RequestId};
 use crate::sessions::Sessions;
 use crate::state::Held;
 
@@ -244,6 +244,11 @@ impl Session {
     /// Queues an answer.
     pub fn answer(&self, answer: Answer) {
         self.handle.outbox.push_control(answer);
+    }
+
+    /// Queues an item a transport made (its greeting, a frame of its own).
+    pub fn answer_item(&self, item: Item) {
+        self.handle.outbox.push_control(item);
     }
 
     /// Answers a refused request with an error, counted by its code.

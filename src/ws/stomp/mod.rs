@@ -113,7 +113,7 @@ async fn first_frame(socket: &mut Socket) -> Result<Option<StompFrame>, String> 
 }
 
 /// Version and heart-beats of a CONNECT frame.
-fn negotiate(connect: &StompFrame, ctx: &WsContext) -> Result<Stomp, String> {
+pub(super) fn negotiate(connect: &StompFrame, ctx: &WsContext) -> Result<Stomp, String> {
     let accepted = connect.header("accept-version").unwrap_or("1.0");
     let version = VERSIONS
         .iter()

@@ -1,5 +1,7 @@
-//! Sessions in process, without a broker: a context built from a config text, whose Kafka
-//! reads fail and whose publishes have no producer.
+//! The fast tier: sessions and their transports in process, without a broker — a context built
+//! from a config text, whose Kafka reads fail and whose publishes have no producer; records
+//! are handed to the hub as the consumer would. `transports.rs` drives each dialect through
+//! its client frames and its encoding of the queue.
 
 use std::sync::Arc;
 
@@ -12,6 +14,8 @@ use crate::metrics::{CloseReason, Metrics, Transport};
 use crate::outbound::{RangeRead, ReadFuture, Replayer};
 use crate::session::{Request, Session, Subscribe};
 use crate::sessions::Sessions;
+
+mod transports;
 
 /// A reader for contexts that never replay from Kafka.
 struct NoKafka;
