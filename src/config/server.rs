@@ -42,8 +42,10 @@ pub struct ServerConfig {
     /// handled by its channel's `on_slow_client` policy (docs/operations.md, "Slow clients").
     #[serde(default = "default_send_queue_messages")]
     pub send_queue_messages: usize,
-    /// The same bound in bytes (frames as written to the connection): whichever of the two is
-    /// reached first applies. A single larger frame is still sent when nothing else waits.
+    /// The same bound in bytes: whichever of the two is reached first applies. A record counts
+    /// for the size of its JSON `message` frame, reckoned without encoding it (its value, key
+    /// and headers plus 96 bytes and the channel name), whatever the session's dialect. A
+    /// single larger record is still sent when nothing else waits.
     #[serde(default = "default_send_queue_bytes")]
     pub send_queue_bytes: usize,
     /// How long, in milliseconds, the socket of a session whose queue went over its bounds may
