@@ -4,13 +4,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// When the session's token runs out, and when to warn about it.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TokenClock {
+pub(crate) struct TokenClock {
     /// The session closes with 4002 then.
-    pub expiry: Option<tokio::time::Instant>,
+    pub(crate) expiry: Option<tokio::time::Instant>,
     /// `token_expiring` is sent then (once per token).
-    pub warning: Option<tokio::time::Instant>,
+    pub(crate) warning: Option<tokio::time::Instant>,
     /// The end in milliseconds since the epoch, as told to the client.
-    pub expires_at_ms: Option<u64>,
+    pub(crate) expires_at_ms: Option<u64>,
 }
 
 impl TokenClock {

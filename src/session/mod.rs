@@ -35,34 +35,33 @@ use crate::protocol::{Answer, Item, Refusal, RequestId};
 use crate::sessions::Sessions;
 use crate::state::Held;
 
-pub use clock::TokenClock;
-pub use publish::TokenBucket;
-pub use subscribe::MAX_KEY_BYTES;
+pub(crate) use clock::TokenClock;
+pub(crate) use publish::TokenBucket;
 
 /// Limits from `server.*`, copied once.
 #[derive(Debug, Clone)]
-pub struct Limits {
-    pub replay_max_records: usize,
-    pub publish_rate: crate::config::PublishRate,
+pub(crate) struct Limits {
+    pub(crate) replay_max_records: usize,
+    pub(crate) publish_rate: crate::config::PublishRate,
     /// How often sessions are pinged; `None`: never.
-    pub ping_interval: Option<std::time::Duration>,
+    pub(crate) ping_interval: Option<std::time::Duration>,
     /// A session silent this long is closed; `None`: never.
-    pub idle_timeout: Option<std::time::Duration>,
-    pub max_frame_bytes: usize,
+    pub(crate) idle_timeout: Option<std::time::Duration>,
+    pub(crate) max_frame_bytes: usize,
     /// `server.compression`: negotiate permessage-deflate and compress frames of at least this
     /// many bytes of text; `None`: never negotiate it.
-    pub deflate_min_bytes: Option<usize>,
-    pub max_connections: usize,
-    pub max_subscriptions: usize,
+    pub(crate) deflate_min_bytes: Option<usize>,
+    pub(crate) max_connections: usize,
+    pub(crate) max_subscriptions: usize,
     /// Bounds of each session's outbound queue.
-    pub send_queue: crate::outbox::Bounds,
-    pub max_inflight_publishes: usize,
+    pub(crate) send_queue: crate::outbox::Bounds,
+    pub(crate) max_inflight_publishes: usize,
     /// `token_expiring` this long before a session's token runs out (`auth.refresh_warning_s`).
-    pub refresh_warning: std::time::Duration,
+    pub(crate) refresh_warning: std::time::Duration,
 }
 
 impl Limits {
-    pub fn from_plan(plan: &crate::config::Plan) -> Self {
+    pub(crate) fn from_plan(plan: &crate::config::Plan) -> Self {
         let server = &plan.config.server;
         Limits {
             replay_max_records: server.replay_max_records,
@@ -90,22 +89,22 @@ impl Limits {
 }
 
 /// What every session uses, shared by all of them.
-pub struct Context {
-    pub catalogue: Arc<Catalogue>,
-    pub hub: Arc<Hub>,
+pub(crate) struct Context {
+    pub(crate) catalogue: Arc<Catalogue>,
+    pub(crate) hub: Arc<Hub>,
     /// Reads what memory no longer holds, for replays.
-    pub replayer: Arc<Replayer>,
-    pub inbound: Arc<Inbound>,
-    pub metrics: Arc<Metrics>,
-    pub auth: Authenticator,
-    pub limits: Limits,
-    pub sessions: Arc<Sessions>,
+    pub(crate) replayer: Arc<Replayer>,
+    pub(crate) inbound: Arc<Inbound>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) auth: Authenticator,
+    pub(crate) limits: Limits,
+    pub(crate) sessions: Arc<Sessions>,
     /// In-flight publishes, awaited on shutdown.
-    pub publishes: TaskTracker,
+    pub(crate) publishes: TaskTracker,
 }
 
 /// What a client asks of its session, decoded from any transport's frames.
-pub enum Request<'a> {
+pub(crate) enum Request<'a> {
     Subscribe(Subscribe),
     Unsubscribe {
         id: RequestId,
@@ -130,33 +129,33 @@ pub enum Request<'a> {
 }
 
 /// A subscribe as asked.
-pub struct Subscribe {
-    pub id: RequestId,
-    pub channel: String,
-    pub key: Option<String>,
-    pub want: Want,
-    pub filter: Option<serde_json::Value>,
-    pub max_rate: Option<u32>,
+pub(crate) struct Subscribe {
+    pub(crate) id: RequestId,
+    pub(crate) channel: String,
+    pub(crate) key: Option<String>,
+    pub(crate) want: Want,
+    pub(crate) filter: Option<serde_json::Value>,
+    pub(crate) max_rate: Option<u32>,
 }
 
 /// A subscription as the session tracks it: channel and key (None on unkeyed channels).
-pub type Subscription = (ChannelId, Option<String>);
+pub(crate) type Subscription = (ChannelId, Option<String>);
 
-pub struct Session {
-    pub ctx: Arc<Context>,
-    pub handle: Arc<SessionHandle>,
-    pub identity: Identity,
+pub(crate) struct Session {
+    pub(crate) ctx: Arc<Context>,
+    pub(crate) handle: Arc<SessionHandle>,
+    pub(crate) identity: Identity,
     /// Each subscription with the `id` of the subscribe that made it, for the `unsubscribed`
     /// that ends it when a refreshed token no longer allows it.
     subscriptions: HashMap<Subscription, RequestId>,
     inflight: Arc<Semaphore>,
     /// A subscribe waiting for records from Kafka before it can attach. Client frames are not
     /// read meanwhile, so later requests cannot overtake it.
-    pub pending: Option<Pending>,
+    pub(crate) pending: Option<Pending>,
     /// Publish rate limit.
     bucket: TokenBucket,
     /// When the token runs out (and when to warn); moved on by `refresh`.
-    pub clock: TokenClock,
+    pub(crate) clock: TokenClock,
     /// A `refresh` read and not yet handled.
     refresh_request: Option<(RequestId, String)>,
     /// What it is counted as in the session metrics.
@@ -167,7 +166,7 @@ pub struct Session {
 }
 
 /// A subscribe registered with its live records held back while its replay is read.
-pub struct Pending {
+pub(crate) struct Pending {
     id: RequestId,
     channel: String,
     subscription: Subscription,
@@ -179,7 +178,7 @@ pub struct Pending {
 
 impl Session {
     /// A session with no subscription yet.
-    pub fn new(ctx: Arc<Context>, handle: Arc<SessionHandle>, identity: Identity) -> Self {
+    pub(crate) fn new(ctx: Arc<Context>, handle: Arc<SessionHandle>, identity: Identity) -> Self {
         let (identity_expiry, refresh_warning) = (identity.expires_at, ctx.limits.refresh_warning);
         Session {
             inflight: Arc::new(Semaphore::new(ctx.limits.max_inflight_publishes)),
@@ -197,20 +196,16 @@ impl Session {
     }
 
     /// Counts the session open as `transport`; from here on it is released exactly once.
-    pub fn opened(&mut self, transport: Transport) {
+    pub(crate) fn opened(&mut self, transport: Transport) {
         self.transport = transport;
         self.open = true;
         self.ctx.metrics.session_opened(transport);
     }
 
-    pub fn transport(&self) -> Transport {
-        self.transport
-    }
-
     /// Carries out a request. A refusal is returned, not answered: the transport answers it
     /// in its dialect (usually with [`Session::refuse`]). Publishes answer for themselves,
     /// when Kafka has reported.
-    pub fn request(&mut self, request: Request<'_>) -> Result<(), Refusal> {
+    pub(crate) fn request(&mut self, request: Request<'_>) -> Result<(), Refusal> {
         match request {
             Request::Subscribe(subscribe) => self.subscribe(subscribe),
             Request::Unsubscribe { id, channel, key } => self.unsubscribe(&id, &channel, key),
@@ -235,24 +230,24 @@ impl Session {
     }
 
     /// Handles a `refresh` read by [`Session::request`], if any (verifying may wait for keys).
-    pub async fn refresh_requested(&mut self) {
+    pub(crate) async fn refresh_requested(&mut self) {
         if let Some((id, token)) = self.refresh_request.take() {
             self.refresh(id, token).await;
         }
     }
 
     /// Queues an answer.
-    pub fn answer(&self, answer: Answer) {
+    pub(crate) fn answer(&self, answer: Answer) {
         self.handle.outbox.push_control(answer);
     }
 
     /// Queues an item a transport made (its greeting, a frame of its own).
-    pub fn answer_item(&self, item: Item) {
+    pub(crate) fn answer_item(&self, item: Item) {
         self.handle.outbox.push_control(item);
     }
 
     /// Answers a refused request with an error, counted by its code.
-    pub fn refuse(&self, id: &RequestId, refusal: Refusal) {
+    pub(crate) fn refuse(&self, id: &RequestId, refusal: Refusal) {
         self.ctx
             .metrics
             .client_errors
@@ -267,7 +262,7 @@ impl Session {
 
     /// Whether the session may read another client frame: no subscribe waits for Kafka, its
     /// answers and replays have room, and a publish permit is free.
-    pub fn may_read(&self) -> bool {
+    pub(crate) fn may_read(&self) -> bool {
         self.pending.is_none()
             && self.handle.outbox.has_control_room()
             && self.inflight.available_permits() > 0
@@ -275,7 +270,9 @@ impl Session {
 
     /// Resolves once every publish of the session has been answered (borrows nothing, so a
     /// transport's loop can wait on it beside the session's other work).
-    pub fn publishes_answered(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+    pub(crate) fn publishes_answered(
+        &self,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let (inflight, all) = (
             self.inflight.clone(),
             self.ctx.limits.max_inflight_publishes as u32,
@@ -285,7 +282,7 @@ impl Session {
         }
     }
 
-    pub fn finish(&mut self, reason: CloseReason) {
+    pub(crate) fn finish(&mut self, reason: CloseReason) {
         if !std::mem::take(&mut self.open) {
             return;
         }
@@ -327,7 +324,7 @@ impl Drop for Session {
 }
 
 /// Waits for the pending subscription's Kafka read (pending forever when there is none).
-pub async fn pending_read(pending: &mut Option<Pending>) -> Result<Fetched, String> {
+pub(crate) async fn pending_read(pending: &mut Option<Pending>) -> Result<Fetched, String> {
     match pending.as_mut() {
         Some(pending) => (&mut pending.read)
             .await
@@ -336,7 +333,7 @@ pub async fn pending_read(pending: &mut Option<Pending>) -> Result<Fetched, Stri
     }
 }
 
-pub async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
+pub(crate) async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
@@ -344,6 +341,6 @@ pub async fn sleep_until_option(deadline: Option<tokio::time::Instant>) {
 }
 
 /// A session's identity as used in logs: never the token, only the user id.
-pub fn user_label(identity: &Identity) -> &str {
+pub(crate) fn user_label(identity: &Identity) -> &str {
     identity.user.as_deref().unwrap_or("-")
 }

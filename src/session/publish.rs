@@ -81,7 +81,7 @@ impl Session {
 }
 
 /// `server.publish_rate`: `rate` tokens a second, at most `burst`, one per publish.
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     rate: f64,
     burst: f64,
     tokens: f64,

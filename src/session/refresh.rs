@@ -9,7 +9,7 @@ use crate::protocol::{Answer, ErrorCode, Refusal, RequestId, Unsubscribed};
 
 impl Session {
     /// `token_expiring`: the client should send `refresh` before the session ends.
-    pub fn warn_expiring(&mut self) {
+    pub(crate) fn warn_expiring(&mut self) {
         self.clock.warning = None;
         if let Some(expires_at) = self.clock.expires_at_ms {
             self.answer(Answer::TokenExpiring { expires_at });

@@ -14,7 +14,7 @@ use crate::protocol::{Answer, ErrorCode, Item, Refusal, RequestId, Subscribed};
 
 impl Session {
     /// Resolves a subscription's channel and key and checks the session may have it.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         channel: &str,
         key: Option<String>,
@@ -163,7 +163,7 @@ impl Session {
     }
 
     /// The pending subscription's Kafka read finished: complete it.
-    pub fn on_fetched(&mut self, read: Result<Fetched, String>) {
+    pub(crate) fn on_fetched(&mut self, read: Result<Fetched, String>) {
         let Some(pending) = self.pending.take() else {
             return;
         };
@@ -237,7 +237,7 @@ fn subscribed(
 }
 
 /// Longest subscription key accepted, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
 
 /// Most partitions a `resume` may list.
 const MAX_RESUME_PARTITIONS: usize = 1024;

@@ -40,36 +40,40 @@ type Refused = (warp::http::StatusCode, RejectReason, String);
 
 /// Everything a handshake or a transport needs, shared by all of them: the sessions' own
 /// context ([`session::Context`]) and what only the client listener uses.
-pub struct WsContext {
+pub(crate) struct WsContext {
     /// What every session uses (hub, catalogue, inbound, metrics, auth, limits …).
-    pub core: Arc<session::Context>,
+    pub(crate) core: Arc<session::Context>,
     /// `POST /api/v1/publish`.
-    pub http_publish: Arc<HttpPublish>,
+    pub(crate) http_publish: Arc<HttpPublish>,
     /// `auth.max_sessions_per_user` (0 = unlimited).
-    pub max_sessions_per_user: usize,
+    pub(crate) max_sessions_per_user: usize,
     /// `auth.session_group_param`: the query parameter naming a session's group.
-    pub session_group_param: Option<String>,
-    pub ws_path: String,
+    pub(crate) session_group_param: Option<String>,
+    pub(crate) ws_path: String,
     /// `server.sse_path`; empty: no Server-Sent Events.
-    pub sse_path: String,
+    pub(crate) sse_path: String,
     /// `server.stomp`: STOMP over WebSocket on `ws_path`.
-    pub stomp: crate::config::StompConfig,
-    pub allowed_origins: Vec<String>,
+    pub(crate) stomp: crate::config::StompConfig,
+    pub(crate) allowed_origins: Vec<String>,
     /// Serve the demo page and the channel list (`server.demo_page`).
-    pub demo_page: bool,
+    pub(crate) demo_page: bool,
     /// Cancelled when the bridge stops taking new connections.
-    pub accepting: CancellationToken,
+    pub(crate) accepting: CancellationToken,
     /// Cancelled when sessions must stop reading client frames (shutdown drain).
-    pub draining: CancellationToken,
+    pub(crate) draining: CancellationToken,
     /// Session tasks, awaited on shutdown.
-    pub session_tasks: TaskTracker,
+    pub(crate) session_tasks: TaskTracker,
     open_connections: AtomicUsize,
     next_session: AtomicU64,
 }
 
 impl WsContext {
     /// The client listener of `plan`, over the sessions' context.
-    pub fn new(plan: &Plan, core: Arc<session::Context>, http_publish: Arc<HttpPublish>) -> Self {
+    pub(crate) fn new(
+        plan: &Plan,
+        core: Arc<session::Context>,
+        http_publish: Arc<HttpPublish>,
+    ) -> Self {
         let server = &plan.config.server;
         WsContext {
             core,
@@ -172,15 +176,10 @@ impl WsContext {
         })
     }
 
-    /// Sessions currently open.
-    pub fn open_connections(&self) -> usize {
-        self.open_connections.load(Ordering::Acquire)
-    }
-
     /// Stops the client side in order, giving up at `deadline`: stop accepting → stop reading
     /// client frames → answer every in-flight publish → close sessions with 1001 (queued
     /// frames first).
-    pub async fn stop(&self, deadline: std::time::Instant) {
+    pub(crate) async fn stop(&self, deadline: std::time::Instant) {
         self.accepting.cancel();
         self.draining.cancel();
         self.core.publishes.close();
@@ -214,7 +213,7 @@ impl Drop for ConnectionSlot {
 }
 
 /// Routes of the client listener.
-pub fn routes(
+pub(crate) fn routes(
     ctx: Arc<WsContext>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
     upgrade::route(ctx.clone())

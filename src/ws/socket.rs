@@ -72,7 +72,7 @@ pub(super) async fn run<T: SocketTransport>(
             tracing::warn!(session = %old.handle.public_id, "replaced session did not close in time");
         }
     }
-    handle.outbox.push_control(transport.greeting(&session));
+    session.answer_item(transport.greeting(&session));
     let mut connection = Connection {
         session,
         socket: &mut socket,
