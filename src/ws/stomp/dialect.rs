@@ -4,7 +4,6 @@
 //! `stomp/mod.rs` turns client frames into the session's requests.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
@@ -173,28 +172,40 @@ impl Stomp {
             Some(text) => (text, "text/plain;charset=utf-8"),
             None => (&*record.data, "application/json"),
         };
+        let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
+        let (partition, offset) = (
+            partition.format(record.partition),
+            offset.format(record.offset),
+        );
         let mut head = String::with_capacity(160 + id.len() + sub.destination.len());
         head.push_str("MESSAGE\nsubscription:");
         push_escaped(&mut head, id);
         head.push_str("\nmessage-id:");
         push_escaped(&mut head, &sub.channel);
-        let _ = write!(head, "-{}-{}", record.partition, record.offset);
-        head.push_str("\ndestination:");
+        for part in ["-", partition, "-", offset, "\ndestination:"] {
+            head.push_str(part);
+        }
         push_escaped(&mut head, &sub.destination);
-        head.push_str("\ncontent-type:");
-        head.push_str(content_type);
-        let _ = write!(
-            head,
-            "\nkafka-partition:{}\nkafka-offset:{}\n",
-            record.partition, record.offset
-        );
+        for part in [
+            "\ncontent-type:",
+            content_type,
+            "\nkafka-partition:",
+            partition,
+            "\nkafka-offset:",
+            offset,
+            "\n",
+        ] {
+            head.push_str(part);
+        }
         if let Some(key) = &record.key {
             head.push_str("kafka-key:");
             push_escaped(&mut head, key);
             head.push('\n');
         }
         if !body.is_empty() {
-            let _ = writeln!(head, "content-length:{}", body.len());
+            head.push_str("content-length:");
+            head.push_str(itoa::Buffer::new().format(body.len()));
+            head.push('\n');
         }
         head.push('\n');
         Some(Frame::from_parts(&[&head, body, "\0"]))
@@ -203,6 +214,13 @@ impl Stomp {
 
 /// Appends a header name or value with STOMP's escapes (`\\`, `\n`, `\r`, `\c`).
 fn push_escaped(out: &mut String, text: &str) {
+    if !text
+        .bytes()
+        .any(|b| matches!(b, b'\\' | b'\n' | b'\r' | b':'))
+    {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
