@@ -1,5 +1,5 @@
-//! Channels → subscribers, and fan-out. Knows nothing of Kafka or HTTP: it routes an encoded
-//! frame to the sessions subscribed to a channel (all of them, those of one key, or for reply
+//! Channels → subscribers, and fan-out. Knows nothing of Kafka or HTTP: it routes a shared
+//! record ([`crate::protocol::Delivery`]) to the sessions subscribed to a channel (all of them, those of one key, or for reply
 //! channels the session or user named by the record) and queues it on each one's [`Outbox`].
 //!
 //! Each channel has its own lock, held while a record is routed and while a session
@@ -250,7 +250,7 @@ impl Hub {
         }
     }
 
-    /// Routes a live record: remembers it (snapshot, history) and queues its frame on every
+    /// Routes a live record: remembers it (snapshot, history) and queues it on every
     /// session the route selects, under the channel's slow-client policy. The caller waits for
     /// the sessions the result lists as behind ([`Fanout::wait_for_writers`]).
     pub fn deliver(&self, id: ChannelId, route: Route<'_>, held: &Held, tombstone: bool) -> Fanout {

@@ -1,5 +1,6 @@
-//! Kafka → WebSocket: turns each consumed record into one `message` frame per channel reading
-//! its topic — decoded once, routing key extracted once, encoded once — and hands it to the hub.
+//! Kafka → clients: turns each consumed record into one shared [`Delivery`] per channel reading
+//! its topic — decoded once, routing key extracted once, transformed once — and hands it to the
+//! hub; each transport encodes it when its first session needs it.
 //! A record that cannot be decoded or has no key on a `by_key` channel is counted and logged
 //! (rate-limited), never retried: the consumer must not stall on one bad record.
 
@@ -357,7 +358,7 @@ fn data<'d>(
     }
 }
 
-/// Decodes once, extracts the key once, transforms once, encodes the frame once.
+/// Decodes once, extracts the key once, transforms once: the record every session shares.
 fn encode<'r>(
     channel: &Channel,
     record: &Record<'r>,

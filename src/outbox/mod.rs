@@ -215,7 +215,7 @@ impl<T: Queued> Outbox<T> {
         }
     }
 
-    /// Queues a message frame of `channel` (key hash `key`, 0 when none). Over the bounds, the
+    /// Queues a live record of `channel` (key hash `key`, 0 when none). Over the bounds, the
     /// channel's slow-client policy applies only when the socket does not drain (see the module
     /// docs); otherwise the frame is queued and [`Pushed::Behind`] asks the caller to wait for
     /// the writer. Never waits itself.
