@@ -45,6 +45,18 @@ impl Item {
     }
 }
 
+impl Item {
+    /// The item's frame when it is one already: a record's shared JSON frame (made on first
+    /// use), a transport's own frame.
+    pub fn as_frame(&self) -> Option<&Frame> {
+        match self {
+            Item::Record(record) => Some(record.json()),
+            Item::Native(frame) => Some(frame),
+            Item::Conflated(..) | Item::Answer(_) => None,
+        }
+    }
+}
+
 impl From<Frame> for Item {
     fn from(frame: Frame) -> Self {
         Item::Native(frame)

@@ -21,6 +21,16 @@ impl Transport for Json {
 }
 
 impl SocketTransport for Json {
+    const WRITES_ITEMS: bool = true;
+
+    fn prepare(&mut self, batch: &mut [Outgoing]) {
+        for outgoing in batch {
+            if outgoing.item.as_frame().is_none() {
+                outgoing.item = Item::Native(outgoing.item.json());
+            }
+        }
+    }
+
     fn greeting(&self, session: &Session) -> Item {
         Answer::Welcome {
             session: session.handle.public_id.clone(),

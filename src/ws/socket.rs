@@ -122,19 +122,32 @@ impl Connection<'_> {
                 (taken, close) = handle.outbox.next_batch(std::mem::take(&mut batch), WRITE_BATCH) => {
                     batch = taken;
                     frames.clear();
-                    if transport.encode(&batch, &mut frames) {
+                    let close_after = if T::WRITES_ITEMS {
+                        transport.prepare(&mut batch);
+                        false
+                    } else {
+                        transport.encode(&batch, &mut frames)
+                    };
+                    if close_after {
                         handle.outbox.close(Close::StompError);
                     }
-                    if !frames.is_empty() {
+                    // What is written: the transport's frames, or (the JSON protocol) the
+                    // queued items themselves, records as their shared frames, borrowed.
+                    let wires: Vec<&Frame> = if T::WRITES_ITEMS {
+                        batch.iter().filter_map(|o| o.item.as_frame()).collect()
+                    } else {
+                        frames.iter().collect()
+                    };
+                    if !wires.is_empty() {
                         let mut written = 0;
                         let mut io = Watched::new(socket.get_mut(), &handle);
                         let result = tokio::select! {
-                            result = write_frames(&mut io, &frames, deflate, &mut written) => result.map_err(|_| None),
+                            result = write_frames(&mut io, &wires, deflate, &mut written) => result.map_err(|_| None),
                             close = handle.outbox.aborted() => Err(Some(close)),
                         };
                         match result {
                             Ok(()) => {
-                                let payload = payload_sent(&frames, deflate);
+                                let payload = payload_sent(&wires, deflate);
                                 self.ctx.core.metrics.bytes_sent.inc_by(payload as u64);
                                 let full = batch.len() == WRITE_BATCH;
                                 record_latencies(&mut batch, &self.ctx.core.hub);
@@ -153,7 +166,7 @@ impl Connection<'_> {
                                 // follow it; if the peer does not take it in time, the
                                 // connection is dropped without one.
                                 if written > 0 {
-                                    let rest = write_frames(socket.get_mut(), &frames, deflate, &mut written);
+                                    let rest = write_frames(socket.get_mut(), &wires, deflate, &mut written);
                                     if !matches!(tokio::time::timeout(CLOSE_TIMEOUT, rest).await, Ok(Ok(()))) {
                                         return close.counted_as();
                                     }

@@ -29,6 +29,15 @@ pub(super) enum Incoming<'a> {
 
 /// A dialect spoken over a WebSocket (`socket.rs` runs it).
 pub(super) trait SocketTransport: Transport<Wire = Frame> + Send {
+    /// The queued items are written as they are, each its own frame (after
+    /// [`SocketTransport::prepare`]): records as their shared frames, borrowed rather than
+    /// encoded into a batch of their own (the JSON protocol).
+    const WRITES_ITEMS: bool = false;
+
+    /// With [`SocketTransport::WRITES_ITEMS`]: turns the items that are not a frame yet (answers)
+    /// into frames, in place.
+    fn prepare(&mut self, _batch: &mut [Outgoing]) {}
+
     /// The session's first frame (`welcome`, STOMP's CONNECTED).
     fn greeting(&self, session: &Session) -> Item;
 

@@ -43,16 +43,17 @@ pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 ///
 /// tungstenite, which reads the connection and writes pings, pongs and the close frame, never
 /// holds unsent bytes here: each of its writes is flushed before the session goes on.
-pub(super) async fn write_frames<W>(
+pub(super) async fn write_frames<W, F>(
     io: &mut W,
-    batch: &[Frame],
+    batch: &[F],
     deflate: Option<usize>,
     written: &mut usize,
 ) -> std::io::Result<()>
 where
     W: tokio::io::AsyncWrite + Unpin,
+    F: std::borrow::Borrow<Frame>,
 {
-    let wire = |i: usize| on_wire(&batch[i], deflate);
+    let wire = |i: usize| on_wire(batch[i].borrow(), deflate);
     let (mut first, mut start) = (0, 0);
     while first < batch.len() {
         // Frames first..end make the next write.
@@ -95,9 +96,13 @@ pub(super) fn on_wire(frame: &Frame, deflate: Option<usize>) -> &[u8] {
 }
 
 /// Payload bytes of a batch as written (compressed where it was), for `sent_bytes_total`.
-pub(super) fn payload_sent(batch: &[Frame], deflate: Option<usize>) -> usize {
+pub(super) fn payload_sent<F: std::borrow::Borrow<Frame>>(
+    batch: &[F],
+    deflate: Option<usize>,
+) -> usize {
     batch
         .iter()
+        .map(|frame| frame.borrow())
         .map(|frame| match deflate {
             Some(_) => Frame::payload_len(on_wire(frame, deflate)),
             None => frame.len(),
