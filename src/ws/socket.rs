@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use super::inflate::InflateError;
 use super::transport::{Incoming, SocketTransport};
 use super::wire::{
-    close_and_linger, payload_sent, record_latencies, send_close, write_frames, Socket, Watched,
-    CLOSE_TIMEOUT,
+    close_and_linger, payload_sent, record_latencies, send_close, write_frames, Batch, Socket,
+    Watched, CLOSE_TIMEOUT,
 };
 use super::{ConnectionSlot, WsContext};
 use crate::auth::Identity;
@@ -133,21 +133,21 @@ impl Connection<'_> {
                     }
                     // What is written: the transport's frames, or (the JSON protocol) the
                     // queued items themselves, records as their shared frames, borrowed.
-                    let wires: Vec<&Frame> = if T::WRITES_ITEMS {
-                        batch.iter().filter_map(|o| o.item.as_frame()).collect()
+                    let wires = if T::WRITES_ITEMS {
+                        Batch::Items(&batch)
                     } else {
-                        frames.iter().collect()
+                        Batch::Frames(&frames)
                     };
                     if !wires.is_empty() {
                         let mut written = 0;
                         let mut io = Watched::new(socket.get_mut(), &handle);
                         let result = tokio::select! {
-                            result = write_frames(&mut io, &wires, deflate, &mut written) => result.map_err(|_| None),
+                            result = write_frames(&mut io, wires, deflate, &mut written) => result.map_err(|_| None),
                             close = handle.outbox.aborted() => Err(Some(close)),
                         };
                         match result {
                             Ok(()) => {
-                                let payload = payload_sent(&wires, deflate);
+                                let payload = payload_sent(wires, deflate);
                                 self.ctx.core.metrics.bytes_sent.inc_by(payload as u64);
                                 let full = batch.len() == WRITE_BATCH;
                                 record_latencies(&mut batch, &self.ctx.core.hub);
@@ -166,7 +166,7 @@ impl Connection<'_> {
                                 // follow it; if the peer does not take it in time, the
                                 // connection is dropped without one.
                                 if written > 0 {
-                                    let rest = write_frames(socket.get_mut(), &wires, deflate, &mut written);
+                                    let rest = write_frames(socket.get_mut(), wires, deflate, &mut written);
                                     if !matches!(tokio::time::timeout(CLOSE_TIMEOUT, rest).await, Ok(Ok(()))) {
                                         return close.counted_as();
                                     }

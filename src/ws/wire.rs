@@ -43,17 +43,16 @@ pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 ///
 /// tungstenite, which reads the connection and writes pings, pongs and the close frame, never
 /// holds unsent bytes here: each of its writes is flushed before the session goes on.
-pub(super) async fn write_frames<W, F>(
+pub(super) async fn write_frames<W>(
     io: &mut W,
-    batch: &[F],
+    batch: Batch<'_>,
     deflate: Option<usize>,
     written: &mut usize,
 ) -> std::io::Result<()>
 where
     W: tokio::io::AsyncWrite + Unpin,
-    F: std::borrow::Borrow<Frame>,
 {
-    let wire = |i: usize| on_wire(batch[i].borrow(), deflate);
+    let wire = |i: usize| on_wire(batch.frame(i), deflate);
     let (mut first, mut start) = (0, 0);
     while first < batch.len() {
         // Frames first..end make the next write.
@@ -87,6 +86,37 @@ where
     io.flush().await
 }
 
+/// What a session writes: frames its transport made, or the queued items themselves when each
+/// is a frame already (the JSON protocol: records as their shared frames, borrowed).
+#[derive(Clone, Copy)]
+pub(super) enum Batch<'a> {
+    Frames(&'a [Frame]),
+    Items(&'a [Outgoing]),
+}
+
+impl Batch<'_> {
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Batch::Frames(frames) => frames.len(),
+            Batch::Items(items) => items.len(),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn frame(&self, i: usize) -> &Frame {
+        match self {
+            Batch::Frames(frames) => &frames[i],
+            Batch::Items(items) => items[i]
+                .item
+                .as_frame()
+                .expect("the transport made every item a frame"),
+        }
+    }
+}
+
 /// The bytes written for `frame` to a session with permessage-deflate threshold `deflate`.
 pub(super) fn on_wire(frame: &Frame, deflate: Option<usize>) -> &[u8] {
     match deflate {
@@ -96,13 +126,9 @@ pub(super) fn on_wire(frame: &Frame, deflate: Option<usize>) -> &[u8] {
 }
 
 /// Payload bytes of a batch as written (compressed where it was), for `sent_bytes_total`.
-pub(super) fn payload_sent<F: std::borrow::Borrow<Frame>>(
-    batch: &[F],
-    deflate: Option<usize>,
-) -> usize {
-    batch
-        .iter()
-        .map(|frame| frame.borrow())
+pub(super) fn payload_sent(batch: Batch<'_>, deflate: Option<usize>) -> usize {
+    (0..batch.len())
+        .map(|i| batch.frame(i))
         .map(|frame| match deflate {
             Some(_) => Frame::payload_len(on_wire(frame, deflate)),
             None => frame.len(),
@@ -287,7 +313,7 @@ mod tests {
             writes: 0,
         };
         let mut written = 0;
-        write_frames(&mut io, &batch, None, &mut written)
+        write_frames(&mut io, Batch::Frames(&batch), None, &mut written)
             .await
             .unwrap();
         assert_eq!(io.taken, concatenated(&batch));
@@ -310,14 +336,14 @@ mod tests {
             let mut written = 0;
             let stalled = futures_util::FutureExt::now_or_never(write_frames(
                 &mut io,
-                &batch,
+                Batch::Frames(&batch),
                 None,
                 &mut written,
             ));
             assert!(stalled.is_none(), "the write waits for the peer");
             assert_eq!(written, cut);
             io.budget = usize::MAX;
-            write_frames(&mut io, &batch, None, &mut written)
+            write_frames(&mut io, Batch::Frames(&batch), None, &mut written)
                 .await
                 .unwrap();
             assert_eq!(io.taken, all, "cut at {cut}");
