@@ -3,7 +3,7 @@ use crate::config::ChannelConfig;
 use crate::hub::SessionHandle;
 use crate::outbox::Outbox;
 
-fn setup(channels: &str) -> (Arc<Hub>, Outbound, Metrics) {
+pub(super) fn setup(channels: &str) -> (Arc<Hub>, Outbound, Metrics) {
     let channels: Vec<ChannelConfig> = serde_yaml::from_str(channels).unwrap();
     let metrics = Metrics::new(&[], &[], &[]);
     let catalogue = Arc::new(Catalogue::new(&channels, &[], &metrics));
@@ -13,20 +13,25 @@ fn setup(channels: &str) -> (Arc<Hub>, Outbound, Metrics) {
 }
 
 fn session(id: u64) -> Arc<SessionHandle> {
+    session_with(id, 64)
+}
+
+/// A session whose queue holds `messages` messages.
+pub(super) fn session_with(id: u64, messages: usize) -> Arc<SessionHandle> {
     Arc::new(SessionHandle {
         id,
         public_id: format!("s{id}"),
         user: None,
         claims: Default::default(),
         outbox: Outbox::new(crate::outbox::Bounds {
-            messages: 64,
+            messages,
             bytes: usize::MAX,
             grace: std::time::Duration::from_secs(1),
         }),
     })
 }
 
-fn ok() -> crate::protocol::Frame {
+pub(super) fn ok() -> crate::protocol::Frame {
     crate::protocol::Frame::from("{\"type\":\"subscribed\"}".to_owned())
 }
 
