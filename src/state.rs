@@ -30,7 +30,7 @@ pub struct Held {
 
 impl Held {
     pub fn data(&self) -> &str {
-        &self.record.data
+        self.record.data()
     }
 
     /// Bytes this record costs while held (its size plus bookkeeping).
@@ -120,7 +120,8 @@ pub struct ChannelMemory {
     next_seq: u64,
     /// Broadcast channels' history.
     channel_history: VecDeque<Held>,
-    partitions: HashMap<i32, PartitionState>,
+    /// foldhash: looked up twice per routed record.
+    partitions: HashMap<i32, PartitionState, foldhash::fast::RandomState>,
     stats: MemoryStats,
 }
 
@@ -132,7 +133,7 @@ impl ChannelMemory {
             order: BTreeMap::new(),
             next_seq: 0,
             channel_history: VecDeque::new(),
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
             stats: MemoryStats::default(),
         }
     }

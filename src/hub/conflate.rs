@@ -165,7 +165,7 @@ mod tests {
         let due = c.due(t0 + Duration::from_millis(500));
         assert_eq!(due.len(), 1);
         assert!(
-            matches!(&due[0].2, Item::Conflated(d, 2) if d.data.as_ref() == "5"),
+            matches!(&due[0].2, Item::Conflated(d, 2) if d.data() == "5"),
             "{:?}",
             due[0].2
         );
@@ -176,7 +176,7 @@ mod tests {
         );
         let due = c.due(t0 + Duration::from_millis(1000));
         assert!(
-            matches!(&due[0].2, Item::Record(d) if d.data.as_ref() == "6"),
+            matches!(&due[0].2, Item::Record(d) if d.data() == "6"),
             "only delayed: {:?}",
             due[0].2
         );

@@ -17,7 +17,7 @@ impl Subject for RecordSubject<'_> {
         self.0.value()
     }
     fn key(&self) -> Option<&str> {
-        self.0.key.as_deref()
+        self.0.key()
     }
     fn header(&self, name: &str) -> Option<&str> {
         self.0.header(name)

@@ -36,7 +36,13 @@ pub(super) fn remove(list: &mut Vec<Subscriber>, id: u64) -> bool {
     }
 }
 
-pub(super) fn remove_keyed(map: &mut HashMap<String, Vec<Subscriber>>, key: &str, id: u64) -> bool {
+/// Subscribers per key (or scope, session id, user). foldhash rather than the standard SipHash:
+/// a routing key is looked up for every record, and foldhash takes a fraction of SipHash's
+/// instructions on short keys; its seed is random per map, so keys chosen by clients cannot
+/// aim at collisions they cannot predict.
+pub(super) type KeyMap = HashMap<String, Vec<Subscriber>, foldhash::fast::RandomState>;
+
+pub(super) fn remove_keyed(map: &mut KeyMap, key: &str, id: u64) -> bool {
     let Some(list) = map.get_mut(key) else {
         return false;
     };

@@ -5,8 +5,7 @@
 //! Each channel has its own lock, held while a record is routed and while a session
 //! (un)subscribes, so a subscription takes effect between two records, never during one.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,7 +29,7 @@ mod tests;
 use conflate::Conflation;
 use filter::{RecordSubject, Sieve};
 pub use lists::scope_of;
-use lists::{find_subscriber, remove, remove_keyed, report_memory};
+use lists::{find_subscriber, remove, remove_keyed, report_memory, KeyMap};
 
 pub use replay::{Asked, Attached, Begun, Confirmed, Fetched, Need, Want};
 
@@ -141,9 +140,9 @@ struct Subscribers {
     /// By-key channels: subscribers per key. Reply channels: per session public id.
     /// Broadcast channels with `subscribe.where`: per claim value (`all` stays empty), so a
     /// record costs the sessions of its scope only.
-    by_key: HashMap<String, Vec<Subscriber>>,
+    by_key: KeyMap,
     /// Reply channels: subscribers per user.
-    by_user: HashMap<String, Vec<Subscriber>>,
+    by_user: KeyMap,
 }
 
 struct ChannelState {
@@ -157,7 +156,9 @@ pub struct Hub {
     states: Vec<Mutex<ChannelState>>,
     /// Per channel: some subscription holds records back for `max_rate` ([`Hub::flush_conflated`]).
     conflating: Vec<AtomicBool>,
-    hasher: std::collections::hash_map::RandomState,
+    /// Hashes routing keys for `latest_per_key` shedding and `max_rate` conflation: foldhash,
+    /// seeded per process, as the subscriber maps are.
+    hasher: foldhash::fast::RandomState,
 }
 
 /// Result of a subscribe or unsubscribe.
@@ -255,15 +256,14 @@ impl Hub {
     /// the sessions the result lists as behind ([`Fanout::wait_for_writers`]).
     pub fn deliver(&self, id: ChannelId, route: Route<'_>, held: &Held, tombstone: bool) -> Fanout {
         let channel = self.catalogue.channel(id);
-        // For latest_per_key shedding and max_rate conflation.
-        let key_hash = match route {
-            Route::Key(Some(key)) => {
-                let mut hasher = self.hasher.build_hasher();
-                hasher.write(key.as_bytes());
-                hasher.finish()
-            }
+        // The key's hash, for latest_per_key shedding and max_rate conflation: made once, when
+        // one of them applies (a subscription may ask for a rate on a channel without one).
+        let hash_key = || match route {
+            Route::Key(Some(key)) => self.hasher.hash_one(key),
             _ => 0,
         };
+        let mut key_hash =
+            (channel.spec.on_slow_client == SlowClientPolicy::LatestPerKey).then(hash_key);
         let mut state = self.states[id as usize].lock();
         if state
             .memory
@@ -349,6 +349,7 @@ impl Hub {
             }
             if let Some(rate) = &mut subscriber.rate {
                 let now = *now.get_or_insert_with(Instant::now);
+                let key_hash = *key_hash.get_or_insert_with(hash_key);
                 if let Err(replaced) = rate.offer(key_hash, held, now) {
                     fanout.conflated += replaced;
                     held_back = true;
@@ -358,7 +359,8 @@ impl Hub {
             match subscriber.session.outbox.push_message(
                 &item,
                 id,
-                key_hash,
+                // Only latest_per_key reads it, and it was made above for that policy.
+                key_hash.unwrap_or(0),
                 held.timestamp,
                 channel.spec.on_slow_client,
             ) {

@@ -57,7 +57,7 @@ fn frames(session: &SessionHandle) -> Vec<String> {
     // Records as their data (these tests' records are their own frames), the rest as sent.
     out.iter()
         .map(|o| match &o.item {
-            Item::Record(d) => d.data.to_string(),
+            Item::Record(d) => d.data().to_string(),
             Item::Native(frame) => frame.as_str().to_owned(),
             other => format!("{other:?}"),
         })

@@ -4,6 +4,8 @@
 //! A record that cannot be decoded or has no key on a `by_key` channel is counted and logged
 //! (rate-limited), never retried: the consumer must not stall on one bad record.
 
+#[cfg(test)]
+mod bench;
 mod decode;
 mod record;
 #[cfg(test)]
@@ -56,7 +58,8 @@ struct TopicPipes {
 pub struct Outbound {
     hub: Arc<Hub>,
     catalogue: Arc<Catalogue>,
-    topics: HashMap<String, TopicPipes>,
+    /// foldhash: looked up for every consumed record.
+    topics: HashMap<String, TopicPipes, foldhash::fast::RandomState>,
     /// `schema_registry`, when configured.
     registry: Option<Arc<Registry>>,
     /// Per channel: seconds timestamp of the last warning logged.
@@ -70,7 +73,8 @@ impl Outbound {
         metrics: &Metrics,
         registry: Option<Arc<Registry>>,
     ) -> Self {
-        let mut topics: HashMap<String, TopicPipes> = HashMap::new();
+        let mut topics: HashMap<String, TopicPipes, foldhash::fast::RandomState> =
+            HashMap::default();
         for channel in catalogue.channels() {
             let topic = &channel.spec.topic;
             let pipes = topics.entry(topic.clone()).or_insert_with(|| TopicPipes {

@@ -12,25 +12,50 @@ use serde_json::Value;
 use super::encode::{message, MessageParts, MessagePrefix};
 use super::Frame;
 
-/// A record's headers as text: name, and value (`None`: a null value).
-pub type Headers = Box<[(Box<str>, Option<Box<str>>)]>;
+/// Where one header lies in [`Delivery`]'s texts: its name ends at `name_end`, its value (when
+/// not null) at `value_end`; each starts where the previous text ends.
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    name_end: u32,
+    value_end: u32,
+    null: bool,
+}
 
-/// One record of one channel, as every session receives it.
+/// Headers kept inline, without an allocation of their own, up to this many.
+const INLINE_HEADERS: usize = 3;
+
+#[derive(Debug)]
+enum Spans {
+    Inline(u8, [Span; INLINE_HEADERS]),
+    Heap(Box<[Span]>),
+}
+
+impl Spans {
+    fn as_slice(&self) -> &[Span] {
+        match self {
+            Spans::Inline(len, spans) => &spans[..usize::from(*len)],
+            Spans::Heap(spans) => spans,
+        }
+    }
+}
+
+/// One record of one channel, as every session receives it. Its texts — the value's JSON, the
+/// key, the headers' names and values — share one allocation.
 #[derive(Debug)]
 pub struct Delivery {
     /// The channel's index in the catalogue.
     pub channel: u32,
     prefix: MessagePrefix,
-    /// The routing key (by-key channels, or where the channel names a key source).
-    pub key: Option<Box<str>>,
-    /// The value as JSON text (after transforms): `data` of the `message` frame.
-    pub data: Box<str>,
+    /// `data`, then the key, then each header's name and value.
+    texts: Box<str>,
+    data_end: u32,
+    /// Where the key ends, when the record has one.
+    key_end: Option<u32>,
+    spans: Spans,
     pub partition: i32,
     pub offset: i64,
     /// Kafka timestamp (ms).
     pub timestamp: Option<i64>,
-    /// Header values as text (invalid UTF-8 replaced by U+FFFD); `None`: a null value.
-    pub headers: Headers,
     /// The Schema Registry id the value was written with (registry formats only).
     pub schema_id: Option<u32>,
     /// What the record counts for in a session's queue bounds and in memory.
@@ -61,23 +86,54 @@ const OVERHEAD: usize = 96;
 
 impl Delivery {
     pub fn new(parts: Parts<'_>) -> Self {
-        let headers: Headers = parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    Box::from(*name),
-                    value.map(|v| String::from_utf8_lossy(v).into()),
-                )
-            })
-            .collect();
+        let capacity = parts.data.len()
+            + parts.key.map_or(0, str::len)
+            + parts
+                .headers
+                .iter()
+                .map(|(n, v)| n.len() + v.map_or(0, <[u8]>::len))
+                .sum::<usize>();
+        let mut texts = String::with_capacity(capacity);
+        texts.push_str(parts.data);
+        let data_end = texts.len() as u32;
+        let key_end = parts.key.map(|key| {
+            texts.push_str(key);
+            texts.len() as u32
+        });
+        let span = |texts: &mut String, (name, value): &(&str, Option<&[u8]>)| {
+            texts.push_str(name);
+            let name_end = texts.len() as u32;
+            if let Some(value) = value {
+                match std::str::from_utf8(value) {
+                    Ok(text) => texts.push_str(text),
+                    // Invalid UTF-8 becomes U+FFFD (the text may grow beyond what was reserved).
+                    Err(_) => texts.push_str(&String::from_utf8_lossy(value)),
+                }
+            }
+            Span {
+                name_end,
+                value_end: texts.len() as u32,
+                null: value.is_none(),
+            }
+        };
+        let spans = if parts.headers.len() <= INLINE_HEADERS {
+            let mut inline = [Span::default(); INLINE_HEADERS];
+            for (slot, header) in inline.iter_mut().zip(parts.headers) {
+                *slot = span(&mut texts, header);
+            }
+            Spans::Inline(parts.headers.len() as u8, inline)
+        } else {
+            Spans::Heap(parts.headers.iter().map(|h| span(&mut texts, h)).collect())
+        };
+        let texts: Box<str> = texts.into_boxed_str();
         let size = OVERHEAD
             + parts.prefix.len()
-            + parts.data.len()
-            + parts.key.map_or(0, str::len)
-            + headers
+            + texts.len()
+            // Quotes, colon and comma per header; `null` for a null value.
+            + spans
+                .as_slice()
                 .iter()
-                .map(|(n, v)| n.len() + v.as_deref().map_or(4, str::len) + 6)
+                .map(|s| if s.null { 10 } else { 6 })
                 .sum::<usize>();
         let value = OnceLock::new();
         if let Some(tree) = parts.value {
@@ -86,12 +142,13 @@ impl Delivery {
         Delivery {
             channel: parts.channel,
             prefix: parts.prefix.clone(),
-            key: parts.key.map(Into::into),
-            data: parts.data.into(),
+            texts,
+            data_end,
+            key_end,
+            spans,
             partition: parts.partition,
             offset: parts.offset,
             timestamp: parts.timestamp,
-            headers,
             schema_id: parts.schema_id,
             size,
             value,
@@ -99,6 +156,37 @@ impl Delivery {
             sse: OnceLock::new(),
             text: OnceLock::new(),
         }
+    }
+
+    /// The value as JSON text (after transforms): `data` of the `message` frame.
+    pub fn data(&self) -> &str {
+        &self.texts[..self.data_end as usize]
+    }
+
+    /// The routing key (by-key channels, or where the channel names a key source).
+    pub fn key(&self) -> Option<&str> {
+        self.key_end
+            .map(|end| &self.texts[self.data_end as usize..end as usize])
+    }
+
+    /// The headers as text, in record order: name, and value (`None`: a null value; invalid
+    /// UTF-8 replaced by U+FFFD).
+    pub fn headers(&self) -> impl DoubleEndedIterator<Item = (&str, Option<&str>)> + '_ {
+        let spans = self.spans.as_slice();
+        let first = self.key_end.unwrap_or(self.data_end);
+        (0..spans.len()).map(move |i| {
+            let start = if i == 0 {
+                first
+            } else {
+                spans[i - 1].value_end
+            } as usize;
+            let span = spans[i];
+            let name_end = span.name_end as usize;
+            (
+                &self.texts[start..name_end],
+                (!span.null).then(|| &self.texts[name_end..span.value_end as usize]),
+            )
+        })
     }
 
     /// Bytes the record counts for in a session's queue (`server.send_queue_bytes`) and in a
@@ -121,16 +209,12 @@ impl Delivery {
     }
 
     fn encode_json(&self, conflated: Option<u64>) -> Frame {
-        let headers: Vec<(&str, Option<&str>)> = self
-            .headers
-            .iter()
-            .map(|(n, v)| (&**n, v.as_deref()))
-            .collect();
+        let headers: Vec<(&str, Option<&str>)> = self.headers().collect();
         message(
             &self.prefix,
             &MessageParts {
-                key: self.key.as_deref(),
-                data: &self.data,
+                key: self.key(),
+                data: self.data(),
                 partition: self.partition,
                 offset: self.offset,
                 timestamp: self.timestamp,
@@ -150,7 +234,7 @@ impl Delivery {
     /// The value parsed, for client filters: parsed once, by the first filter that reads it.
     pub fn value(&self) -> Option<&Value> {
         self.value
-            .get_or_init(|| serde_json::from_str(&self.data).ok())
+            .get_or_init(|| serde_json::from_str(self.data()).ok())
             .as_ref()
     }
 
@@ -159,9 +243,9 @@ impl Delivery {
     pub fn text(&self) -> Option<&str> {
         self.text
             .get_or_init(|| {
-                self.data
+                self.data()
                     .starts_with('"')
-                    .then(|| serde_json::from_str::<String>(&self.data).ok())
+                    .then(|| serde_json::from_str::<String>(self.data()).ok())
                     .flatten()
                     .map(Into::into)
             })
@@ -171,11 +255,10 @@ impl Delivery {
     /// A header's value, if the record has it and it is not null (the last one of a repeated
     /// name, as in the frame's `headers` object).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
+        self.headers()
             .rev()
-            .find(|(n, _)| &**n == name)
-            .and_then(|(_, v)| v.as_deref())
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v)
     }
 }
 

@@ -141,7 +141,7 @@ pub fn answer(answer: &Answer) -> Frame {
             &s.name,
             s.key.as_deref(),
             s.snapshot.as_deref().map(|d| SnapshotValue {
-                data: &d.data,
+                data: d.data(),
                 partition: d.partition,
                 offset: d.offset,
             }),

@@ -90,7 +90,7 @@ impl Stomp {
             Item::Record(record) | Item::Conflated(record, _) => {
                 // None when its subscription has just ended (UNSUBSCRIBE after it was queued).
                 let frame = self
-                    .find(record.channel, record.key.as_deref())
+                    .find(record.channel, record.key())
                     .and_then(|id| self.message(id, record));
                 return (frame.into_iter().collect(), false);
             }
@@ -170,7 +170,7 @@ impl Stomp {
         let sub = self.subscriptions.get(id)?;
         let (body, content_type) = match (!sub.json).then(|| record.text()).flatten() {
             Some(text) => (text, "text/plain;charset=utf-8"),
-            None => (&*record.data, "application/json"),
+            None => (record.data(), "application/json"),
         };
         let (mut partition, mut offset) = (itoa::Buffer::new(), itoa::Buffer::new());
         let (partition, offset) = (
@@ -197,7 +197,7 @@ impl Stomp {
         ] {
             head.push_str(part);
         }
-        if let Some(key) = &record.key {
+        if let Some(key) = record.key() {
             head.push_str("kafka-key:");
             push_escaped(&mut head, key);
             head.push('\n');
