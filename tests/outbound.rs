@@ -79,15 +79,47 @@ async fn broadcast_reaches_every_subscriber_of_the_channel_and_nobody_else() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_key_delivers_exactly_each_keys_records_in_partition_order() {
+    by_key_in_partition_order(None).await;
+}
+
+/// The same with the consumer stage in four lanes (`kafka.consumer_threads: 4`), one partition
+/// each: every key's records still reach its sessions, each exactly once and in partition order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_key_in_parallel_lanes_keeps_every_keys_records_in_partition_order() {
+    by_key_in_partition_order(Some(4)).await;
+}
+
+async fn by_key_in_partition_order(lanes: Option<u16>) {
     const KEYS: usize = 20;
     const SESSIONS_PER_KEY: usize = 3;
     const RECORDS: usize = 2000;
     let topic = create_topic("balances", 4).await;
-    let bridge = TestBridge::start(&common::fixture(
+    let mut text = common::config_text(&common::fixture(
         "balances_by_key.yaml",
         &[("TOPIC", &topic)],
-    ))
-    .await;
+    ));
+    if let Some(lanes) = lanes {
+        text = text.replace(
+            "\n  consumer_properties:",
+            &format!("\n  consumer_threads: {lanes}\n  consumer_properties:"),
+        );
+        assert!(text.contains("consumer_threads"), "{text}");
+    }
+    let bridge = TestBridge::start_text(&text).await;
+    if let Some(lanes) = lanes {
+        // The bridge runs in this process: its lane threads are this process's threads.
+        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        for lane in 0..lanes {
+            assert!(
+                names.contains(&format!("kafka-lane-{lane}")),
+                "lane {lane} runs: {names:?}"
+            );
+        }
+    }
     let mut sessions: Vec<(String, Client)> = Vec::new();
     for k in 0..KEYS {
         let key = format!("C-{k}");

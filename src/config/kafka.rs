@@ -32,6 +32,28 @@ pub struct KafkaConfig {
     /// `acks`, …); they override `properties`.
     #[serde(default)]
     pub producer_properties: BTreeMap<String, ScalarValue>,
+    /// Threads routing consumed records (decode, key, transforms, fan-out to the sessions'
+    /// queues), each taking a share of the partitions: a partition's records are always routed
+    /// by one thread, in order, and different partitions at once. `0` (the default): one per
+    /// core this process may run on, at most 8 — so a bridge pinned to one core routes on the
+    /// polling thread itself, as with `1`.
+    #[serde(default)]
+    pub consumer_threads: u16,
+}
+
+/// Most routing threads `consumer_threads: 0` starts.
+const AUTO_LANES_MAX: usize = 8;
+
+impl KafkaConfig {
+    /// How many threads route consumed records (see `consumer_threads`).
+    pub fn lanes(&self) -> usize {
+        match self.consumer_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, usize::from)
+                .min(AUTO_LANES_MAX),
+            n => usize::from(n),
+        }
+    }
 }
 
 /// Offset a fresh consumer group starts from.

@@ -11,6 +11,9 @@ use super::partial::Partial;
 use super::plan::line_of;
 use super::*;
 
+/// Most routing threads `kafka.consumer_threads` may ask for.
+const MAX_CONSUMER_THREADS: u16 = 64;
+
 mod auth;
 mod inbound;
 mod registry;
@@ -162,6 +165,15 @@ impl<'a> Semantic<'a> {
         }
         if kafka.group_id_prefix.is_empty() {
             self.error("kafka.group_id_prefix", "must not be empty");
+        }
+        if kafka.consumer_threads > MAX_CONSUMER_THREADS {
+            self.error(
+                "kafka.consumer_threads",
+                format!(
+                    "{}: at most {MAX_CONSUMER_THREADS} (each routes a share of the partitions; more threads than partitions sit idle)",
+                    kafka.consumer_threads
+                ),
+            );
         }
         for (map, properties) in [
             ("properties", &kafka.properties),

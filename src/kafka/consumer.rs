@@ -19,6 +19,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
 
+use super::lanes::{poll_into_lanes, Lanes};
 use super::status::{KafkaStatus, Role};
 use super::{consumer_config, StartError};
 use crate::config::Plan;
@@ -138,7 +139,7 @@ impl Drop for ConsumerHandle {
 }
 
 /// How long one poll waits for a record; bounds how fast the thread notices a stop or pause.
-const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+pub(super) const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Creates the consumer, subscribes to `topics` and starts the polling thread.
 pub(crate) fn start_consumer(
@@ -147,6 +148,7 @@ pub(crate) fn start_consumer(
     sink: Arc<dyn RecordSink>,
     status: Arc<KafkaStatus>,
 ) -> Result<ConsumerHandle, StartError> {
+    let lanes = plan.config.kafka.lanes();
     let consumer: BaseConsumer<BridgeContext> = consumer_config(plan)
         .create_with_context(BridgeContext::new(Role::Consumer, status.clone()))?;
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -160,9 +162,18 @@ pub(crate) fn start_consumer(
     status.set_topics(topics);
     let stop = Arc::new(AtomicBool::new(false));
     let stop_flag = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("kafka-consumer".into())
-        .spawn(move || poll_loop(consumer, sink, stop_flag))?;
+    let thread = std::thread::Builder::new().name("kafka-consumer".into());
+    let thread = if lanes > 1 {
+        tracing::info!(
+            lanes,
+            "the consumer stage runs in parallel lanes, one per set of partitions"
+        );
+        let consumer = Arc::new(consumer);
+        let lanes = Lanes::start(lanes, &consumer, &sink)?;
+        thread.spawn(move || poll_into_lanes(consumer, lanes, stop_flag))?
+    } else {
+        thread.spawn(move || poll_loop(consumer, sink, stop_flag))?
+    };
     Ok(ConsumerHandle {
         stop,
         thread: Some(thread),
@@ -185,7 +196,9 @@ fn poll_loop(
     while !stop.load(Ordering::Acquire) {
         if pause.has_changed().unwrap_or(false) {
             let paused = *pause.borrow_and_update();
-            apply_pause(&consumer, paused, &waiting);
+            apply_pause(&consumer, paused, |topic, partition| {
+                waiting.held.contains_key(&(topic.to_owned(), partition))
+            });
             status.pause_applied(paused);
         }
         waiting.forget_revoked(&consumer.context().revoked);
@@ -225,7 +238,7 @@ fn poll_loop(
 
 /// Pauses or resumes fetching of every assigned partition.
 /// Reports the consumer thread's death by panic to the supervisor.
-struct DiesLoudly(Arc<KafkaStatus>);
+pub(super) struct DiesLoudly(pub(super) Arc<KafkaStatus>);
 
 impl Drop for DiesLoudly {
     fn drop(&mut self) {
@@ -236,14 +249,24 @@ impl Drop for DiesLoudly {
     }
 }
 
-fn apply_pause(consumer: &BaseConsumer<BridgeContext>, pause: bool, waiting: &Waiting) {
+pub(super) fn apply_pause(
+    consumer: &BaseConsumer<BridgeContext>,
+    pause: bool,
+    held: impl Fn(&str, i32) -> bool,
+) {
     let mut assignment = match consumer.assignment() {
         Ok(assignment) => assignment,
         Err(e) => return tracing::warn!(error = %e, "cannot read the assignment"),
     };
     if !pause {
         // Partitions holding a record back stay paused until it is routed.
-        assignment = waiting.without_held(&assignment);
+        let mut kept = TopicPartitionList::new();
+        for element in assignment.elements() {
+            if !held(element.topic(), element.partition()) {
+                kept.add_partition(element.topic(), element.partition());
+            }
+        }
+        assignment = kept;
     }
     let result = if pause {
         consumer.pause(&assignment)
@@ -264,7 +287,7 @@ fn apply_pause(consumer: &BaseConsumer<BridgeContext>, pause: bool, waiting: &Wa
 /// A new group that has routed nothing yet has no committed offset: commit where it starts, so
 /// that after a restart it resumes there (with `latest` it would otherwise skip every record
 /// produced while it was down).
-fn commit_initial_positions(consumer: &BaseConsumer<BridgeContext>) {
+pub(super) fn commit_initial_positions(consumer: &BaseConsumer<BridgeContext>) {
     let pending = consumer.context().status.take_initial_commits();
     if pending.is_empty() {
         return;
@@ -288,7 +311,7 @@ fn commit_initial_positions(consumer: &BaseConsumer<BridgeContext>) {
 
 /// Empties a vector and reuses its allocation for elements of another lifetime (the standard
 /// library collects an empty `into_iter().map()` in place).
-fn reuse<'b>(mut v: Vec<(&str, Option<&[u8]>)>) -> Vec<(&'b str, Option<&'b [u8]>)> {
+pub(super) fn reuse<'b>(mut v: Vec<(&str, Option<&[u8]>)>) -> Vec<(&'b str, Option<&'b [u8]>)> {
     v.clear();
     v.into_iter()
         .map(|_| unreachable!("the vector is empty"))
@@ -297,7 +320,12 @@ fn reuse<'b>(mut v: Vec<(&str, Option<&[u8]>)>) -> Vec<(&'b str, Option<&'b [u8]
 
 /// Marks a record routed: the next commit may go past it. Offsets are stored by hand
 /// (`enable.auto.offset.store: false`), so a record held back is never committed over.
-fn store(consumer: &BaseConsumer<BridgeContext>, topic: &str, partition: i32, offset: i64) {
+pub(super) fn store(
+    consumer: &BaseConsumer<BridgeContext>,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) {
     if let Err(e) = consumer.store_offset(topic, partition, offset) {
         // A partition revoked meanwhile: its new owner reads from the last commit.
         tracing::debug!(topic, partition, offset, error = %e, "offset not stored");
@@ -305,8 +333,8 @@ fn store(consumer: &BaseConsumer<BridgeContext>, topic: &str, partition: i32, of
 }
 
 /// First and longest wait before a held record is handed to the sink again.
-const RETRY_FIRST: Duration = Duration::from_millis(20);
-const RETRY_MAX: Duration = Duration::from_secs(1);
+pub(super) const RETRY_FIRST: Duration = Duration::from_millis(20);
+pub(super) const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Records the sink could not route yet, one per partition (the partition is paused behind it).
 #[derive(Default)]
@@ -410,18 +438,5 @@ impl Waiting {
                 .min(POLL_TIMEOUT),
             None => POLL_TIMEOUT,
         }
-    }
-
-    fn without_held(&self, list: &TopicPartitionList) -> TopicPartitionList {
-        let mut kept = TopicPartitionList::new();
-        for element in list.elements() {
-            if !self
-                .held
-                .contains_key(&(element.topic().to_owned(), element.partition()))
-            {
-                kept.add_partition(element.topic(), element.partition());
-            }
-        }
-        kept
     }
 }

@@ -4,6 +4,7 @@
 
 mod admin;
 mod consumer;
+mod lanes;
 mod producer;
 mod reader;
 mod session_registry;
