@@ -36,6 +36,7 @@ pub struct Metrics {
     pub records_consumed: IntCounterVec,
     pub messages_delivered: IntCounterVec,
     pub bytes_sent: IntCounter,
+    pub socket_writes: IntCounter,
     pub inflated_messages: IntCounter,
     pub messages_dropped: IntCounterVec,
     pub client_errors: IntCounterVec,
@@ -170,6 +171,10 @@ impl Metrics {
             bytes_sent: register!(IntCounter::new(
                 name("sent_bytes_total"),
                 "Payload bytes of all frames written to sessions, as sent: compressed where permessage-deflate applied."
+            )),
+            socket_writes: register!(IntCounter::new(
+                name("socket_writes_total"),
+                "Batches of frames written to sessions' connections (WebSocket: one vectored write each, unless the kernel takes less; SSE: one stream chunk per event). messages_delivered_total / this = frames per write."
             )),
             inflated_messages: register!(IntCounter::new(
                 name("inflated_messages_total"),

@@ -149,6 +149,7 @@ impl Connection<'_> {
                             Ok(()) => {
                                 let payload = payload_sent(wires, deflate);
                                 self.ctx.core.metrics.bytes_sent.inc_by(payload as u64);
+                                self.ctx.core.metrics.socket_writes.inc();
                                 let full = batch.len() == WRITE_BATCH;
                                 record_latencies(&mut batch, &self.ctx.core.hub);
                                 if full {

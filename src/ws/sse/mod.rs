@@ -250,6 +250,7 @@ impl Writer {
                     let mut bytes = 0;
                     for event in events.drain(..) {
                         bytes += event.len();
+                        session.ctx.metrics.socket_writes.inc();
                         if let Err(Ended(reason)) = self.send(event, outbox).await {
                             return reason;
                         }
