@@ -74,6 +74,13 @@ async fn broadcast_reaches_every_subscriber_of_the_channel_and_nobody_else() {
             .await,
         150.0
     );
+    // Each write carries one frame or several (subscribed, pongs and the 150 messages, written
+    // in batches): at least one write, and no more writes than frames.
+    let writes = bridge.metric("kafka_ws_bridge_socket_writes_total").await;
+    assert!(
+        (3.0..=150.0 + 3.0 * 3.0 + 5.0).contains(&writes),
+        "socket writes: {writes}"
+    );
     bridge.stop().await;
 }
 

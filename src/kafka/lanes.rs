@@ -16,8 +16,8 @@
 //! polling thread back, as routing on the polling thread did.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,8 +28,8 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::TopicPartitionList;
 
 use super::consumer::{
-    apply_pause, commit_initial_positions, store, BridgeContext, DiesLoudly, POLL_TIMEOUT, RETRY_FIRST,
-    RETRY_MAX,
+    apply_pause, commit_initial_positions, store, BridgeContext, DiesLoudly, POLL_TIMEOUT,
+    RETRY_FIRST, RETRY_MAX,
 };
 use crate::outbound::{Record, RecordSink, Routed};
 
