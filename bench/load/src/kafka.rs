@@ -172,8 +172,13 @@ impl Pacer {
 
     /// Produces one record stamped now; false when librdkafka's queue is full.
     pub fn send_one(&mut self) -> bool {
+        self.send_at(now_us())
+    }
+
+    /// Produces one record stamped `ts` (µs since the epoch: the time it was scheduled to be
+    /// sent, see pace.rs); false when librdkafka's queue is full.
+    pub fn send_at(&mut self, ts: u64) -> bool {
         use std::fmt::Write;
-        let ts = now_us();
         record_value(&mut self.value, ts, self.seq, self.size);
         let mut record = BaseRecord::to(&self.topic).payload(&self.value[..]);
         if let Some(keys) = self.keys {
