@@ -88,6 +88,8 @@ pub struct State {
     pub rate: f64,
     /// When the current rate was set (monotonic, and µs since the epoch).
     pub rate_since: Option<(Instant, u64)>,
+    /// No record scheduled at or after this (µs since the epoch) is generated.
+    pub rate_until: u64,
     pub keys: u64,
     pub window: (u64, u64),
     pub stats: Stats,
@@ -235,6 +237,9 @@ pub async fn serve(o: RawOpts) -> Result<Value, String> {
             while produced_since_rate < due {
                 let at = offset_us(produced_since_rate, s.rate);
                 let ts = since_us + at;
+                if ts >= s.rate_until {
+                    break;
+                }
                 let late = (since.elapsed().as_micros() as u64).saturating_sub(at);
                 s.stats.behind_us_max = s.stats.behind_us_max.max(late);
                 s.stats.records += 1;

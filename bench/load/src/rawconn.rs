@@ -2,8 +2,10 @@
 //! the load generator's client of that control connection.
 //!
 //! Control protocol (text lines, one answer line each):
-//! - `RATE <records/s>` → `OK`: write at that rate from now (0 stops); record `n` is scheduled
-//!   `n / rate` after this command;
+//! - `RATE <records/s> [<end_us>]` → `OK`: write at that rate from now (0 stops); record `n`
+//!   is scheduled `n / rate` after this command; none scheduled at or after `end_us` (µs since
+//!   the epoch) is written, so a writer that fell behind does not keep adding to its backlog
+//!   when the generator's stop arrives late;
 //! - `KEYS <n>` → `OK`: keyed writer: record `n` goes to key `k{n mod keys}`;
 //! - `WINDOW <t0_us> <t1_us>` → `OK`: counters start again; records scheduled in [t0, t1) are
 //!   counted as the window's;
@@ -189,6 +191,7 @@ fn command(line: &str, state: &RefCell<State>) -> String {
             Some(r) => {
                 s.rate = r;
                 s.rate_since = Some((Instant::now(), now_us()));
+                s.rate_until = num(words.next()).map_or(u64::MAX, |u| u as u64);
                 "OK".into()
             }
             None => "ERR".into(),
@@ -270,6 +273,11 @@ impl RawControl {
 
     pub async fn set_rate(&mut self, rate: f64) -> Result<(), String> {
         self.ok(&format!("RATE {rate}")).await
+    }
+
+    /// `rate` from now, no record scheduled at or after `end_us` (µs since the epoch).
+    pub async fn set_rate_until(&mut self, rate: f64, end_us: u64) -> Result<(), String> {
+        self.ok(&format!("RATE {rate} {end_us}")).await
     }
 
     pub async fn keys(&mut self, n: u64) -> Result<(), String> {

@@ -151,7 +151,7 @@ pub async fn measure(run: &mut Run, rate: f64, o: &StepOpts) -> Value {
             }
             Some(raw) => {
                 raw.window(t0, t1).await?;
-                raw.set_rate(rate).await?;
+                raw.set_rate_until(rate, t1).await?;
                 until(t1).await;
                 raw.set_rate(0.0).await?;
                 let stats = raw.stats().await?;
