@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::kafka::Pacer;
+use crate::kafka::{PaceReport, Pacer};
+use crate::pace;
 use crate::procstat::{now_us, CpuMeter};
 use crate::proto::Protocol;
 use crate::raw::RawControl;
@@ -217,13 +218,25 @@ impl Run {
         };
         sh.seq_min.set(u64::MAX);
         sh.seq_max.set(0);
+        // The Kafka producer runs on its own thread (pace.rs), records stamped with their
+        // scheduled send time.
         let source = async {
             match self.raw.as_mut() {
-                None => pacer.run(rate, warm + measure).await,
-                Some(raw) => raw.run(rate, warm + measure).await,
+                None => {
+                    let (p, r) = pace::spawn(pacer, rate, warm + measure, (t0, t1))
+                        .await
+                        .expect("the producer thread returns the pacer");
+                    let report = PaceReport {
+                        produced: r.produced,
+                        secs: r.secs,
+                        max_behind: (r.behind_us_max as f64 * rate / 1e6) as u64,
+                    };
+                    (report, p)
+                }
+                Some(raw) => (raw.run(rate, warm + measure).await, pacer),
             }
         };
-        let (report, (bridge_cpu, gen_cpu, broker_cpu, bridge_split, received)) =
+        let ((report, pacer), (bridge_cpu, gen_cpu, broker_cpu, bridge_split, received)) =
             tokio::join!(source, meters);
         if self.raw.is_some() {
             self.settle(Duration::from_millis(300), drain).await;
