@@ -26,8 +26,13 @@ pub struct ScheduledReport {
     pub behind_us_max: u64,
     /// Times librdkafka's queue was full (the record is retried on the next pass).
     pub queue_full: u64,
+    /// Records of the schedule never handed over (given up [`GIVE_UP_AFTER`] past its end).
+    pub unsent: u64,
     pub secs: f64,
 }
+
+/// A producer still behind this long after its schedule's end stops trying.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
 
 /// Scheduled time of record `n`, µs after the start, at `rate` records/s.
 pub fn offset_us(n: u64, rate: f64) -> u64 {
@@ -58,7 +63,17 @@ pub fn run_blocking(
     if rate <= 0.0 {
         return r;
     }
+    let give_up = dur + GIVE_UP_AFTER;
     while r.produced < total {
+        if start.elapsed() > give_up {
+            // Still owing records this long after the schedule ended (librdkafka's queue stays
+            // full): what is left is reported unsent, its lateness counted.
+            r.unsent = total - r.produced;
+            let at = offset_us(r.produced, rate);
+            let late = (start.elapsed().as_micros() as u64).saturating_sub(at);
+            r.behind_us_max = r.behind_us_max.max(late);
+            break;
+        }
         let elapsed = start.elapsed().as_micros() as u64;
         let due = due(elapsed, rate, total);
         while r.produced < due {

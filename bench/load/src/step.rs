@@ -11,7 +11,10 @@
 //!   `deliveries_per_sec` = delivered / measure seconds;
 //! - latency (`p50_ms` … `max_ms`): receipt time − the record's *scheduled* send time, for the
 //!   window's records: generator lag counts as latency (no coordinated omission);
-//! - `generator_behind_ms_max`: the producer's largest lateness behind its own schedule;
+//! - `generator_behind_ms_max`: the producer's largest lateness behind its own schedule (with
+//!   `--raw`: the raw writer's own, since it paces itself); `produced` and `records_in_window`
+//!   count what it handed over, `queue_full` how often librdkafka refused a record, `unsent`
+//!   what it gave up on 10 s after the schedule's end;
 //! - `drain_ms`: how long after the window's end its last delivery arrived (the backlog left
 //!   at the end of the window; the producer stops at the window's end);
 //! - `kept_up`: the step passes (see [`verdict`]); `why` says what failed;
@@ -160,6 +163,7 @@ pub async fn measure(run: &mut Run, rate: f64, o: &StepOpts) -> Value {
                     in_window: stats["in_window"].as_u64().unwrap_or(0),
                     behind_us_max: stats["behind_us_max"].as_u64().unwrap_or(u64::MAX),
                     queue_full: 0,
+                    unsent: 0,
                     secs: dur.as_secs_f64(),
                 };
                 Ok((report, stats))
@@ -211,6 +215,7 @@ pub async fn measure(run: &mut Run, rate: f64, o: &StepOpts) -> Value {
         "produced": report.produced,
         "records_in_window": report.in_window,
         "queue_full": report.queue_full,
+        "unsent": report.unsent,
         "peer_cpu_pct": cpu.map(|(c, w)| (c / w.max(1e-9) * 1000.0).round() / 10.0),
         "peer_cpu_us_per_delivery": cpu.filter(|_| received > 0).map(|(c, _)| r2(c * 1e6 / received as f64)),
         "received_during_window": received,
