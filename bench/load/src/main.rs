@@ -359,6 +359,7 @@ async fn dispatch(cmd: Cmd, out: Option<&std::path::Path>) -> Result<(Value, boo
                 long_pause_ms: (3000, 6000),
                 pid: bridge.pid,
                 drain_timeout: secs(drain_timeout),
+                bind: bridge.binds(),
             })
             .await
         }
