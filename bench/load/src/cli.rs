@@ -185,7 +185,8 @@ pub enum Cmd {
         #[arg(long)]
         channels_header: Option<String>,
     },
-    /// Scenario a: broadcast fan-out, record rate stepped up until p99 or delivery fails.
+    /// Scenario a: broadcast fan-out, record rate stepped up until p99 or delivery fails (the
+    /// older method that mixes capacity and latency; `capacity` and `curve` measure them apart).
     Fanout {
         #[command(flatten)]
         o: Outbound,
@@ -256,7 +257,8 @@ pub enum Cmd {
         #[arg(long, default_value_t = 10)]
         measure: u64,
     },
-    /// Scenario d: by_key channel, session i subscribed to key k{i}, stepped rate.
+    /// Scenario d: by_key channel, session i subscribed to key k{i}, stepped rate (the older
+    /// method, see `fanout`).
     Keyed {
         #[command(flatten)]
         o: Outbound,

@@ -3,6 +3,12 @@
 //! (`--url`), produces to and consumes from Kafka directly for the reference measurements, and
 //! prints one JSON object per run on stdout (progress goes to stderr). `scripts/bench.sh` runs
 //! it and `kwb-load report` turns the results into the table.
+//!
+//! Method (capacity.rs, step.rs, pace.rs): `capacity` measures throughput alone — the highest
+//! offered rate whose steps deliver ≥ 99.9 % of what they should, keep the generator on its
+//! schedule and drain their backlog within 2 s; `curve` measures latency at fixed fractions of
+//! that capacity. Every record carries its *scheduled* send time, so latency includes any lag
+//! of the generator itself; `plot` draws the curves of several peers.
 
 mod capacity;
 mod cli;
