@@ -10,8 +10,6 @@
 //! state is shared through `Rc`/`Cell`. Each session parses frames in place and finds the
 //! record's `"ts":` without parsing the JSON; receipt time is taken once per `read`.
 
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -19,13 +17,14 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::hist::Hist;
-use crate::kafka::Pacer;
+use crate::kafka::{PaceReport, Pacer};
+use crate::pace;
 use crate::procstat::{now_us, CpuMeter};
-use crate::proto::{Event, Protocol};
+use crate::proto::Protocol;
 use crate::raw::RawControl;
-use crate::sse::Sse;
-use crate::ws::{find_u64, Url, Ws, OP_TEXT};
+pub use crate::sessions::map_json;
+use crate::sessions::{session, Shared};
+use crate::ws::Url;
 
 #[derive(Clone)]
 pub struct Target {
@@ -48,170 +47,11 @@ pub struct Target {
     pub channels_header: Option<String>,
 }
 
-#[derive(Default)]
-pub struct Shared {
-    win_start: Cell<u64>,
-    win_end: Cell<u64>,
-    hist: RefCell<Hist>,
-    in_window: Cell<u64>,
-    /// Raw writer runs: the lowest and one past the highest record number seen in the window
-    /// (its records are numbered without gaps, so this is how many it wrote).
-    seq_min: Cell<u64>,
-    seq_max: Cell<u64>,
-    received: Cell<u64>,
-    last_rx_us: Cell<u64>,
-    subscribed: Cell<usize>,
-    probed: Cell<usize>,
-    done: Cell<usize>,
-    pub closes: RefCell<BTreeMap<String, u64>>,
-    pub errors: RefCell<BTreeMap<String, u64>>,
-    pub connect_failures: RefCell<BTreeMap<String, u64>>,
-}
-
-impl Shared {
-    fn count(map: &RefCell<BTreeMap<String, u64>>, key: String) {
-        *map.borrow_mut().entry(key).or_default() += 1;
-    }
-
-    fn closed_total(&self) -> u64 {
-        self.closes.borrow().values().sum()
-    }
-}
-
-pub fn map_json(map: &RefCell<BTreeMap<String, u64>>) -> Value {
-    json!(map.borrow().clone())
-}
-
-/// Counts one event of a session (`payload`: the frame or event it came in, `now`: when it was
-/// read); true when it asks for an application-level pong.
-fn on_event(
-    e: Event,
-    now: u64,
-    payload: &[u8],
-    t: &Target,
-    shared: &Shared,
-    probed: &mut bool,
-) -> bool {
-    match e {
-        Event::Publication(ts) => {
-            shared.received.set(shared.received.get() + 1);
-            shared.last_rx_us.set(now);
-            if ts >= shared.win_start.get() && ts < shared.win_end.get() {
-                shared.in_window.set(shared.in_window.get() + 1);
-                shared.hist.borrow_mut().record(now.saturating_sub(ts));
-                if t.raw {
-                    if let Some(seq) = find_u64(payload, b"\"seq\"") {
-                        shared.seq_min.set(shared.seq_min.get().min(seq));
-                        shared.seq_max.set(shared.seq_max.get().max(seq + 1));
-                    }
-                }
-            }
-            if !*probed {
-                *probed = true;
-                shared.probed.set(shared.probed.get() + 1);
-            }
-        }
-        Event::Subscribed => shared.subscribed.set(shared.subscribed.get() + 1),
-        Event::Error(code) => Shared::count(&shared.errors, code),
-        Event::Ping => return true,
-        Event::Other => {}
-    }
-    false
-}
-
-async fn session(i: usize, t: Rc<Target>, shared: Rc<Shared>, gate: Rc<Semaphore>, bufsize: usize) {
-    if t.protocol == Protocol::Sse {
-        return sse_session(i, t, shared, gate, bufsize).await;
-    }
-    let bind = (!t.bind.is_empty()).then(|| t.bind[i % t.bind.len()]);
-    let permit = gate.acquire().await;
-    let mut ws = match Ws::connect_with(&t.url, bind, bufsize, t.protocol.subprotocol()).await {
-        Ok(ws) => ws,
-        Err(e) => {
-            Shared::count(&shared.connect_failures, e.kind());
-            shared.done.set(shared.done.get() + 1);
-            return;
-        }
-    };
-    drop(permit);
-    let key = t.keyed.then(|| format!("k{i}"));
-    for frame in t.protocol.subscribe_frames(i, &t.channel, key.as_deref()) {
-        ws.queue_frame(OP_TEXT, frame.as_bytes());
-    }
-    if ws.flush().await.is_err() {
-        Shared::count(&shared.closes, "write_error".into());
-        shared.done.set(shared.done.get() + 1);
-        return;
-    }
-    let mut probed = false;
-    let outcome: String = 'outer: loop {
-        if let Err(end) = ws.read_more(None).await {
-            break end;
-        }
-        let now = now_us();
-        loop {
-            let f = match ws.next_text().await {
-                Ok(Some(f)) => f,
-                Ok(None) => break,
-                Err(end) => break 'outer end,
-            };
-            let p = ws.payload(&f);
-            let mut ping = false;
-            t.protocol.events(p, |e| {
-                ping |= on_event(e, now, p, &t, &shared, &mut probed);
-            });
-            if ping && ws.send_text(t.protocol.pong()).await.is_err() {
-                break 'outer "write_error".to_owned();
-            }
-        }
-    };
-    Shared::count(&shared.closes, outcome);
-    shared.done.set(shared.done.get() + 1);
-}
-
-/// A Server-Sent Events session: one stream on the channel (`t.url` is the SSE endpoint).
-async fn sse_session(
-    i: usize,
-    t: Rc<Target>,
-    shared: Rc<Shared>,
-    gate: Rc<Semaphore>,
-    bufsize: usize,
-) {
-    let bind = (!t.bind.is_empty()).then(|| t.bind[i % t.bind.len()]);
-    let key = t.keyed.then(|| format!("k{i}"));
-    let query = Protocol::sse_query(&t.channel, key.as_deref());
-    let permit = gate.acquire().await;
-    let mut sse = match Sse::connect(&t.url, &query, bind, bufsize).await {
-        Ok(sse) => sse,
-        Err(e) => {
-            Shared::count(&shared.connect_failures, e.kind());
-            shared.done.set(shared.done.get() + 1);
-            return;
-        }
-    };
-    drop(permit);
-    let mut probed = false;
-    let mut now = now_us();
-    let outcome: String = loop {
-        while let Some(at) = sse.next_event() {
-            let p = sse.event(&at);
-            t.protocol.events(p, |e| {
-                on_event(e, now, p, &t, &shared, &mut probed);
-            });
-        }
-        if let Err(end) = sse.read_more(None).await {
-            break end;
-        }
-        now = now_us();
-    };
-    Shared::count(&shared.closes, outcome);
-    shared.done.set(shared.done.get() + 1);
-}
-
 pub struct Run {
     pub t: Rc<Target>,
     pub shared: Rc<Shared>,
-    pub pacer: Pacer,
+    /// The load producer (taken by a step's producer thread while it runs).
+    pub pacer: Option<Pacer>,
     /// Set when the records come from the raw writer (`Target::raw`) rather than Kafka.
     pub raw: Option<RawControl>,
     pub setup: Value,
@@ -259,7 +99,13 @@ pub async fn setup(t: Target) -> Result<Run, String> {
     .with_channels_header(t.channels_header.clone());
     let mut raw = if t.raw {
         let mut r = RawControl::connect(t.url.addr).await?;
-        r.set_rate(5.0).await?;
+        if t.keyed {
+            // Records go round robin over the sessions' keys; a probe round reaches them all.
+            r.keys(t.sessions as u64).await?;
+            r.set_rate(t.sessions as f64).await?;
+        } else {
+            r.set_rate(5.0).await?;
+        }
         Some(r)
     } else {
         None
@@ -297,7 +143,7 @@ pub async fn setup(t: Target) -> Result<Run, String> {
     Ok(Run {
         t,
         shared,
-        pacer,
+        pacer: Some(pacer),
         raw,
         setup,
     })
@@ -346,9 +192,10 @@ impl Run {
         let t1 = t0 + measure.as_micros() as u64;
         sh.win_start.set(t0);
         sh.win_end.set(t1);
-        let seq_before = self.pacer.seq;
-        self.pacer.window = (t0, t1);
-        self.pacer.in_window = 0;
+        let mut pacer = self.pacer.take().expect("the pacer is back between steps");
+        let seq_before = pacer.seq;
+        pacer.window = (t0, t1);
+        pacer.in_window = 0;
         let (pid, broker_pid) = (self.t.pid, self.t.broker_pid);
         let shm = sh.clone();
         let meters = async move {
@@ -371,13 +218,25 @@ impl Run {
         };
         sh.seq_min.set(u64::MAX);
         sh.seq_max.set(0);
+        // The Kafka producer runs on its own thread (pace.rs), records stamped with their
+        // scheduled send time.
         let source = async {
             match self.raw.as_mut() {
-                None => self.pacer.run(rate, warm + measure).await,
-                Some(raw) => raw.run(rate, warm + measure).await,
+                None => {
+                    let (p, r) = pace::spawn(pacer, rate, warm + measure, (t0, t1))
+                        .await
+                        .expect("the producer thread returns the pacer");
+                    let report = PaceReport {
+                        produced: r.produced,
+                        secs: r.secs,
+                        max_behind: (r.behind_us_max as f64 * rate / 1e6) as u64,
+                    };
+                    (report, p)
+                }
+                Some(raw) => (raw.run(rate, warm + measure).await, pacer),
             }
         };
-        let (report, (bridge_cpu, gen_cpu, broker_cpu, bridge_split, received)) =
+        let ((report, pacer), (bridge_cpu, gen_cpu, broker_cpu, bridge_split, received)) =
             tokio::join!(source, meters);
         if self.raw.is_some() {
             self.settle(Duration::from_millis(300), drain).await;
@@ -390,8 +249,9 @@ impl Run {
                 .saturating_sub(sh.seq_min.get().min(sh.seq_max.get()));
             (n, n * fanout)
         } else {
-            (self.pacer.seq - seq_before, self.pacer.in_window * fanout)
+            (pacer.seq - seq_before, pacer.in_window * fanout)
         };
+        self.pacer = Some(pacer);
         let deadline = Instant::now() + drain;
         while sh.in_window.get() < expected && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

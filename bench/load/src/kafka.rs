@@ -172,8 +172,13 @@ impl Pacer {
 
     /// Produces one record stamped now; false when librdkafka's queue is full.
     pub fn send_one(&mut self) -> bool {
+        self.send_at(now_us())
+    }
+
+    /// Produces one record stamped `ts` (µs since the epoch: the time it was scheduled to be
+    /// sent, see pace.rs); false when librdkafka's queue is full.
+    pub fn send_at(&mut self, ts: u64) -> bool {
         use std::fmt::Write;
-        let ts = now_us();
         record_value(&mut self.value, ts, self.seq, self.size);
         let mut record = BaseRecord::to(&self.topic).payload(&self.value[..]);
         if let Some(keys) = self.keys {
@@ -207,9 +212,12 @@ impl Pacer {
         }
     }
 
-    /// Produces at `rate` records/s for `dur`, in 1 ms ticks.
+    /// Produces at `rate` records/s for `dur`, in 1 ms ticks, on the caller's runtime. Record
+    /// `n` is stamped with its scheduled time (`start + n / rate`), not the time it was sent:
+    /// a late tick shows as latency (see pace.rs, which does the same on its own thread).
     pub async fn run(&mut self, rate: f64, dur: Duration) -> PaceReport {
         let start = Instant::now();
+        let start_us = now_us();
         let mut produced: u64 = 0;
         let mut max_behind = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -224,7 +232,7 @@ impl Pacer {
             // Never more than 50 ms worth in one tick: a stalled tick should not burst.
             let cap = produced + ((rate * 0.05) as u64).max(1);
             while produced < due.min(cap) {
-                if !self.send_one() {
+                if !self.send_at(start_us + crate::pace::offset_us(produced, rate)) {
                     break;
                 }
                 produced += 1;

@@ -3,282 +3,43 @@
 //! (`--url`), produces to and consumes from Kafka directly for the reference measurements, and
 //! prints one JSON object per run on stdout (progress goes to stderr). `scripts/bench.sh` runs
 //! it and `kwb-load report` turns the results into the table.
+//!
+//! Method (capacity.rs, step.rs, pace.rs): `capacity` measures throughput alone — the highest
+//! offered rate whose steps deliver ≥ 99.9 % of what they should, keep the generator on its
+//! schedule and drain their backlog within 2 s; `curve` measures latency at fixed fractions of
+//! that capacity. Every record carries its *scheduled* send time, so latency includes any lag
+//! of the generator itself; `plot` draws the curves of several peers.
 
+mod capacity;
+mod cli;
 mod compare;
 mod deliver;
 mod hist;
 mod idle;
 mod inbound;
 mod kafka;
+mod metrics;
+mod pace;
+mod plot;
 mod procstat;
 mod proto;
 mod raw;
+mod rawconn;
 mod report;
 mod results;
+mod sessions;
 mod soak;
 mod sse;
+mod step;
 mod ws;
 
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
+
+use cli::{Cli, Cmd, Outbound, Window};
 use serde_json::{json, Value};
-
-#[derive(Parser)]
-#[command(
-    name = "kwb-load",
-    about = "Load generator for kafka-ws-bridge and its baselines"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Cmd,
-    /// Also write the JSON result to this file.
-    #[arg(long, global = true)]
-    out: Option<PathBuf>,
-}
-
-#[derive(Args, Clone)]
-struct Bridge {
-    /// WebSocket URL of the bridge, e.g. ws://127.0.0.1:8080/ws (with `--protocol sse`: the
-    /// Server-Sent Events endpoint, e.g. http://127.0.0.1:8080/sse).
-    #[arg(long)]
-    url: String,
-    /// PID of the bridge process (CPU and RSS are read from /proc).
-    #[arg(long)]
-    pid: Option<u32>,
-    /// PID of the broker (its CPU is reported so a broker bottleneck shows).
-    #[arg(long)]
-    broker_pid: Option<u32>,
-    /// Source addresses client sockets bind to, round robin (e.g. 127.0.0.2,127.0.0.3): one
-    /// source address gives ~28k ephemeral ports towards one server port.
-    #[arg(long, value_delimiter = ',')]
-    bind: Vec<IpAddr>,
-    /// Handshakes in progress at once.
-    #[arg(long, default_value_t = 200)]
-    connect_concurrency: usize,
-    /// The client protocol the peer speaks.
-    #[arg(long, value_enum, default_value_t = proto::Protocol::Kwb)]
-    protocol: proto::Protocol,
-}
-
-#[derive(Args, Clone)]
-struct Outbound {
-    #[command(flatten)]
-    bridge: Bridge,
-    #[arg(long)]
-    bootstrap: String,
-    /// Topic the channel reads (the generator produces to it).
-    #[arg(long)]
-    topic: String,
-    /// Channel the sessions subscribe to.
-    #[arg(long)]
-    channel: String,
-    #[arg(long)]
-    sessions: usize,
-    /// Record value size in bytes.
-    #[arg(long, default_value_t = 140)]
-    size: usize,
-    /// The peer is `kwb-load raw-writer`: it writes the records itself, paced over its control
-    /// connection; nothing is produced to Kafka.
-    #[arg(long)]
-    raw: bool,
-    /// Every produced record carries the header `centrifugo-channels` with this value (the
-    /// record's key on keyed load), so Centrifugo's Kafka consumer can route the same records.
-    #[arg(long)]
-    channels_header: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Create topics (existing ones are left alone).
-    CreateTopics {
-        #[arg(long)]
-        bootstrap: String,
-        #[arg(long, default_value_t = 3)]
-        partitions: i32,
-        topics: Vec<String>,
-    },
-    /// Produce → receive latency of a plain librdkafka consumer (the floor).
-    Floor {
-        #[arg(long)]
-        bootstrap: String,
-        #[arg(long)]
-        topic: String,
-        /// Records per second.
-        #[arg(long, default_value_t = 100.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 3)]
-        warm: u64,
-        #[arg(long, default_value_t = 10)]
-        measure: u64,
-        #[arg(long, default_value_t = 10)]
-        fetch_wait_ms: u32,
-        #[arg(long, default_value_t = 140)]
-        size: usize,
-    },
-    /// Produce timestamped records at a fixed rate (helper: warm-ups, broker checks).
-    Produce {
-        #[arg(long)]
-        bootstrap: String,
-        #[arg(long)]
-        topic: String,
-        #[arg(long, default_value_t = 100.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 10)]
-        duration: u64,
-        /// Key records round robin over k0..k{keys-1}.
-        #[arg(long)]
-        keys: Option<u64>,
-        #[arg(long, default_value_t = 140)]
-        size: usize,
-        /// librdkafka linger.ms of the load producer.
-        #[arg(long)]
-        linger_ms: Option<u32>,
-        #[arg(long)]
-        broker_pid: Option<u32>,
-        /// Header `centrifugo-channels` on every record (the key on keyed load).
-        #[arg(long)]
-        channels_header: Option<String>,
-    },
-    /// Scenario a: broadcast fan-out, record rate stepped up until p99 or delivery fails.
-    Fanout {
-        #[command(flatten)]
-        o: Outbound,
-        /// First step, records per second.
-        #[arg(long, default_value_t = 10.0)]
-        start_rate: f64,
-        /// Highest step, records per second.
-        #[arg(long, default_value_t = 20000.0)]
-        max_rate: f64,
-        #[arg(long, default_value_t = 50.0)]
-        p99_ms: f64,
-        #[arg(long, default_value_t = 1)]
-        warm: u64,
-        #[arg(long, default_value_t = 4)]
-        measure: u64,
-    },
-    /// Scenarios b and c: latency and bridge CPU per delivery at one fixed rate.
-    Latency {
-        #[command(flatten)]
-        o: Outbound,
-        /// Records per second (deliveries/s = rate × sessions).
-        #[arg(long, default_value_t = 100.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 3)]
-        warm: u64,
-        #[arg(long, default_value_t = 10)]
-        measure: u64,
-    },
-    /// Scenario d: by_key channel, session i subscribed to key k{i}, stepped rate.
-    Keyed {
-        #[command(flatten)]
-        o: Outbound,
-        #[arg(long, default_value_t = 5000.0)]
-        start_rate: f64,
-        #[arg(long, default_value_t = 640000.0)]
-        max_rate: f64,
-        #[arg(long, default_value_t = 20.0)]
-        p99_ms: f64,
-        #[arg(long, default_value_t = 1)]
-        warm: u64,
-        #[arg(long, default_value_t = 4)]
-        measure: u64,
-    },
-    /// Scenario e: clients publishing with a window of publishes in flight.
-    Inbound {
-        #[command(flatten)]
-        bridge: Bridge,
-        #[arg(long)]
-        channel: String,
-        #[arg(long, default_value_t = 100)]
-        clients: usize,
-        /// Publishes in flight per client.
-        #[arg(long, default_value_t = 16)]
-        window: usize,
-        #[arg(long, default_value_t = 3)]
-        warm: u64,
-        #[arg(long, default_value_t = 10)]
-        measure: u64,
-        #[arg(long, default_value_t = 140)]
-        size: usize,
-    },
-    /// Scenario e's reference: a plain rdkafka FutureProducer with the bridge's settings.
-    PlainProduce {
-        #[arg(long)]
-        bootstrap: String,
-        #[arg(long)]
-        topic: String,
-        /// Sends outstanding at any time (clients × window of the inbound run).
-        #[arg(long, default_value_t = 1600)]
-        inflight: usize,
-        /// Extra librdkafka property (name=value), repeatable; overrides the defaults.
-        #[arg(long = "property")]
-        properties: Vec<String>,
-        #[arg(long, default_value_t = 3)]
-        warm: u64,
-        #[arg(long, default_value_t = 10)]
-        measure: u64,
-        #[arg(long, default_value_t = 140)]
-        size: usize,
-    },
-    /// Scenario f: idle sessions; RSS per session and idle CPU of the bridge.
-    Idle {
-        #[command(flatten)]
-        bridge: Bridge,
-        #[arg(long)]
-        channel: String,
-        #[arg(long)]
-        sessions: usize,
-        /// Seconds the CPU is measured with every session connected.
-        #[arg(long, default_value_t = 20)]
-        hold: u64,
-        /// Seconds waited after the last connection before the RSS is read.
-        #[arg(long, default_value_t = 5)]
-        settle: u64,
-        #[arg(long, default_value_t = 180)]
-        connect_timeout: u64,
-    },
-    /// End-to-end soak with connection churn; exits 1 when an acked record was lost.
-    Soak {
-        #[command(flatten)]
-        bridge: Bridge,
-        /// Broadcast channel reading the topic the inbound channel writes.
-        #[arg(long)]
-        out_channel: String,
-        #[arg(long)]
-        in_channel: String,
-        #[arg(long, default_value_t = 20)]
-        subscribers: usize,
-        #[arg(long, default_value_t = 5)]
-        publishers: usize,
-        /// Publishes per second per publisher.
-        #[arg(long, default_value_t = 40.0)]
-        rate: f64,
-        /// Seconds of publishing with churn.
-        #[arg(long, default_value_t = 120)]
-        duration: u64,
-        #[arg(long, default_value_t = 60)]
-        drain_timeout: u64,
-    },
-    /// The physical floor: writes the bridge's message frames to every connected WebSocket at
-    /// the rate a load generator asks for, with no Kafka and no logic (see raw.rs).
-    RawWriter {
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-        #[arg(long, default_value = "fanout")]
-        channel: String,
-        #[arg(long, default_value_t = 140)]
-        size: usize,
-    },
-    /// Builds the results table (markdown) from a directory of result files.
-    Report {
-        #[arg(long)]
-        dir: PathBuf,
-    },
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -299,7 +60,7 @@ fn target(o: &Outbound, keyed: bool) -> Result<deliver::Target, String> {
         channel: o.channel.clone(),
         sessions: o.sessions,
         keyed,
-        bind: o.bridge.bind.clone(),
+        bind: o.bridge.binds(),
         size: o.size,
         pid: o.bridge.pid,
         broker_pid: o.bridge.broker_pid,
@@ -314,10 +75,60 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
+fn step_opts(w: &Window) -> step::StepOpts {
+    step::StepOpts {
+        warm: secs(w.warm),
+        measure: secs(w.measure),
+        metrics_url: w.metrics_url.clone(),
+    }
+}
+
+async fn dispatch(cmd: Cmd, out: Option<&std::path::Path>) -> Result<(Value, bool), String> {
     let nofile = procstat::raise_nofile();
     let keyed = matches!(cmd, Cmd::Keyed { .. });
     Ok(match cmd {
+        Cmd::Capacity {
+            o,
+            scenario,
+            low,
+            high,
+            precision,
+            w,
+            max_steps,
+        } => {
+            let mut run = deliver::setup(target(&o, scenario == cli::Scenario::Keyed)?).await?;
+            let search = capacity::Search {
+                low,
+                high,
+                precision,
+                max_steps,
+            };
+            let v = capacity::capacity(&mut run, scenario.name(), search, &step_opts(&w)).await;
+            (v, true)
+        }
+        Cmd::Curve {
+            o,
+            scenario,
+            capacity,
+            fractions,
+            w,
+        } => {
+            let mut run = deliver::setup(target(&o, scenario == cli::Scenario::Keyed)?).await?;
+            let v = capacity::curve(
+                &mut run,
+                scenario.name(),
+                capacity,
+                fractions,
+                &step_opts(&w),
+            )
+            .await;
+            (v, true)
+        }
+        Cmd::Plot { dir } => {
+            let out = out.ok_or("plot: --out FILE.svg is required")?;
+            eprintln!("  plot: {}", plot::run(&dir, out)?);
+            return Ok((Value::Null, true));
+        }
         Cmd::CreateTopics {
             bootstrap,
             partitions,
@@ -461,7 +272,7 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
                 size,
                 pid: bridge.pid,
                 broker_pid: bridge.broker_pid,
-                bind: bridge.bind,
+                bind: bridge.binds(),
             })
             .await;
             eprintln!(
@@ -512,7 +323,7 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
                 url: url(&bridge.url)?,
                 channel,
                 sessions,
-                bind: bridge.bind,
+                bind: bridge.binds(),
                 pid: bridge.pid,
                 hold: secs(hold),
                 settle: secs(settle),
@@ -554,6 +365,7 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
                 long_pause_ms: (3000, 6000),
                 pid: bridge.pid,
                 drain_timeout: secs(drain_timeout),
+                bind: bridge.binds(),
             })
             .await
         }
@@ -561,11 +373,17 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
             listen,
             channel,
             size,
+            frames_per_write,
+            max_hold_ms,
+            keyed,
         } => (
             raw::serve(raw::RawOpts {
                 listen,
                 channel,
                 size,
+                frames_per_write,
+                max_hold: Duration::from_millis(max_hold_ms),
+                keyed,
             })
             .await?,
             true,
@@ -581,7 +399,7 @@ async fn dispatch(cmd: Cmd) -> Result<(Value, bool), String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let local = tokio::task::LocalSet::new();
-    let result = local.block_on(&runtime(), dispatch(cli.command));
+    let result = local.block_on(&runtime(), dispatch(cli.command, cli.out.as_deref()));
     match result {
         Ok((Value::Null, ok)) => {
             if ok {

@@ -123,3 +123,66 @@ pub fn nofile_of(pid: u32) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// Machine-wide CPU time from the first line of /proc/stat (clock ticks): (total, iowait,
+/// steal). Total is user+nice+system+idle+iowait+irq+softirq+steal (guest time is already in
+/// user).
+pub fn system_ticks() -> Option<(u64, u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_system_ticks(text.lines().next()?)
+}
+
+fn parse_system_ticks(line: &str) -> Option<(u64, u64, u64)> {
+    let mut f = line.split_whitespace();
+    if f.next()? != "cpu" {
+        return None;
+    }
+    let v: Vec<u64> = f.take(8).map(|x| x.parse().unwrap_or(0)).collect();
+    if v.len() < 8 {
+        return None;
+    }
+    Some((v.iter().sum(), v[4], v[7]))
+}
+
+/// Share of all CPUs' time over an interval that was stolen by the hypervisor (`steal_pct`)
+/// or idle waiting for I/O (`iowait_pct`), in percent, from /proc/stat deltas.
+pub struct SysMeter(Option<(u64, u64, u64)>);
+
+impl SysMeter {
+    pub fn start() -> SysMeter {
+        SysMeter(system_ticks())
+    }
+
+    /// (steal_pct, iowait_pct) since start.
+    pub fn read(&self) -> (Option<f64>, Option<f64>) {
+        let (Some(a), Some(b)) = (self.0, system_ticks()) else {
+            return (None, None);
+        };
+        let total = b.0.saturating_sub(a.0).max(1) as f64;
+        let pct =
+            |x: u64, y: u64| Some((y.saturating_sub(x) as f64 / total * 1000.0).round() / 10.0);
+        (pct(a.2, b.2), pct(a.1, b.1))
+    }
+}
+
+/// The 1-minute load average (/proc/loadavg).
+pub fn loadavg1() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn system_ticks_sum_the_first_eight_fields() {
+        let t = parse_system_ticks("cpu  10 1 5 100 7 0 2 3 4 0").unwrap();
+        assert_eq!(t, (128, 7, 3));
+        assert!(parse_system_ticks("cpu0 1 2 3 4 5 6 7 8").is_none());
+    }
+}

@@ -18,7 +18,9 @@ use crate::ws::find_u64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Protocol {
-    /// kafka-ws-bridge's protocol (also the baselines' and the raw writer's).
+    /// kafka-ws-bridge's protocol (also the baselines' and the raw writer's); `json` is the
+    /// same.
+    #[value(alias = "json")]
     Kwb,
     /// Centrifugo's JSON protocol; a keyed session subscribes to the channel named by its key.
     Centrifugo,
@@ -45,6 +47,16 @@ pub enum Event {
 pub const STOMP_TOPIC_PREFIX: &str = "/topic/";
 
 impl Protocol {
+    /// The name results carry: `json` for kafka-ws-bridge's JSON protocol.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Kwb => "json",
+            Protocol::Centrifugo => "centrifugo",
+            Protocol::Stomp => "stomp",
+            Protocol::Sse => "sse",
+        }
+    }
+
     /// The WebSocket subprotocol a session asks for.
     pub fn subprotocol(self) -> Option<&'static str> {
         match self {
