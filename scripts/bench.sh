@@ -130,11 +130,12 @@ else
   # Several instances: 3 × 17,000 = 51,000 idle sessions (20,000 open files per process here).
   MULTI_INSTANCES="${MULTI_INSTANCES:-3}" MULTI_SESSIONS="${MULTI_SESSIONS:-17000}" MULTI_HOLD=60 MULTI_RECORDS=10
   DEFLATE_SESSIONS=100 DEFLATE_RECORDS=4000 DEFLATE_RATE=400 DEFLATE_IDLE=1000
-  # Round 1's brackets (records/s) start at about a quarter of each peer's last known capacity
-  # (docs/performance.md) so the doubling passes twice before it fails; the high end is only
-  # a ceiling. Later rounds start from 0.7× the peer's capacity in the round before.
-  declare -A seed=([fanout_bridge]="100 20000" [fanout_centrifugo]="16 20000" [fanout_raw]="500 40000"
-    [keyed_bridge]="8000 640000" [keyed_centrifugo]="2000 640000" [keyed_raw]="20000 640000")
+  # Round 1's brackets (records/s) start at about half of each peer's last known capacity
+  # (docs/performance.md; the keyed raw floor's is a guess) so the doubling passes once or twice
+  # before it fails; the high end is only a ceiling. Later rounds start from 0.7× the peer's
+  # capacity in the round before. A peer faster than its seed costs one step more per doubling.
+  declare -A seed=([fanout_bridge]="200 20000" [fanout_centrifugo]="32 20000" [fanout_raw]="1200 40000"
+    [keyed_bridge]="16000 640000" [keyed_centrifugo]="4800 640000" [keyed_raw]="40000 640000")
 fi
 FRACTIONS=0.1,0.3,0.5,0.7
 PARTITIONS="${BENCH_PARTITIONS:-1}"
@@ -144,13 +145,16 @@ ONE_ROUND_PEERS=(bridge-2core centrifugo-2core centrifugo-gogc)
 [ "$ROUNDS" -ge 1 ] 2>/dev/null || { echo "KWB_BENCH_ROUNDS must be a positive number" >&2; exit 2; }
 
 # ---- the estimate --------------------------------------------------------------------------------
-# Seconds per capacity search: up to MAX_STEPS steps (about 6 in practice: two doublings that
-# pass, one that fails, three bisections), each warm-up + window + ~2 s of setting up; a curve is
+# Seconds per capacity search: up to MAX_STEPS steps, in practice 6 in round 1 (the seed and one
+# doubling that pass, one that fails, three bisections down to 10 %) and 5 later (0.7× and 1.4×
+# the last capacity, three bisections), each warm-up + window + ~2 s of setting up; a curve is
 # 4 points; a keyed search adds ~20 s of connecting 10,000 sessions; each peer start ~5 s.
 step=$((WARM + MEASURE + 2))
 cap_s=$((6 * step + 5)) keyed_s=$((6 * step + 25)) curve_s=$((4 * step + 5))
 estimate=0
-for p in bridge centrifugo raw; do has "$p" && estimate=$((estimate + ROUNDS * (cap_s + curve_s + keyed_s))); done
+for p in bridge centrifugo raw; do
+  has "$p" && estimate=$((estimate + ROUNDS * (cap_s + curve_s + keyed_s) - (ROUNDS - 1) * 2 * step))
+done
 # The raw writer at the bridge's own rate and batching (CPU per delivery against the floor).
 if has bridge && has raw; then estimate=$((estimate + ROUNDS * (2 * step + 10))); fi
 for p in bridge-2core centrifugo-2core; do has "$p" && estimate=$((estimate + cap_s + keyed_s)); done
@@ -163,7 +167,7 @@ has compression && estimate=$((estimate + 150))
 has registry && estimate=$((estimate + 60))
 estimate=$((estimate + FLOOR_WARM + FLOOR_MEASURE + 30))
 say "benchmark ($mode): ${parts[*]}; $ROUNDS round(s); steps ${WARM} s warm-up + ${MEASURE} s window"
-say "estimate: about $(((estimate + 59) / 60)) minutes once built (the full run, all parts, with the defaults: about 60 on 2 cores)"
+say "estimate: about $(((estimate + 59) / 60)) minutes once built (full run, every part, the defaults: about 70 minutes on 2 cores)"
 
 # ---- pinning -------------------------------------------------------------------------------------
 
