@@ -702,11 +702,15 @@ fn other_tables(run: &Run, out: &mut String) {
     let base = dir
         .file_name()
         .map_or(String::new(), |d| format!("{}/", d.to_string_lossy()));
-    let profiles: Vec<String> = ["bridge-perf.txt", "centrifugo-pprof-top.txt"]
-        .iter()
-        .filter(|p| dir.join("profiles").join(p).exists())
-        .map(|p| format!("[{p}]({base}profiles/{p})"))
-        .collect();
+    let profiles: Vec<String> = [
+        "bridge-perf.txt",
+        "bridge-perf-flat.txt",
+        "centrifugo-pprof-top.txt",
+    ]
+    .iter()
+    .filter(|p| dir.join("profiles").join(p).exists())
+    .map(|p| format!("[{p}]({base}profiles/{p})"))
+    .collect();
     if !profiles.is_empty() {
         let _ = writeln!(
             out,
