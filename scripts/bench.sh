@@ -5,8 +5,9 @@
 # rounds. docs/performance.md ("Method", "The peers") says what every step does and why.
 #
 #   scripts/bench.sh                 # the full run, release builds (the estimate is printed first)
-#   scripts/bench.sh --smoke         # one round, tiny sizes, 1-2 s steps, debug builds; fails only
-#                                    # when something breaks or a file lacks a field (scripts/test.sh)
+#   scripts/bench.sh --smoke         # one round (or KWB_BENCH_ROUNDS), tiny sizes, 1-2 s steps,
+#                                    # debug builds; fails only when something breaks or a file
+#                                    # lacks a field (scripts/test.sh runs it)
 #   scripts/bench.sh --only bridge,centrifugo,raw   # a subset of the parts below
 #   KAFKA_BOOTSTRAP=host:9092 scripts/bench.sh      # against an existing cluster
 #
@@ -46,7 +47,7 @@ while [ $# -gt 0 ]; do
       [ "$only" = 1 ] || parts=(bridge centrifugo raw profiles inbound idle multi compression registry)
       ;;
     --only) shift; only=1; IFS=, read -r -a parts <<<"${1:?--only needs a comma-separated list of parts (see --help)}" ;;
-    -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h | --help) sed -n "2,$(($(grep -n "^set -euo" "$0" | cut -d: -f1) - 1))p" "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -107,7 +108,7 @@ trap 'failed=1; exit 130' INT TERM
 # ---- sizes ---------------------------------------------------------------------------------------
 
 if [ "$mode" = smoke ]; then
-  ROUNDS=1
+  ROUNDS="${KWB_BENCH_ROUNDS:-1}"
   WARM=1 MEASURE=2 MAX_STEPS=3 PRECISION=0.5
   FAN_SESSIONS=50 KEY_SESSIONS=50
   FLOOR_RATE=20 FLOOR_WARM=1 FLOOR_MEASURE=3
@@ -646,7 +647,7 @@ profile() {
   esac
   next_block
   note_start "$peer" profile ""
-  say "$peer: profile at 50 % of the bridge's capacity ($cap records/s × $FAN_SESSIONS sessions)"
+  say "$peer: profile at 50 % of the bridge's fan-out capacity of $cap records/s × $FAN_SESSIONS sessions"
   fresh_broker
   topics "$peer-profile-$addr_block"
   start_peer "$peer" fanout profile true || { stop_peer; note_end 1; return 1; }
@@ -664,12 +665,18 @@ profile() {
   sleep $((WARM + 3))
   case "$peer" in
     bridge)
+      # (Whole reports to files first: `| head` would end them with SIGPIPE, a failure under
+      # pipefail.) The call-graph report's first 80 lines, and a flat one (self time by symbol).
       perf record -e cpu-clock -F 999 -g -p "$peer_pid" -o "$work/perf.data" -- sleep "$PROFILE_SECS" >/dev/null 2>"$dir/bridge-perf.stderr" || status=1
-      perf report -i "$work/perf.data" --stdio --no-children 2>/dev/null | head -n 80 >"$dir/bridge-perf.txt" || status=1
+      perf report -i "$work/perf.data" --stdio --no-children >"$work/perf.txt" 2>>"$dir/bridge-perf.stderr" || status=1
+      head -n 80 "$work/perf.txt" >"$dir/bridge-perf.txt"
+      perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.5 >"$work/perf-flat.txt" 2>>"$dir/bridge-perf.stderr" || status=1
+      head -n 80 "$work/perf-flat.txt" >"$dir/bridge-perf-flat.txt"
       ;;
     centrifugo)
       curl -sf "http://127.0.0.1:$internal_port/debug/pprof/profile?seconds=$PROFILE_SECS" -o "$dir/centrifugo-cpu.pprof" || status=1
-      go tool pprof -top "$centrifugo_bin" "$dir/centrifugo-cpu.pprof" 2>/dev/null | head -n 80 >"$dir/centrifugo-pprof-top.txt" || status=1
+      go tool pprof -top "$centrifugo_bin" "$dir/centrifugo-cpu.pprof" >"$work/pprof.txt" 2>"$dir/centrifugo-pprof.stderr" || status=1
+      head -n 80 "$work/pprof.txt" >"$dir/centrifugo-pprof-top.txt"
       ;;
   esac
   wait "$gen" || status=1
@@ -991,7 +998,7 @@ if [ "$mode" = smoke ]; then
   has compression && check "$results/compression.json" '.on.sent_bytes_per_delivery < .off.sent_bytes_per_delivery and .on.idle_negotiated != "none" and .off.idle_negotiated == "none"' "compression: negotiated when on, fewer bytes per delivery"
   has registry && check "$results/registry.json" '.avro.walker_ns > 0 and .protobuf.walker_ns > 0 and .avro.json_validate_ns > 0' "registry formats: the decode bench measured Avro, Protobuf and the json path"
   has multi && check "$results/multi/multi.json" ".sessions == $((MULTI_INSTANCES * MULTI_SESSIONS)) and .broadcast_delivered_ratio >= 0.999" "several instances: every session held and got the broadcast"
-  check "$results/meta.json" '.rounds == 1 and (.orders | length) == 1' "meta.json names the rounds and their order"
+  check "$results/meta.json" "(.orders | length) == $ROUNDS and (.orders | all(length == ${#round_peers[@]}))" "meta.json names the rounds and their order"
   [ -s "$results/latency.svg" ] || { echo "SMOKE FAIL: no latency.svg" >&2; failed=1; }
   grep -q 'Capacity' "$results/report.md" || { echo "SMOKE FAIL: report.md has no capacity table" >&2; failed=1; }
 fi
