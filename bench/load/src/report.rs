@@ -219,7 +219,7 @@ fn render(run: &mut Run) -> String {
         out,
         "# kafka-ws-bridge benchmark{} — {}\n",
         if run.smoke {
-            " (SMOKE: one round, tiny sizes, debug builds; the numbers mean nothing)"
+            " (SMOKE: tiny sizes, debug builds; the numbers mean nothing)"
         } else {
             ""
         },
