@@ -523,8 +523,8 @@ measure() {
   next_block
   note_start "$peer" "$kind" "$round"
   say "$peer: $kind${round:+ (round $round)} → ${file#"$results"/}"
-  case "$peer" in *-2core) repin_broker 0-1 ;; esac
   fresh_broker
+  case "$peer" in *-2core) repin_broker 0-1 ;; esac
   topics "$peer-$kind-$round-$addr_block"
   local tag
   tag="$(basename "${file%.json}")"
@@ -854,10 +854,12 @@ if has inbound; then
   note_start bridge inbound ""
   topics inbound
   if start_peer bridge fanout inbound; then
+    status=0
     run_load bridge "$results/bridge/inbound.json" inbound --url "$url" --pid "$peer_pid" \
       ${broker_pid_arg[@]+"${broker_pid_arg[@]}"} --channel commands --clients "$IN_CLIENTS" --window "$IN_WINDOW" \
-      --warm "$IN_WARM" --measure "$IN_MEASURE" --size "$RECORD_BYTES" --bind "$bind_from" || failed=1
-    note_end 0
+      --warm "$IN_WARM" --measure "$IN_MEASURE" --size "$RECORD_BYTES" --bind "$bind_from" || status=1
+    [ "$status" -eq 0 ] || failed=1
+    note_end "$status"
   else
     echo '{"error": "the bridge did not start"}' >"$results/bridge/inbound.json"
     failed=1
