@@ -564,14 +564,20 @@ measure() {
 }
 
 # bracket PEER SCENARIO ROUND: "--sessions N --low L --high H" for a capacity search; rounds after
-# the first start at 0.7x the peer's capacity in the round before (the high end stays a ceiling).
+# the first start at 0.7x the peer's capacity in the round before, a variant (2 cores, GOGC) at
+# 0.7x its one-core peer's last capacity (the high end stays a ceiling).
 bracket() {
-  local peer="$1" scenario="$2" round="$3" base low high prev sessions="$FAN_SESSIONS"
+  local peer="$1" scenario="$2" round="$3" base low high prev="" sessions="$FAN_SESSIONS" last
   [ "$scenario" = keyed ] && sessions="$KEY_SESSIONS"
   base="${peer%-2core}"
   base="${base%-gogc}"
   read -r low high <<<"${seed[${scenario}_$base]}"
-  prev="$(jq -r '.capacity_records_per_sec // 0' "$results/$peer/capacity-$scenario-r$((round - 1)).json" 2>/dev/null || echo 0)"
+  if [ -f "$results/$peer/capacity-$scenario-r$((round - 1)).json" ]; then
+    prev="$(capacity_of "$results/$peer/capacity-$scenario-r$((round - 1)).json")"
+  elif [ "$base" != "$peer" ]; then
+    last="$(find "$results/$base" -name "capacity-$scenario-r*.json" 2>/dev/null | sort -V | tail -n 1)"
+    [ -z "$last" ] || prev="$(capacity_of "$last")"
+  fi
   if [ -n "$prev" ] && above "$prev" 0; then
     low="$(awk -v c="$prev" 'BEGIN { printf "%.1f", c * 0.7 }')"
   fi
@@ -584,9 +590,9 @@ capacity_of() { jq -r '.capacity_records_per_sec // 0' "$1" 2>/dev/null || echo 
 peer_round() {
   local peer="$1" r="$2" keyed="${3:-keyed}" curve="${4:-curve}" dir="$results/$1" cap
   mkdir -p "$dir"
-  if [ "$peer" = raw ] && [ -f "$results/bridge/latest-fanout-capacity" ]; then
+  if [ "$peer" = raw ] && [ -f "$work/bridge-latest-fanout-capacity" ]; then
     local from
-    from="$(cat "$results/bridge/latest-fanout-capacity")"
+    from="$(cat "$work/bridge-latest-fanout-capacity")"
     # shellcheck disable=SC2016 # a jq program
     raw_fpw="$(frames_per_write "$from" '.capacity_records_per_sec as $c | .steps[] | select(.offered_records_per_sec == $c) | .peer_frames_per_write')"
     raw_fpw_from="the bridge's frames per write at its capacity (${from#"$results"/})"
@@ -595,7 +601,7 @@ peer_round() {
   # shellcheck disable=SC2046 # bracket prints options, one word each
   measure "$peer" capacity-fanout "$r" "$dir/capacity-fanout-r$r.json" $(bracket "$peer" fanout "$r") || failed=1
   cap="$(capacity_of "$dir/capacity-fanout-r$r.json")"
-  case "$peer" in bridge) echo "$dir/capacity-fanout-r$r.json" >"$dir/latest-fanout-capacity" ;; esac
+  case "$peer" in bridge) echo "$dir/capacity-fanout-r$r.json" >"$work/bridge-latest-fanout-capacity" ;; esac
   if [ "$curve" = curve ]; then
     if above "$cap" 0; then
       measure "$peer" curve-fanout "$r" "$dir/curve-r$r.json" --sessions "$FAN_SESSIONS" \
@@ -635,7 +641,7 @@ peer_round() {
 profile() {
   local peer="$1" dir="$results/profiles" cap from
   mkdir -p "$dir" "$results/$peer"
-  from="$(cat "$results/bridge/latest-fanout-capacity" 2>/dev/null || true)"
+  from="$(cat "$work/bridge-latest-fanout-capacity" 2>/dev/null || true)"
   cap="$(capacity_of "${from:-/nonexistent}")"
   if ! above "$cap" 0; then
     echo "no profile of $peer: the bridge's fan-out capacity was not measured in this run" >"$dir/$peer.txt"
