@@ -981,7 +981,7 @@ if [ "$mode" = smoke ]; then
     case "$p" in *-2core) ;; *) check "$results/$p/curve-r1.json" "$curve_fields and (.points | length == 4)" "$p: the latency curve, 4 points" ;; esac
     case "$p" in centrifugo-gogc) ;; *) check "$results/$p/capacity-keyed-r1.json" "$cap_fields" "$p: keyed capacity with its steps" ;; esac
   done
-  check "$results/bridge/capacity-fanout-r1.json" '.steps | all(has("peer_frames_per_write"))' "the bridge's steps carry frames per write"
+  has bridge && check "$results/bridge/capacity-fanout-r1.json" '.steps | all(has("peer_frames_per_write"))' "the bridge's steps carry frames per write"
   if has bridge && has raw; then
     check "$results/raw/matched-fanout-r1.json" "$curve_fields" "the raw writer at the bridge's rate and batching"
   fi
