@@ -148,6 +148,18 @@ fn capacity_step(v: &Value) -> Option<&Value> {
     })
 }
 
+/// " (the search's ceiling: not reached)" when a capacity is its search's high end, which only
+/// says the peer kept up with everything offered.
+fn ceiling(v: &Value) -> &'static str {
+    match (
+        f(v, "capacity_records_per_sec"),
+        v.get("search").and_then(|s| f(s, "high")),
+    ) {
+        (Some(c), Some(h)) if c >= h => " (the search's ceiling: not reached)",
+        _ => "",
+    }
+}
+
 /// The point of a curve result at FRACTION.
 fn point(v: &Value, fraction: f64) -> Option<&Value> {
     v.get("points")?
@@ -278,7 +290,7 @@ fn render(run: &mut Run) -> String {
         }
         let each: Vec<String> = caps
             .iter()
-            .map(|(n, c, _)| format!("r{n}: {}", thousands(*c)))
+            .map(|(n, c, v)| format!("r{n}: {}{}", thousands(*c), ceiling(v)))
             .collect();
         let cpu: Vec<String> = caps
             .iter()
@@ -383,27 +395,39 @@ fn render(run: &mut Run) -> String {
     round_ids.dedup();
     let of =
         |list: &[(u32, Value)], n: u32| list.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
+    // CPU per delivery at a point, and whether that point kept up (a point that did not is
+    // shown, marked, and left out of the ratios).
+    let cpu = |p: Option<&Value>| -> (Option<f64>, bool) {
+        let kept = p.is_some_and(|p| p.get("kept_up") != Some(&Value::Bool(false)));
+        (p.and_then(|p| f(p, "peer_cpu_us_per_delivery")), kept)
+    };
     for n in round_ids {
-        let b = of(&bridge_curves, n)
-            .and_then(|v| point(&v, 0.5).and_then(|p| f(p, "peer_cpu_us_per_delivery")));
-        let r = of(&matched, n)
-            .and_then(|v| point(&v, 0.5).and_then(|p| f(p, "peer_cpu_us_per_delivery")));
-        let kb = of(&bridge_keyed, n)
-            .and_then(|v| capacity_step(&v).and_then(|s| f(s, "peer_cpu_us_per_delivery")));
-        let kr = of(&matched_keyed, n)
-            .and_then(|v| point(&v, 1.0).and_then(|p| f(p, "peer_cpu_us_per_delivery")));
-        let (fr, kr_ratio) = (ratio(b, r), ratio(kb, kr));
+        let (bc, rc) = (of(&bridge_curves, n), of(&matched, n));
+        let (kbc, krc) = (of(&bridge_keyed, n), of(&matched_keyed, n));
+        let (b, b_ok) = cpu(bc.as_ref().and_then(|v| point(v, 0.5)));
+        let (r, r_ok) = cpu(rc.as_ref().and_then(|v| point(v, 0.5)));
+        let (kb, kb_ok) = cpu(kbc.as_ref().and_then(capacity_step));
+        let (kr, kr_ok) = cpu(krc.as_ref().and_then(|v| point(v, 1.0)));
+        let fr = ratio(b, r).filter(|_| b_ok && r_ok);
+        let kr_ratio = ratio(kb, kr).filter(|_| kb_ok && kr_ok);
         fan_ratios.extend(fr);
         keyed_ratios.extend(kr_ratio);
-        let c = |x: Option<f64>| x.map_or("—".into(), us);
+        let c = |x: Option<f64>, ok: bool| {
+            let v = x.map_or("—".into(), us);
+            if ok || x.is_none() {
+                v
+            } else {
+                format!("{v} (not kept up)")
+            }
+        };
         let _ = writeln!(
             out,
             "| {n} | {} | {} | {} | {} | {} | {} |",
-            c(b),
-            c(r),
+            c(b, b_ok),
+            c(r, r_ok),
             times(fr),
-            c(kb),
-            c(kr),
+            c(kb, kb_ok),
+            c(kr, kr_ok),
             times(kr_ratio)
         );
     }
@@ -429,7 +453,7 @@ fn render(run: &mut Run) -> String {
         }
         let each: Vec<String> = caps
             .iter()
-            .map(|(n, c, _)| format!("r{n}: {}", thousands(*c)))
+            .map(|(n, c, v)| format!("r{n}: {}{}", thousands(*c), ceiling(v)))
             .collect();
         let cpu: Vec<String> = caps
             .iter()
