@@ -278,35 +278,7 @@ fn render(run: &mut Run) -> String {
          deliveries/s; one core each unless named.\n",
         thousands(fan_sessions)
     );
-    let _ = writeln!(
-        out,
-        "| Peer | each round | median | min – max | spread | its CPU at capacity |\n|---|---|---|---|---|---|"
-    );
-    let mut fan = std::collections::HashMap::new();
-    for (peer, label) in PEERS {
-        let caps = run.capacities(peer, "fanout", "capacity_deliveries_per_sec");
-        if caps.is_empty() {
-            continue;
-        }
-        let each: Vec<String> = caps
-            .iter()
-            .map(|(n, c, v)| format!("r{n}: {}{}", thousands(*c), ceiling(v)))
-            .collect();
-        let cpu: Vec<String> = caps
-            .iter()
-            .filter_map(|(_, _, v)| capacity_step(v).and_then(|s| f(s, "peer_cpu_pct")))
-            .map(|p| format!("{p:.0} %"))
-            .collect();
-        let s = Spread::of(caps.iter().map(|(_, c, _)| *c).collect());
-        let [med, range, pct] = spread_cells(&s, thousands);
-        let _ = writeln!(
-            out,
-            "| {label} | {} | {med}/s | {range} | {pct} | {} |",
-            each.join(", "),
-            cpu.join(", ")
-        );
-        fan.insert(peer, s);
-    }
+    let fan = capacity_table(run, &mut out, "fanout", "capacity_deliveries_per_sec");
 
     // The curve.
     let _ = writeln!(
@@ -441,35 +413,7 @@ fn render(run: &mut Run) -> String {
         "\n## Keyed capacity: {} sessions, each on its own key (Centrifugo: its own channel)\n\nIn records/s (each record is one delivery).\n",
         thousands(keyed_sessions)
     );
-    let _ = writeln!(
-        out,
-        "| Peer | each round | median | min – max | spread | its CPU at capacity |\n|---|---|---|---|---|---|"
-    );
-    let mut keyed = std::collections::HashMap::new();
-    for (peer, label) in PEERS {
-        let caps = run.capacities(peer, "keyed", "capacity_records_per_sec");
-        if caps.is_empty() {
-            continue;
-        }
-        let each: Vec<String> = caps
-            .iter()
-            .map(|(n, c, v)| format!("r{n}: {}{}", thousands(*c), ceiling(v)))
-            .collect();
-        let cpu: Vec<String> = caps
-            .iter()
-            .filter_map(|(_, _, v)| capacity_step(v).and_then(|s| f(s, "peer_cpu_pct")))
-            .map(|p| format!("{p:.0} %"))
-            .collect();
-        let s = Spread::of(caps.iter().map(|(_, c, _)| *c).collect());
-        let [med, range, pct] = spread_cells(&s, thousands);
-        let _ = writeln!(
-            out,
-            "| {label} | {} | {med}/s | {range} | {pct} | {} |",
-            each.join(", "),
-            cpu.join(", ")
-        );
-        keyed.insert(peer, s);
-    }
+    let keyed = capacity_table(run, &mut out, "keyed", "capacity_records_per_sec");
 
     // Idle sessions.
     let mut idle_rows = String::new();
@@ -545,9 +489,7 @@ fn render(run: &mut Run) -> String {
     }
 
     // Targets.
-    let med = |m: &std::collections::HashMap<&str, Option<Spread>>, p: &str| {
-        m.get(p).and_then(|s| s.as_ref().map(|s| s.median))
-    };
+    let med = |m: &Medians, p: &str| m.get(p).and_then(|s| s.as_ref().map(|s| s.median));
     let fan_ratio_c = ratio(med(&fan, "bridge"), med(&fan, "centrifugo"));
     let bridge_spread = fan.get("bridge").and_then(|s| s.as_ref().map(Spread::pct));
     let keyed_ratio_c = ratio(med(&keyed, "bridge"), med(&keyed, "centrifugo"));
@@ -617,6 +559,50 @@ fn render(run: &mut Run) -> String {
         }
     }
     out
+}
+
+type Medians = std::collections::HashMap<&'static str, Option<Spread>>;
+
+/// The capacity table of SCENARIO (KEY: the figure), every peer that ran it: each round, the
+/// median, min–max and spread, the peer's CPU at its capacity, and the median as a share of
+/// the raw floor's. Returns each peer's figures.
+fn capacity_table(run: &mut Run, out: &mut String, scenario: &str, key: &str) -> Medians {
+    let mut rows = Vec::new();
+    let mut all = Medians::new();
+    for (peer, label) in PEERS {
+        let caps = run.capacities(peer, scenario, key);
+        if caps.is_empty() {
+            continue;
+        }
+        let each: Vec<String> = caps
+            .iter()
+            .map(|(n, c, v)| format!("r{n}: {}{}", thousands(*c), ceiling(v)))
+            .collect();
+        let cpu: Vec<String> = caps
+            .iter()
+            .filter_map(|(_, _, v)| capacity_step(v).and_then(|s| f(s, "peer_cpu_pct")))
+            .map(|p| format!("{p:.0} %"))
+            .collect();
+        rows.push((peer, label, each.join(", "), cpu.join(", ")));
+        all.insert(peer, Spread::of(caps.iter().map(|(_, c, _)| *c).collect()));
+    }
+    let median = |p: &str| all.get(p).and_then(|s| s.as_ref().map(|s| s.median));
+    let _ = writeln!(
+        out,
+        "| Peer | each round | median | min – max | spread | its CPU at capacity | ÷ raw floor |\n|---|---|---|---|---|---|---|"
+    );
+    for (peer, label, each, cpu) in rows {
+        let [med, range, pct] = spread_cells(&all[peer], thousands);
+        let share = match ratio(median(peer), median("raw")) {
+            Some(r) if peer != "raw" => format!("{:.0} %", r * 100.0),
+            _ => "—".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {label} | {each} | {med}/s | {range} | {pct} | {cpu} | {share} |"
+        );
+    }
+    all
 }
 
 /// Inbound, compression, registry formats, the floor, and the profiles.
