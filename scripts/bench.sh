@@ -23,7 +23,7 @@
 #   multi compression registry   several instances; permessage-deflate; Schema Registry formats
 #
 # Settings (environment): KWB_BENCH_ROUNDS (3), KWB_BENCH_MAX_LOAD (1.0: the 1-minute load above
-# which the run refuses to start), KWB_BENCH_WARM (5 s), KWB_BENCH_MEASURE (10 s: every capacity
+# which the run refuses to start), KWB_BENCH_WARM (5 s), KWB_BENCH_MEASURE (20 s: every capacity
 # step and curve point), KWB_BENCH_MAX_STEPS (8), KWB_LOAD (another kwb-load binary).
 #
 # Results: target/bench/<UTC stamp>-<mode>/ (layout in docs/performance.md, "Method"); a full run
@@ -122,7 +122,7 @@ if [ "$mode" = smoke ]; then
     [keyed_bridge]="50 200" [keyed_centrifugo]="50 200" [keyed_raw]="50 200")
 else
   ROUNDS="${KWB_BENCH_ROUNDS:-3}"
-  WARM="${KWB_BENCH_WARM:-5}" MEASURE="${KWB_BENCH_MEASURE:-10}" MAX_STEPS="${KWB_BENCH_MAX_STEPS:-8}" PRECISION=0.1
+  WARM="${KWB_BENCH_WARM:-5}" MEASURE="${KWB_BENCH_MEASURE:-20}" MAX_STEPS="${KWB_BENCH_MAX_STEPS:-8}" PRECISION=0.1
   FAN_SESSIONS=1000 KEY_SESSIONS=10000
   FLOOR_RATE=100 FLOOR_WARM=5 FLOOR_MEASURE=20
   IN_CLIENTS=100 IN_WINDOW=16 IN_WARM=3 IN_MEASURE=15
@@ -168,7 +168,7 @@ has compression && estimate=$((estimate + 150))
 has registry && estimate=$((estimate + 60))
 estimate=$((estimate + FLOOR_WARM + FLOOR_MEASURE + 30))
 say "benchmark ($mode): ${parts[*]}; $ROUNDS round(s); steps ${WARM} s warm-up + ${MEASURE} s window"
-say "estimate: about $(((estimate + 59) / 60)) minutes once built (full run, every part, the defaults: about 70 minutes on 2 cores)"
+say "estimate: about $(((estimate + 59) / 60)) minutes once built (full run, every part, the defaults: about 100 minutes on 2 cores)"
 
 # ---- pinning -------------------------------------------------------------------------------------
 
