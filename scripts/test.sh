@@ -89,6 +89,11 @@ if [ "$1" = --workspace ] && [ "$#" -eq 1 ]; then
     KWB_GROUP_PROTOCOL=consumer timeout --kill-after=30s "$limit" \
       cargo test --no-fail-fast --test outbound --test state || status=$?
   fi
+  # The consumer stage in lanes (kafka.consumer_threads: 4, tests/common/mod.rs reads
+  # KWB_CONSUMER_THREADS): delivery, state, and records held for their schema.
+  echo "==> outbound, state and registry tests again with the consumer stage in 4 lanes"
+  KWB_CONSUMER_THREADS=4 timeout --kill-after=30s "$limit" \
+    cargo test --no-fail-fast --test outbound --test state --test registry || status=$?
   # The JS client against the bridge binary cargo just built, then the demo page in headless
   # Chromium (installed with apt-get by setup.sh when missing).
   echo "==> JS client tests (node --test)"

@@ -34,11 +34,16 @@ pub struct KafkaConfig {
     pub producer_properties: BTreeMap<String, ScalarValue>,
     /// Threads routing consumed records (decode, key, transforms, fan-out to the sessions'
     /// queues), each taking a share of the partitions: a partition's records are always routed
-    /// by one thread, in order, and different partitions at once. `0` (the default): one per
-    /// core this process may run on, at most 8 — so a bridge pinned to one core routes on the
-    /// polling thread itself, as with `1`.
-    #[serde(default)]
+    /// by one thread, in order, and different partitions at once. `1` (the default): the
+    /// polling thread routes, with no hand-off. `0`: one per core this process may run on, at
+    /// most 8. More than one costs CPU per record (a copy and a hand-off); it pays where a
+    /// topic has several partitions and routing saturates a core (docs/operations.md).
+    #[serde(default = "one_thread")]
     pub consumer_threads: u16,
+}
+
+fn one_thread() -> u16 {
+    1
 }
 
 /// Most routing threads `consumer_threads: 0` starts.

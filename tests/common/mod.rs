@@ -450,9 +450,13 @@ pub fn config_text_at(bootstrap: &str, body: &str) -> String {
     let protocol = std::env::var("KWB_GROUP_PROTOCOL")
         .map(|p| format!(", group.protocol: {p}"))
         .unwrap_or_default();
+    // With KWB_CONSUMER_THREADS, the consumer stage runs in that many lanes.
+    let lanes = std::env::var("KWB_CONSUMER_THREADS")
+        .map(|n| format!("  consumer_threads: {n}\n"))
+        .unwrap_or_default();
     format!(
         "instance_id: test-{id}\n\
-         kafka:\n  bootstrap_servers: '{bootstrap}'\n  consumer_properties: {{statistics.interval.ms: 250{protocol}}}\n\
+         kafka:\n  bootstrap_servers: '{bootstrap}'\n{lanes}  consumer_properties: {{statistics.interval.ms: 250{protocol}}}\n\
          metrics: {{listen: '127.0.0.1:0'}}\n{body}",
         id = random_suffix(),
     )
