@@ -86,10 +86,3 @@ pub mod sessions;
 pub mod state;
 pub mod transform;
 pub mod ws;
-
-/// The process's allocator, wherever this library runs (the bridge, its tests, its benches):
-/// mimalloc. Records are allocated on the consumer stage and freed by the session writers on
-/// other threads; glibc's malloc spent about a third of the keyed consumer stage's instructions
-/// there (bench/callgrind-keyed.sh; docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
