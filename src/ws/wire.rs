@@ -328,6 +328,18 @@ mod tests {
         vectored: bool,
     }
 
+    impl Trickle {
+        fn new(per_write: usize, budget: usize, vectored: bool) -> Self {
+            Trickle {
+                taken: Vec::new(),
+                per_write,
+                budget,
+                writes: 0,
+                vectored,
+            }
+        }
+    }
+
     impl tokio::io::AsyncWrite for Trickle {
         fn poll_write(
             mut self: Pin<&mut Self>,
@@ -400,13 +412,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_of_small_frames_is_one_write_and_large_frames_go_alone() {
         let batch = batch(&[10, 200, 3, 70_000, 5, 6]);
-        let mut io = Trickle {
-            taken: Vec::new(),
-            per_write: usize::MAX,
-            budget: usize::MAX,
-            writes: 0,
-            vectored: false,
-        };
+        let mut io = Trickle::new(usize::MAX, usize::MAX, false);
         let mut written = 0;
         write_frames(&mut io, Batch::Frames(&batch), None, &mut written)
             .await
@@ -425,13 +431,7 @@ mod tests {
             .into_iter()
             .flat_map(|cut| [(cut, false), (cut, true)])
         {
-            let mut io = Trickle {
-                taken: Vec::new(),
-                per_write: 777,
-                budget: cut,
-                writes: 0,
-                vectored,
-            };
+            let mut io = Trickle::new(777, cut, vectored);
             let mut written = 0;
             let stalled = futures_util::FutureExt::now_or_never(write_frames(
                 &mut io,
@@ -452,13 +452,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_takes_vectored_writes_gets_the_batch_in_one() {
         let frames = batch(&[10, 200, 3, 70_000, 5, 6]);
-        let mut io = Trickle {
-            taken: Vec::new(),
-            per_write: usize::MAX,
-            budget: usize::MAX,
-            writes: 0,
-            vectored: true,
-        };
+        let mut io = Trickle::new(usize::MAX, usize::MAX, true);
         let mut written = 0;
         write_frames(&mut io, Batch::Frames(&frames), None, &mut written)
             .await
@@ -468,13 +462,7 @@ mod tests {
         assert_eq!(io.writes, 1);
         // More frames than one vectored write names: several writes, nothing lost or repeated.
         let many = batch(&[7; 150]);
-        let mut io = Trickle {
-            taken: Vec::new(),
-            per_write: usize::MAX,
-            budget: usize::MAX,
-            writes: 0,
-            vectored: true,
-        };
+        let mut io = Trickle::new(usize::MAX, usize::MAX, true);
         let mut written = 0;
         write_frames(&mut io, Batch::Frames(&many), None, &mut written)
             .await
