@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/lanes.sh: does the consumer stage scale per partition? For P = 1, 2, 4 partitions, the
 # bridge (release, unpinned) with kafka.consumer_threads = P routes keyed records — RATE records/s
-# (default 4,000) spread by key over the P partitions to 10,000 sessions each on its own key —
+# (default 40,000; at 4,000 each hand-over carries a record or two and the wake-ups dominate)
+# spread by key over the P partitions to 10,000 sessions each on its own key —
 # and the CPU of its routing threads is read from /proc over the measured window: the polling
 # thread (kafka-consumer) and the lanes (kafka-lane-N). With P = 1 there are no lanes (the
 # polling thread routes). Prints, per P: records in the window and CPU per record of the polling
@@ -10,11 +11,12 @@
 # means lanes add no contention; "both" at P > 1 against "polling" at P = 1 is the hand-off's cost.
 #
 #   KAFKA_BOOTSTRAP=127.0.0.1:9092 bench/lanes.sh
+#   PERF=1 …: also a perf profile of the routing threads per P (pN.perf.txt in the results)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/broker.sh
 : "${KAFKA_BOOTSTRAP:?start a broker first (scripts/lib/broker.sh start_broker) or set KAFKA_BOOTSTRAP}"
-rate="${RATE:-4000}" warm="${WARM:-5}" measure="${MEASURE:-20}" sessions="${SESSIONS:-10000}"
+rate="${RATE:-40000}" warm="${WARM:-5}" measure="${MEASURE:-20}" sessions="${SESSIONS:-10000}"
 target="${CARGO_TARGET_DIR:-target}/release"
 cargo build --quiet --release -p kafka-ws-bridge -p kwb-load
 out="${CARGO_TARGET_DIR:-target}/bench/lanes-$(date -u +%Y%m%dT%H%M%SZ)"
@@ -63,7 +65,14 @@ EOC
   sleep "$warm"
   poll0="$(cpu_of $pid '^kafka-consumer$')" lanes0="$(cpu_of $pid '^kafka-lane-')"
   records0="$(consumed)"
-  sleep "$((measure - 2))"
+  if [ -n "${PERF:-}" ] && command -v perf >/dev/null; then
+    # PERF=1: a profile of the routing threads over the window (cpu-clock, call graphs).
+    perf record -q -e cpu-clock -F 999 -g -p "$pid" -o "$out/p$partitions.perf.data" -- sleep "$((measure - 2))" 2>/dev/null
+    perf report -i "$out/p$partitions.perf.data" --no-children --comms kafka-consumer,kafka-lane-0,kafka-lane-1,kafka-lane-2,kafka-lane-3 \
+      --sort dso,sym --percent-limit 0.7 --stdio -g none 2>/dev/null >"$out/p$partitions.perf.txt" || true
+  else
+    sleep "$((measure - 2))"
+  fi
   poll1="$(cpu_of $pid '^kafka-consumer$')" lanes1="$(cpu_of $pid '^kafka-lane-')"
   records1="$(consumed)"
   wait $load || true
