@@ -3,8 +3,8 @@
 //! - **capacity** is the highest offered record rate at which a step *keeps up* (step.rs
 //!   [`verdict`](crate::step::verdict): ≥ 99.9 % of the window's deliveries arrive, the
 //!   generator stays within 100 ms of its schedule, the backlog at the window's end drains
-//!   within 2 s). Latency does not enter it. The search starts at `--low`, doubles while steps
-//!   pass (up to `--high`), then bisects between the last passing and the first failing rate
+//!   within 2 s). Latency does not enter it. The search starts at `--low`, halves while no
+//!   step has passed, doubles while steps pass (up to `--high`), then bisects between the last passing and the first failing rate
 //!   until they are within `--precision` of each other or `--max-steps` steps ran ([`Search`]).
 //! - **curve** measures latency at fixed fractions of a capacity measured before, one step per
 //!   fraction, lowest first.
@@ -38,7 +38,10 @@ impl Search {
         }
         let pass = Search::capacity(tried);
         if pass <= 0.0 {
-            return None;
+            // Nothing kept up yet (a round that starts at 0.7× the last round's capacity on a
+            // machine that got slower, or a noisy first step): halve the lowest rate tried.
+            let lowest = tried.iter().map(|t| t.0).fold(f64::INFINITY, f64::min);
+            return Some((lowest / 2.0).round());
         }
         let fail = tried
             .iter()
@@ -223,9 +226,16 @@ mod tests {
     }
 
     #[test]
-    fn failing_low_gives_zero() {
+    fn a_failing_first_step_halves_then_bisects() {
         let (rates, cap) = simulate(search(1000.0, 5000.0, 8), 500.0);
-        assert_eq!(rates, [1000.0]);
+        assert_eq!(rates, [1000.0, 500.0, 750.0, 625.0, 563.0, 532.0]);
+        assert_eq!(cap, 500.0);
+    }
+
+    #[test]
+    fn a_peer_that_keeps_up_with_nothing_gives_zero_after_max_steps() {
+        let (rates, cap) = simulate(search(1000.0, 5000.0, 4), 0.0);
+        assert_eq!(rates, [1000.0, 500.0, 250.0, 125.0]);
         assert_eq!(cap, 0.0);
     }
 

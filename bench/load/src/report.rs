@@ -578,7 +578,13 @@ fn capacity_table(run: &mut Run, out: &mut String, scenario: &str, key: &str) ->
         }
         let each: Vec<String> = caps
             .iter()
-            .map(|(n, c, v)| format!("r{n}: {}{}", thousands(*c), ceiling(v)))
+            .map(|(n, c, v)| {
+                if *c > 0.0 {
+                    format!("r{n}: {}{}", thousands(*c), ceiling(v))
+                } else {
+                    format!("r{n}: none (no step kept up; left out of the median)")
+                }
+            })
             .collect();
         let cpu: Vec<String> = caps
             .iter()
@@ -586,7 +592,13 @@ fn capacity_table(run: &mut Run, out: &mut String, scenario: &str, key: &str) ->
             .map(|p| format!("{p:.0} %"))
             .collect();
         rows.push((peer, label, each.join(", "), cpu.join(", ")));
-        all.insert(peer, Spread::of(caps.iter().map(|(_, c, _)| *c).collect()));
+        // A search in which no step kept up measured no capacity: it is not a capacity of 0.
+        let measured = caps
+            .iter()
+            .map(|(_, c, _)| *c)
+            .filter(|c| *c > 0.0)
+            .collect();
+        all.insert(peer, Spread::of(measured));
     }
     let median = |p: &str| all.get(p).and_then(|s| s.as_ref().map(|s| s.median));
     let _ = writeln!(
