@@ -4,8 +4,9 @@
 //!   [`verdict`](crate::step::verdict): ≥ 99.9 % of the window's deliveries arrive, the
 //!   generator stays within 100 ms of its schedule, the backlog at the window's end drains
 //!   within 2 s). Latency does not enter it. The search starts at `--low`, halves while no
-//!   step has passed, doubles while steps pass (up to `--high`), then bisects between the last passing and the first failing rate
-//!   until they are within `--precision` of each other or `--max-steps` steps ran ([`Search`]).
+//!   step has passed, doubles while steps pass (up to `--high`), then bisects between the last
+//!   passing and the first failing rate until they are within `--precision` of each other or
+//!   `--max-steps` steps ran ([`Search`]).
 //! - **curve** measures latency at fixed fractions of a capacity measured before, one step per
 //!   fraction, lowest first.
 //!
